@@ -1,0 +1,28 @@
+# Does the last layer of a network trained with cross-entropy converge to a linear SVM fitted on
+# its last hidden layer? prepare -> train -> features -> svm -> metrics -> aggregate -> figures,
+# over the dataset x arch x seed grid of config.yaml. Logic lives in the nnboundary package (src/).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/svm.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,41 @@
+"""``nnboundary <stage> [options]``: one subcommand per pipeline stage.
+
+Each stage lives in the module of the same name and exposes ``main(argv)``; modules are
+imported only when their stage runs, so ``nnboundary svm`` never pays for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+STAGES = {
+    "prepare": "make, split and standardise a dataset",
+    "train": "train a bottleneck network, save checkpoints",
+    "features": "dump the last hidden layer of every checkpoint to Parquet",
+    "svm": "fit the hard-margin SVM targets on each checkpoint's train features",
+    "metrics": "compare the network's last layer with the SVMs",
+    "aggregate": "collect every run's metrics into tables",
+    "figures": "draw the figures",
+    "benchmark": "print speed benchmarks (not tests)",
+}
+
+
+def usage() -> str:
+    lines = ["usage: nnboundary <stage> [options]   (nnboundary <stage> --help for its options)", ""]
+    lines += [f"  {name:<10} {text}" for name, text in STAGES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    stage, rest = argv[0], argv[1:]
+    if stage not in STAGES:
+        print(f"nnboundary: unknown stage {stage!r}; allowed: {', '.join(STAGES)}\n", file=sys.stderr)
+        print(usage(), file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"nnboundary.{stage}")
+    return int(module.main(rest) or 0)

@@ -1,0 +1,78 @@
+"""Stage ``features``: dump the last hidden layer of every checkpoint to Parquet.
+
+For each checkpoint epoch one file ``epoch{E:06d}.parquet`` in the output folder, one row per
+train and test sample, with the bottleneck output ``h_*``, the logits and the prediction; the
+run keys and the last layer's weights are in the file's metadata (format: :mod:`nnboundary.io`).
+Each file is written in one batch, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import io
+from .prepare import Dataset, load_dataset
+from .train import load_checkpoints, model_at, resolve_device
+
+
+@torch.no_grad()
+def forward_features(model: torch.nn.Module, X: np.ndarray, device: torch.device,
+                     batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Bottleneck output h and logits for every row of ``X`` (in chunks, on ``device``)."""
+    hs, logits = [], []
+    for lo in range(0, len(X), batch):
+        xb = torch.from_numpy(X[lo:lo + batch]).to(device)
+        h = model.features(xb)
+        hs.append(h.cpu().numpy())
+        logits.append(model.last(h).cpu().numpy())
+    d, k = model.last.in_features, model.last.out_features
+    if not hs:
+        return np.zeros((0, d), np.float32), np.zeros((0, k), np.float32)
+    return np.concatenate(hs), np.concatenate(logits)
+
+
+def dump_run(checkpoints: dict, data: Dataset, out_dir: str | Path,
+             device: torch.device, log=sys.stderr) -> list[Path]:
+    """Write one feature file per checkpoint epoch of ``checkpoints``; return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = checkpoints["keys"]
+    if keys["dataset"] != data.name:
+        raise io.InputFileError(
+            f"checkpoints are for dataset {keys['dataset']!r} but the data file holds {data.name!r}"
+        )
+    written = []
+    for epoch in checkpoints["epochs"]:
+        model = model_at(checkpoints, epoch).to(device)
+        parts = {}
+        for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
+            h, logits = forward_features(model, X, device)
+            parts[split] = (y, h, logits)
+        W = model.last.weight.detach().cpu().numpy()
+        b = model.last.bias.detach().cpu().numpy()
+        path = out_dir / io.feature_file_name(epoch)
+        file_keys = dict(keys, epoch=epoch, n_classes=W.shape[0], feature_dim=W.shape[1])
+        io.write_features(path, file_keys, W, b, parts)
+        written.append(path)
+        print(f"epoch {epoch}: wrote {path}", file=log)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnboundary features", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoints", required=True, help="checkpoint file of the train step")
+    parser.add_argument("--data", required=True, help="prepared dataset (.npz)")
+    parser.add_argument("--output-dir", required=True, help="folder for the epoch*.parquet files")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    checkpoints = load_checkpoints(args.checkpoints)
+    data = load_dataset(args.data)
+    dump_run(checkpoints, data, args.output_dir, resolve_device(args.device))
+    return 0

@@ -1,0 +1,621 @@
+"""The ``metrics`` stage: how close is the network's last layer to the hard-margin SVM?
+
+For every checkpoint (feature file) and every SVM fit of that epoch (``svm.json``), compare the
+network's last layer (W, b) with the SVM's (U, c), both acting on the bottleneck features h.
+
+Binary notation (multi-class: per class pair i < j, with class j playing +1):
+labels y ∈ {−1, +1} (+1 = the larger class label), network normal w = W₁ − W₀ and bias
+b = b₁ − b₀, SVM normal u = U₁ − U₀ and bias c = c₁ − c₀.
+
+Output: one row per (epoch, target, scheme, pair); columns (:data:`COLUMNS`)
+
+================== =================================================================================
+dataset, arch,     run keys (from the feature file)
+seed, epoch
+target, scheme     the SVM fit (``svc``/``homog``; ``binary``/``crammer_singer``/``ovr``)
+pair               ``"i-j"`` for the class pair (``"0-1"`` for binary); ``"mean"`` for the mean row
+                   of a multi-class fit (mean over pairs of every per-pair numeric metric)
+separable,         copied from the fit
+hard_margin
+angle_deg          angle between w and u, degrees                             (:func:`angle_deg`)
+margin_nn          min yᵢ(w·hᵢ + b)/‖w‖ over the pair's train points     (:func:`geometric_margin`)
+margin_svm         the same for (u, c)
+margin_ratio       margin_nn / margin_svm                                   (:func:`margin_ratio`)
+bias_offset        (b/‖w‖ − c/‖u‖)·‖u‖                                       (:func:`bias_offset`)
+midpoint_position  (−b/‖w‖ − m₋)/(m₊ − m₋)                             (:func:`midpoint_position`)
+agreement_test     share of the pair's test points where sign(w·h + b) (network: from the stored
+                   logits, logit_j − logit_i > 0) equals sign(u·h + c)          (:func:`agreement`)
+agreement_grid     the same on a grid over the bounding box of all train features
+                   (:func:`box_grid`; network from h_grid @ W.T + b)
+train_acc,         the full network's accuracy on train / test and mean cross-entropy on train,
+test_acc,          from the stored logits (the same on every row of an epoch)
+train_loss
+w_norm             ‖w‖ of the pair (mean row: mean over pairs)
+dead_units         bottleneck units exactly 0 on every train point             (:func:`dead_units`)
+sv_overlap         |S ∩ T|/|S|: S the fit's support vectors of the pair, T the |S| highest-loss
+                   train points of the pair                                     (:func:`sv_overlap`)
+matrix_angle_deg   angle between the centred W and U (the same on every row of a fit)
+                   (:func:`matrix_angle_deg`)
+degenerate         True when any value of the row used a convention below instead of its formula
+================== =================================================================================
+
+Degenerate cases never raise and never give NaN. Each metric function takes
+``return_flag=True`` to also return whether its convention was used. The conventions:
+
+- zero normal (‖w‖ or ‖u‖ ≤ :data:`ZERO_NORM`; e.g. a dead ReLU bottleneck): angle 90°
+  (cos taken as 0), margin 0, bias offset 0, midpoint position 0.5, matrix angle 90°;
+- margin_svm = 0: margin ratio 0;
+- a pair with only one class among its train points, or m₊ == m₋: midpoint position 0.5
+  (and the row is flagged);
+- no points (empty split or pair): agreement 1.0 (vacuous), accuracy 0, loss 0, margin 0;
+- no support vectors in the pair: sv_overlap 0;
+- any non-finite value that still comes out (e.g. a diverged network with infinite logits) is
+  replaced by 0 and the row flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import io
+
+#: A normal whose Euclidean norm is at most this is treated as zero (degenerate).
+ZERO_NORM = 1e-12
+#: Seed of the uniform draws that replace the regular grid when the features are not 2-D.
+GRID_SEED = 0
+#: Grid points handled at once (bounds memory for wide features).
+GRID_CHUNK = 16384
+
+COLUMNS = [
+    "dataset",
+    "arch",
+    "seed",
+    "epoch",
+    "target",
+    "scheme",
+    "pair",
+    "separable",
+    "hard_margin",
+    "angle_deg",
+    "margin_nn",
+    "margin_svm",
+    "margin_ratio",
+    "bias_offset",
+    "midpoint_position",
+    "agreement_test",
+    "agreement_grid",
+    "train_acc",
+    "test_acc",
+    "train_loss",
+    "w_norm",
+    "dead_units",
+    "sv_overlap",
+    "matrix_angle_deg",
+    "degenerate",
+]
+
+#: Per-pair numeric metrics that the ``mean`` row averages.
+PAIR_METRICS = [
+    "angle_deg",
+    "margin_nn",
+    "margin_svm",
+    "margin_ratio",
+    "bias_offset",
+    "midpoint_position",
+    "agreement_test",
+    "agreement_grid",
+    "w_norm",
+    "sv_overlap",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Metric functions (pure numpy)
+# --------------------------------------------------------------------------------------------
+
+
+def _vector(v: Any) -> np.ndarray:
+    return np.asarray(v, dtype=np.float64).ravel()
+
+
+def _is_zero(norm: float) -> bool:
+    return not (np.isfinite(norm) and norm > ZERO_NORM)
+
+
+def _out(value: float, flag: bool, return_flag: bool):
+    value = float(value) + 0.0  # + 0.0 turns −0.0 into 0.0
+    if not np.isfinite(value):
+        value, flag = 0.0, True
+    return (value, bool(flag)) if return_flag else value
+
+
+def angle_deg(w: Any, u: Any, *, return_flag: bool = False):
+    """Angle between the vectors ``w`` and ``u`` in degrees, in [0, 180].
+
+    θ = arccos(clip(w·u / (‖w‖‖u‖), −1, 1)), computed as θ = 2·atan2(‖ŵ − û‖, ‖ŵ + û‖) with
+    ŵ = w/‖w‖, û = u/‖u‖: the same angle, but accurate to machine precision near 0° and 180°
+    where arccos loses half the digits (convergence is measured down to tiny angles).
+
+    Degenerate: if ‖w‖ or ‖u‖ ≤ ZERO_NORM, cos is taken as 0, i.e. the angle is 90°.
+    """
+    w, u = _vector(w), _vector(u)
+    if w.shape != u.shape:
+        raise ValueError(f"angle_deg: w has {w.size} entries but u has {u.size}; they must match")
+    norm_w, norm_u = float(np.linalg.norm(w)), float(np.linalg.norm(u))
+    if _is_zero(norm_w) or _is_zero(norm_u):
+        return _out(90.0, True, return_flag)
+    w_hat, u_hat = w / norm_w, u / norm_u
+    theta = 2.0 * np.arctan2(np.linalg.norm(w_hat - u_hat), np.linalg.norm(w_hat + u_hat))
+    return _out(np.clip(np.degrees(theta), 0.0, 180.0), False, return_flag)
+
+
+def geometric_margin(w: Any, b: float, H: Any, y: Any, *, return_flag: bool = False):
+    """Geometric margin γ = minᵢ yᵢ(w·hᵢ + b)/‖w‖ of the boundary w·h + b = 0.
+
+    ``H`` is (n, d), ``y`` holds ±1. γ < 0 when some point is on the wrong side.
+    Degenerate: ‖w‖ ≤ ZERO_NORM or no points ⇒ γ = 0.
+    """
+    w = _vector(w)
+    H = np.asarray(H, dtype=np.float64).reshape(-1, w.size)
+    y = _vector(y)
+    norm_w = float(np.linalg.norm(w))
+    if _is_zero(norm_w) or H.shape[0] == 0:
+        return _out(0.0, True, return_flag)
+    return _out(np.min(y * (H @ w + float(b))) / norm_w, False, return_flag)
+
+
+def margin_ratio(margin_nn: float, margin_svm: float, *, return_flag: bool = False):
+    """γ_NN / γ_SVM (1 when the network's boundary has the SVM's margin).
+
+    Degenerate: γ_SVM = 0 (or not finite) ⇒ ratio 0.
+    """
+    margin_nn, margin_svm = float(margin_nn), float(margin_svm)
+    if not np.isfinite(margin_svm) or margin_svm == 0.0:
+        return _out(0.0, True, return_flag)
+    return _out(margin_nn / margin_svm, False, return_flag)
+
+
+def bias_offset(w: Any, b: float, u: Any, c: float, *, return_flag: bool = False):
+    """(b/‖w‖ − c/‖u‖)·‖u‖: shift of the network's boundary from the SVM's, in SVM margins 1/‖u‖.
+
+    The boundary w·h + b = 0 lies at signed distance −b/‖w‖ from the origin along w/‖w‖, so
+    moving it towards class +1 by half the SVM margin (with w ∥ u) gives −0.5.
+    Degenerate: ‖w‖ or ‖u‖ ≤ ZERO_NORM ⇒ 0.
+    """
+    w, u = _vector(w), _vector(u)
+    norm_w, norm_u = float(np.linalg.norm(w)), float(np.linalg.norm(u))
+    if _is_zero(norm_w) or _is_zero(norm_u):
+        return _out(0.0, True, return_flag)
+    return _out((float(b) / norm_w - float(c) / norm_u) * norm_u, False, return_flag)
+
+
+def midpoint_position(w: Any, b: float, H: Any, y: Any, *, return_flag: bool = False):
+    """Where the boundary sits between the classes along w: 0 at class −1, 1 at class +1.
+
+    Project the points on w/‖w‖: m₋ = largest projection of class −1, m₊ = smallest of class
+    +1; the boundary is at −b/‖w‖; position = (−b/‖w‖ − m₋)/(m₊ − m₋) (0.5 = midway; outside
+    [0, 1] when the boundary leaves the gap; the sign flips if the classes overlap, m₊ < m₋).
+    Degenerate: ‖w‖ ≤ ZERO_NORM, a class without points, or m₊ == m₋ ⇒ 0.5.
+    """
+    w = _vector(w)
+    H = np.asarray(H, dtype=np.float64).reshape(-1, w.size)
+    y = _vector(y)
+    norm_w = float(np.linalg.norm(w))
+    positive, negative = y > 0, y <= 0
+    if _is_zero(norm_w) or not positive.any() or not negative.any():
+        return _out(0.5, True, return_flag)
+    projection = H @ (w / norm_w)
+    m_minus, m_plus = np.max(projection[negative]), np.min(projection[positive])
+    gap = m_plus - m_minus
+    if gap == 0.0 or not np.isfinite(gap):
+        return _out(0.5, True, return_flag)
+    return _out((-float(b) / norm_w - m_minus) / gap, False, return_flag)
+
+
+def agreement(pred_a: Any, pred_b: Any, *, return_flag: bool = False):
+    """Share of positions where the two prediction arrays are equal.
+
+    Degenerate: no predictions ⇒ 1.0 (vacuous agreement).
+    """
+    pred_a, pred_b = np.asarray(pred_a).ravel(), np.asarray(pred_b).ravel()
+    if pred_a.shape != pred_b.shape:
+        raise ValueError(f"agreement: {pred_a.size} predictions against {pred_b.size}")
+    if pred_a.size == 0:
+        return _out(1.0, True, return_flag)
+    return _out(np.mean(pred_a == pred_b), False, return_flag)
+
+
+def dead_units(H: Any) -> int:
+    """Number of feature columns (bottleneck units) that are exactly 0 on every row of ``H``.
+
+    With no rows every unit counts as dead (vacuously 0 everywhere).
+    """
+    H = np.asarray(H)
+    if H.ndim != 2:
+        raise ValueError(f"dead_units: H must be (n, d), got shape {H.shape}")
+    return int(np.sum(np.all(H == 0, axis=0)))
+
+
+def cross_entropy_per_sample(logits: Any, labels: Any) -> np.ndarray:
+    """ℓᵢ = log Σₖ exp(zᵢₖ) − z_{i,yᵢ}, with the max subtracted before exponentiating."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    if logits.ndim != 2 or logits.shape[0] != labels.size:
+        raise ValueError(
+            f"cross_entropy: logits of shape {logits.shape} do not match {labels.size} labels"
+        )
+    if labels.size == 0:
+        return np.zeros(0)
+    top = logits.max(axis=1, keepdims=True)
+    log_sum = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    return log_sum - logits[np.arange(labels.size), labels]
+
+
+def cross_entropy(logits: Any, labels: Any, *, return_flag: bool = False):
+    """Mean cross-entropy (1/n) Σᵢ [log Σₖ exp(zᵢₖ) − z_{i,yᵢ}] (natural log, stable log-softmax).
+
+    Degenerate: no rows ⇒ 0.
+    """
+    losses = cross_entropy_per_sample(logits, labels)
+    if losses.size == 0:
+        return _out(0.0, True, return_flag)
+    return _out(np.mean(losses), False, return_flag)
+
+
+def accuracy(pred: Any, labels: Any, *, return_flag: bool = False):
+    """Share of rows with pred == label; ``pred`` may be a (n, K) logit array (argmax taken).
+
+    Degenerate: no rows ⇒ 0.
+    """
+    pred = np.asarray(pred)
+    if pred.ndim == 2:
+        pred = pred.argmax(axis=1)
+    labels = np.asarray(labels).ravel()
+    if pred.size != labels.size:
+        raise ValueError(f"accuracy: {pred.size} predictions against {labels.size} labels")
+    if labels.size == 0:
+        return _out(0.0, True, return_flag)
+    return _out(np.mean(pred.ravel() == labels), False, return_flag)
+
+
+def sv_overlap(support: Any, loss: Any, index: Any, *, return_flag: bool = False):
+    """Overlap of the SVM's support vectors with the highest-loss points (the original check).
+
+    ``index`` are the train-row indices of the pair's points and ``loss`` their network loss;
+    S = support ∩ index (the pair's support vectors), k = |S|, T = the k points with the
+    highest loss (ties broken by position, stable); overlap = |S ∩ T| / k.
+    Degenerate: k = 0 ⇒ 0.
+    """
+    index = np.asarray(index, dtype=np.int64).ravel()
+    loss = _vector(loss)
+    if loss.size != index.size:
+        raise ValueError(f"sv_overlap: {loss.size} losses against {index.size} indices")
+    chosen = np.intersect1d(np.asarray(support, dtype=np.int64).ravel(), index)
+    k = chosen.size
+    if k == 0:
+        return _out(0.0, True, return_flag)
+    order = np.argsort(-loss, kind="stable")
+    top = index[order[:k]]
+    return _out(np.intersect1d(chosen, top).size / k, False, return_flag)
+
+
+def centre_rows(W: Any) -> np.ndarray:
+    """W − (1/K) Σₖ Wₖ: subtract the mean row (the last layer is defined only up to that)."""
+    W = np.asarray(W, dtype=np.float64)
+    return W - W.mean(axis=0, keepdims=True)
+
+
+def matrix_angle_deg(W: Any, U: Any, *, return_flag: bool = False):
+    """Angle between the centred matrices Wc = W − mean row, Uc = U − mean row, in degrees.
+
+    cos = ⟨Wc, Uc⟩_F / (‖Wc‖_F ‖Uc‖_F) (matrices as vectors), computed as in :func:`angle_deg`.
+    Invariant to adding one vector to every row; for K = 2 it equals the angle between
+    W₁ − W₀ and U₁ − U₀. Degenerate: a zero centred matrix ⇒ 90°.
+    """
+    W, U = np.asarray(W, dtype=np.float64), np.asarray(U, dtype=np.float64)
+    if W.shape != U.shape:
+        raise ValueError(f"matrix_angle_deg: W is {W.shape} but U is {U.shape}")
+    return angle_deg(centre_rows(W), centre_rows(U), return_flag=return_flag)
+
+
+def _grid_chunks(
+    low: np.ndarray, high: np.ndarray, grid_points: int, seed: int = GRID_SEED
+) -> Iterator[np.ndarray]:
+    low, high = _vector(low), _vector(high)
+    d = low.size
+    if d == 2:
+        axis_0 = np.linspace(low[0], high[0], grid_points)
+        axis_1 = np.linspace(low[1], high[1], grid_points)
+        grid = np.stack(np.meshgrid(axis_0, axis_1, indexing="ij"), axis=-1).reshape(-1, 2)
+        for start in range(0, grid.shape[0], GRID_CHUNK):
+            yield grid[start : start + GRID_CHUNK]
+        return
+    rng = np.random.default_rng(seed)
+    total = grid_points * grid_points
+    for start in range(0, total, GRID_CHUNK):
+        rows = min(GRID_CHUNK, total - start)
+        yield low + (high - low) * rng.random((rows, d))
+
+
+def box_grid(low: Any, high: Any, grid_points: int, seed: int = GRID_SEED) -> np.ndarray:
+    """Points filling the box [low, high] (per-coordinate bounds).
+
+    d = 2: the regular grid of ``grid_points`` per axis (np.linspace, both ends included),
+    grid_points² points. d ≠ 2: grid_points² points drawn uniformly in the box with
+    ``np.random.default_rng(seed)`` (seed GRID_SEED = 0), in chunks of GRID_CHUNK rows.
+    A zero-width axis (e.g. a dead unit) puts every point on its single value.
+    """
+    return np.concatenate(list(_grid_chunks(low, high, grid_points, seed)), axis=0)
+
+
+def pair_grid_agreement(
+    W: Any,
+    b: Any,
+    U: Any,
+    c: Any,
+    pairs: Sequence[tuple[int, int]],
+    low: Any,
+    high: Any,
+    grid_points: int,
+) -> np.ndarray:
+    """For each pair (i, j): share of grid points where [(W_j − W_i)·h + b_j − b_i > 0] equals
+    [(U_j − U_i)·h + c_j − c_i > 0], over :func:`box_grid` (low, high, grid_points)."""
+    W, U = np.asarray(W, dtype=np.float64), np.asarray(U, dtype=np.float64)
+    b, c = _vector(b), _vector(c)
+    first = np.array([i for i, _ in pairs], dtype=np.int64)
+    second = np.array([j for _, j in pairs], dtype=np.int64)
+    agree = np.zeros(len(pairs), dtype=np.int64)
+    total = 0
+    for grid in _grid_chunks(low, high, grid_points):
+        net = grid @ W.T + b
+        svm = grid @ U.T + c
+        net_side = (net[:, second] - net[:, first]) > 0
+        svm_side = (svm[:, second] - svm[:, first]) > 0
+        agree += np.sum(net_side == svm_side, axis=0)
+        total += grid.shape[0]
+    if total == 0:
+        return np.ones(len(pairs))
+    return agree / total
+
+
+# --------------------------------------------------------------------------------------------
+# The per-run table
+# --------------------------------------------------------------------------------------------
+
+
+def _svm_error(svm_json: Path, what: str) -> io.InputFileError:
+    return io.InputFileError(
+        f"SVM file {svm_json}: {what}; rerun the svm step for this run "
+        f"(snakemake --forcerun svm {svm_json})"
+    )
+
+
+def _fit_layer(fit: dict, K: int, d: int, svm_json: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The fit's (U, c); a fit without weights (a failed solve) gives zeros: flagged rows."""
+    U_raw, c_raw = fit.get("W"), fit.get("b")
+    if U_raw is None or len(U_raw) == 0:
+        return np.zeros((K, d)), np.zeros(K)
+    U = np.asarray(U_raw, dtype=np.float64)
+    c = np.zeros(K) if c_raw is None else np.asarray(c_raw, dtype=np.float64).ravel()
+    if U.shape != (K, d) or c.shape != (K,):
+        raise _svm_error(
+            svm_json,
+            f"fit (epoch {fit.get('epoch')}, target {fit.get('target')}, scheme "
+            f"{fit.get('scheme')}) has W of shape {U.shape} and b of shape {c.shape}, but the "
+            f"feature file's last layer is {K}×{d}",
+        )
+    return U, c
+
+
+def _check_keys(features: io.FeatureSet, svm_keys: dict, path: Path, svm_json: Path) -> None:
+    for name in ("dataset", "arch", "seed"):
+        if name in svm_keys and name in features.keys:
+            if str(svm_keys[name]) != str(features.keys[name]):
+                raise _svm_error(
+                    svm_json,
+                    f"key {name}={svm_keys[name]!r} differs from feature file {path} "
+                    f"({name}={features.keys[name]!r}); the SVM was fitted on another run",
+                )
+
+
+def _epoch_rows(
+    features: io.FeatureSet, fits: list[dict], svm_json: Path, grid_points: int
+) -> list[dict[str, Any]]:
+    K, d = features.W.shape
+    split = features.split
+    train, test = split == "train", split == "test"
+    labels = features.label
+    if labels.size and (labels.min() < 0 or labels.max() >= K):
+        raise io.InputFileError(
+            f"feature file labels run from {labels.min()} to {labels.max()} but the last layer has "
+            f"{K} outputs; labels must be 0..{K - 1}"
+        )
+    H_train, y_train = features.h[train], labels[train]
+    H_test, y_test = features.h[test], labels[test]
+    logits_train, logits_test = features.logits[train], features.logits[test]
+    index_train = features.index[train]
+    loss_train = cross_entropy_per_sample(logits_train, y_train)
+
+    train_acc, flag_train_acc = accuracy(logits_train, y_train, return_flag=True)
+    test_acc, flag_test_acc = accuracy(logits_test, y_test, return_flag=True)
+    train_loss, flag_loss = cross_entropy(logits_train, y_train, return_flag=True)
+    network_flag = flag_train_acc or flag_test_acc or flag_loss
+    n_dead = dead_units(H_train)
+
+    if H_train.shape[0]:
+        low, high = H_train.min(axis=0), H_train.max(axis=0)
+    else:
+        low = high = np.zeros(d)
+    pairs = list(itertools.combinations(range(K), 2))
+
+    common = {
+        "dataset": str(features.keys.get("dataset", "")),
+        "arch": str(features.keys.get("arch", "")),
+        "seed": int(features.keys.get("seed", -1)),
+        "epoch": features.epoch,
+        "train_acc": train_acc,
+        "test_acc": test_acc,
+        "train_loss": train_loss,
+        "dead_units": n_dead,
+    }
+    rows: list[dict[str, Any]] = []
+    for fit in fits:
+        U, c = _fit_layer(fit, K, d, svm_json)
+        support = np.asarray(fit.get("support") or [], dtype=np.int64)
+        matrix_angle, flag_matrix = matrix_angle_deg(features.W, U, return_flag=True)
+        grid_agree = pair_grid_agreement(
+            features.W, features.b, U, c, pairs, low, high, grid_points
+        )
+        fit_common = {
+            **common,
+            "target": str(fit.get("target")),
+            "scheme": str(fit.get("scheme")),
+            "separable": bool(fit.get("separable", False)),
+            "hard_margin": bool(fit.get("hard_margin", False)),
+            "matrix_angle_deg": matrix_angle,
+        }
+        pair_rows = []
+        for (i, j), grid_value in zip(pairs, grid_agree):
+            w, b = features.W[j] - features.W[i], features.b[j] - features.b[i]
+            u, cc = U[j] - U[i], c[j] - c[i]
+            in_train = (y_train == i) | (y_train == j)
+            H_pair, y_pair = H_train[in_train], np.where(y_train[in_train] == j, 1.0, -1.0)
+            one_class = not ((y_pair > 0).any() and (y_pair < 0).any())
+
+            angle, f_angle = angle_deg(w, u, return_flag=True)
+            margin_nn, f_mnn = geometric_margin(w, b, H_pair, y_pair, return_flag=True)
+            margin_svm, f_msvm = geometric_margin(u, cc, H_pair, y_pair, return_flag=True)
+            ratio, f_ratio = margin_ratio(margin_nn, margin_svm, return_flag=True)
+            offset, f_offset = bias_offset(w, b, u, cc, return_flag=True)
+            position, f_position = midpoint_position(w, b, H_pair, y_pair, return_flag=True)
+
+            in_test = (y_test == i) | (y_test == j)
+            net_side = (logits_test[in_test, j] - logits_test[in_test, i]) > 0
+            svm_side = (H_test[in_test] @ u + cc) > 0
+            agree_test, f_agree = agreement(net_side, svm_side, return_flag=True)
+
+            overlap, f_overlap = sv_overlap(
+                support, loss_train[in_train], index_train[in_train], return_flag=True
+            )
+            flags = (f_angle, f_mnn, f_msvm, f_ratio, f_offset, f_position, f_agree, f_overlap)
+            pair_rows.append(
+                {
+                    **fit_common,
+                    "pair": f"{i}-{j}",
+                    "angle_deg": angle,
+                    "margin_nn": margin_nn,
+                    "margin_svm": margin_svm,
+                    "margin_ratio": ratio,
+                    "bias_offset": offset,
+                    "midpoint_position": position,
+                    "agreement_test": agree_test,
+                    "agreement_grid": float(grid_value),
+                    "w_norm": float(np.linalg.norm(w)),
+                    "sv_overlap": overlap,
+                    "degenerate": bool(any(flags) or one_class or flag_matrix or network_flag),
+                }
+            )
+        rows.extend(pair_rows)
+        if K > 2:
+            mean_row = {**fit_common, "pair": "mean"}
+            for name in PAIR_METRICS:
+                mean_row[name] = float(np.mean([row[name] for row in pair_rows]))
+            mean_row["degenerate"] = any(row["degenerate"] for row in pair_rows)
+            rows.append(mean_row)
+    return rows
+
+
+def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path, grid_points: int = 200):
+    """The metrics table of one run (see the module docstring for the columns).
+
+    Every feature file's epoch must have at least one fit in ``svm_json`` (fits are matched by
+    epoch); fits of epochs without a feature file are ignored.
+    """
+    import pandas as pd
+
+    svm_json = Path(svm_json)
+    if int(grid_points) < 1:
+        raise ValueError(f"grid_points must be a positive integer, got {grid_points}")
+    content = io.read_json(svm_json)
+    if not isinstance(content, dict) or not isinstance(content.get("fits"), list):
+        raise _svm_error(svm_json, "no 'fits' list: not an svm.json")
+    by_epoch: dict[int, list[dict]] = {}
+    for fit in content["fits"]:
+        by_epoch.setdefault(int(fit["epoch"]), []).append(fit)
+    svm_keys = content.get("keys") or {}
+
+    rows: list[dict[str, Any]] = []
+    for path in feature_files:
+        path = Path(path)
+        features = io.read_features(path)
+        _check_keys(features, svm_keys, path, svm_json)
+        fits = by_epoch.get(features.epoch)
+        if not fits:
+            raise _svm_error(
+                svm_json,
+                f"no fit for epoch {features.epoch} of feature file {path} (fitted epochs: "
+                f"{sorted(by_epoch)})",
+            )
+        rows.extend(_epoch_rows(features, fits, svm_json, int(grid_points)))
+
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    numeric = [c for c in COLUMNS if c not in ("dataset", "arch", "target", "scheme", "pair")]
+    numeric = [c for c in numeric if c not in ("separable", "hard_margin", "degenerate")]
+    frame = frame.astype({"seed": "int64", "epoch": "int64", "dead_units": "int64"})
+    floats = [c for c in numeric if c not in ("seed", "epoch", "dead_units")]
+    frame[floats] = frame[floats].astype("float64")
+    frame = frame.astype({"separable": bool, "hard_margin": bool, "degenerate": bool})
+    # Safety net: a non-finite value (e.g. logits of a diverged network) becomes 0, flagged.
+    bad = ~np.isfinite(frame[floats].to_numpy())
+    if bad.any():
+        frame.loc[bad.any(axis=1), "degenerate"] = True
+        frame[floats] = frame[floats].where(~bad, 0.0)
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``nnboundary metrics --features DIR --svm svm.json --output metrics.parquet``."""
+    parser = argparse.ArgumentParser(
+        prog="nnboundary metrics",
+        description="Compare each checkpoint's last layer with the SVM fits of its epoch.",
+    )
+    parser.add_argument("--features", required=True, type=Path, help="run folder of feature files")
+    parser.add_argument("--svm", required=True, type=Path, help="svm.json of the same run")
+    parser.add_argument("--output", required=True, type=Path, help="metrics Parquet file to write")
+    parser.add_argument(
+        "--settings", default="", help='JSON object, e.g. {"grid_points": 200} (the default)'
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = json.loads(args.settings) if args.settings else {}
+    except ValueError as err:
+        parser.error(f"--settings is not valid JSON ({err}): {args.settings!r}")
+    if not isinstance(settings, dict):
+        parser.error(f"--settings must be a JSON object, got {args.settings!r}")
+    grid_points = settings.get("grid_points", 200)
+    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 1:
+        parser.error(f"settings key grid_points must be a positive integer, got {grid_points!r}")
+
+    frame = run_metrics(io.list_feature_files(args.features), args.svm, grid_points)
+    metadata = {"stage": "metrics", "settings": json.dumps({"grid_points": grid_points})}
+    for name in ("dataset", "arch", "seed"):
+        if len(frame):
+            metadata[name] = str(frame[name].iloc[0])
+    io.write_table(args.output, frame, metadata)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

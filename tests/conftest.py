@@ -1,0 +1,38 @@
+"""Shared test helpers: the repo root, a tiny config, and a runner for the real Snakefile."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+
+if str(REPO / "src") not in sys.path:
+    sys.path.insert(0, str(REPO / "src"))
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repo's Snakefile in ``workdir`` (which holds its own config.yaml)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+@pytest.fixture
+def tiny_workdir(tmp_path: Path) -> Path:
+    """A working directory holding the tiny config as ``config.yaml``."""
+    shutil.copy(TINY_CONFIG, tmp_path / "config.yaml")
+    return tmp_path

@@ -1,0 +1,88 @@
+"""Config validation: bad values stop with a message naming them and what is allowed."""
+
+import copy
+
+import pytest
+import yaml
+
+from nnboundary import config as nbconfig
+from conftest import REPO, TINY_CONFIG
+
+
+@pytest.fixture
+def base():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid(base):
+    config = nbconfig.validate_config(base)
+    runs = nbconfig.runs(config)
+    # 4 simulated sets x mlp + digits01/digits012 x (mlp, cnn) + mnist5k01 x cnn, 3 seeds each
+    assert len(runs) == (4 + 4 + 1) * 3
+    assert {r.arch for r in runs if r.dataset == "blobs"} == {"mlp"}
+
+
+def test_tiny_config_is_valid():
+    config = nbconfig.load_config(TINY_CONFIG)
+    assert [r.path for r in nbconfig.runs(config)] == ["blobs/mlp/seed0", "digits012/cnn/seed0"]
+
+
+BAD = [
+    ("grid/datasets", ["blobz"], "'blobz' is not one of"),
+    ("grid/archs", ["resnet50"], "'resnet50' is not one of"),
+    ("train/optimiser", "sgd", "'optimiser' was unexpected); allowed keys here:"),
+    ("train/lr", "fast", "'fast' is not of type 'number'"),
+    ("train/epochs", 0, "0 is less than the minimum of 1"),
+    ("train/optimizer", "lbfgs", "'lbfgs' is not one of ['sgd', 'momentum', 'adam']"),
+    ("svm/C", -1, "less than or equal to the minimum of 0"),
+    ("archs/mlp/bottleneck", 0, "0 is less than the minimum of 1"),
+    ("grid/seeds", [1, 1], "non-unique elements"),
+    ("datasets/blobs/archs", ["cnn"], "'cnn' needs image inputs"),
+    ("datasets/blobs/noise", 0.1, "'noise' does not apply to blobs"),
+    ("train/checkpoints", [5000], "lie beyond the last epoch"),
+]
+
+
+@pytest.mark.parametrize("key,value,message", BAD, ids=[b[0] + "=" + str(b[1]) for b in BAD])
+def test_bad_config_is_refused_with_a_clear_message(base, key, value, message):
+    config = copy.deepcopy(base)
+    node = config
+    *parents, leaf = key.split("/")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    with pytest.raises(nbconfig.ConfigError) as err:
+        nbconfig.validate_config(config)
+    assert message in str(err.value)
+    assert key.split("/")[-1] in str(err.value) or str(value) in str(err.value)
+
+
+def test_dataset_that_fits_no_grid_arch_is_refused(base):
+    config = copy.deepcopy(base)
+    config["grid"]["archs"] = ["cnn"]
+    with pytest.raises(nbconfig.ConfigError, match="dataset 'blobs' fits none of grid/archs"):
+        nbconfig.validate_config(config)
+
+
+def test_settings_are_layered(base):
+    config = copy.deepcopy(base)
+    config["archs"]["cnn"]["train"] = {"lr": 0.5, "epochs": 7}
+    config["datasets"]["digits01"]["train"] = {"epochs": 9}
+    config = nbconfig.validate_config(config)
+    settings = nbconfig.train_settings(config, "digits01", "cnn")
+    assert settings["lr"] == 0.5 and settings["epochs"] == 9  # dataset beats arch beats train
+    assert nbconfig.train_settings(config, "digits01", "mlp")["lr"] == base["train"]["lr"]
+    assert settings["checkpoints"][-1] == 9
+
+
+def test_checkpoints_are_log_spaced_and_end_at_last_epoch():
+    epochs = nbconfig.checkpoint_epochs(1000, [], 4)
+    assert epochs == [1, 10, 100, 1000]
+    assert nbconfig.checkpoint_epochs(300, [5, 50], 10) == [5, 50, 300]
+
+
+def test_defaults_are_filled(base):
+    config = copy.deepcopy(base)
+    del config["svm"]
+    config = nbconfig.validate_config(config)
+    assert config["svm"] == {"C": 1.0, "tol": 0.001, "multiclass": ["crammer_singer", "ovr"]}

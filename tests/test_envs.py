@@ -1,0 +1,39 @@
+"""The per-rule conda environments pin the same versions as pyproject.toml."""
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import REPO
+
+
+def pins_of(requirements):
+    pins = {}
+    for line in requirements:
+        name, _, version = line.partition("==")
+        assert version, f"not an exact pin: {line!r}"
+        pins[re.sub(r"[-_.]+", "-", name.strip().lower())] = version.strip()
+    return pins
+
+
+def test_env_pins_match_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pyproject = pins_of(project["dependencies"])
+    assert pyproject["torch"] == "2.14.1" and pyproject["torchvision"] == "0.29.1"
+    envs = sorted((REPO / "envs").glob("*.yaml"))
+    assert envs
+    for env in envs:
+        spec = yaml.safe_load(env.read_text())
+        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict) and "pip" in d)
+        for name, version in pins_of(pip).items():
+            assert pyproject.get(name) == version, f"{env.name}: {name}=={version} vs pyproject"
+
+
+def test_every_rule_names_an_existing_env_and_a_log():
+    for rule_file in (REPO / "workflow" / "rules").glob("*.smk"):
+        text = rule_file.read_text()
+        for env in re.findall(r'conda:\s*\n\s*"([^"]+)"', text):
+            assert (rule_file.parent / env).resolve().exists(), (rule_file.name, env)
+        assert text.count("rule ") == text.count("log:") == text.count("conda:") or \
+            rule_file.name == "common.smk", rule_file.name

@@ -1,0 +1,234 @@
+"""Tests of the figures stage: each subcommand writes a real PNG from inputs made by the real code.
+
+Every run is built through the pipeline's own functions (prepare → train → features → metrics);
+only svm.json is hand-made (the network's own last layer, rotated a little for ``svc`` and
+scaled for ``homog``), so these tests do not depend on the svm stage.
+"""
+
+from __future__ import annotations
+
+import io as text_io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+try:
+    import nnboundary  # noqa: F401
+except ImportError:  # running from a checkout without an installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.image as mpimg  # noqa: E402
+
+from nnboundary import figures, io, metrics  # noqa: E402
+from nnboundary.config import DEFAULT_TRAIN  # noqa: E402
+from nnboundary.features import dump_run  # noqa: E402
+from nnboundary.prepare import make_dataset, save_dataset  # noqa: E402
+from nnboundary.train import save_checkpoints, train_run  # noqa: E402
+
+FAST = {"dpi": 80, "resolution": 120}
+
+
+def rotation(d: int, degrees: float) -> np.ndarray:
+    """Rotation by ``degrees`` in the plane of the first two axes of R^d (identity for d = 1)."""
+    R = np.eye(d)
+    if d >= 2:
+        t = np.radians(degrees)
+        R[:2, :2] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
+    return R
+
+
+def hand_svm(features_dir: Path, keys: dict) -> dict:
+    """svm.json content with fits for every feature epoch: svc = the centred last layer rotated
+    by 5°, homog = it scaled by 0.8 with half the bias; the first three class-0 and two class-1
+    train rows stand in for the support vectors."""
+    fits = []
+    for path in io.list_feature_files(features_dir):
+        fs = io.read_features(path)
+        K, d = fs.W.shape
+        W = fs.W - fs.W.mean(axis=0)
+        b = fs.b - fs.b.mean()
+        schemes = ["binary"] if K == 2 else ["crammer_singer", "ovr"]
+        _, y = fs.part("train")
+        for scheme in schemes:
+            for target, U, c in (("svc", W @ rotation(d, 5.0).T, b),
+                                 ("homog", 0.8 * W, 0.5 * b)):
+                fits.append({
+                    "epoch": fs.epoch, "target": target, "scheme": scheme,
+                    "W": U.tolist(), "b": c.tolist(), "separable": True, "hard_margin": True,
+                    "C": None, "min_margin": 1.0,
+                    "support": [int(i) for i in np.flatnonzero(y == 0)[:3]]
+                    + [int(i) for i in np.flatnonzero(y == 1)[:2]],
+                })
+    return {"keys": keys, "fits": fits}
+
+
+def make_run(root: Path, dataset: str, seed: int, bottleneck: int = 2, dead: bool = False,
+             epochs: int = 12) -> dict[str, Path]:
+    """Prepare, train (a few epochs), dump features, write a hand-made svm.json and metrics."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = make_dataset(dataset, seed, {"n_samples": 200, "test_fraction": 0.2, "seed": 1})
+    save_dataset(root / "data.npz", data)
+    arch_settings = {"hidden": 16, "bottleneck": bottleneck, "activation": "relu",
+                     "init": "original"}
+    settings = dict(DEFAULT_TRAIN, epochs=epochs, n_checkpoints=4, device="cpu", lr=0.1,
+                    log_every=10_000)
+    result = train_run(data, "mlp", seed, arch_settings, settings, log=text_io.StringIO())
+    if dead:  # every bottleneck unit below zero for every input: ReLU gives h = 0
+        for state in result["states"].values():
+            state["bottleneck.weight"].zero_()
+            state["bottleneck.bias"].fill_(-1.0)
+    save_checkpoints(root / "ckpt.pt", result)
+    dump_run(result, data, root / "features", device=torch.device("cpu"),
+             log=text_io.StringIO())
+    io.write_json(root / "svm.json", hand_svm(root / "features", result["keys"]))
+    frame = metrics.run_metrics(io.list_feature_files(root / "features"), root / "svm.json", 20)
+    io.write_table(root / "metrics.parquet", frame)
+    return {"features": root / "features", "svm": root / "svm.json", "checkpoints":
+            root / "ckpt.pt", "data": root / "data.npz", "metrics": root / "metrics.parquet"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, dict[str, Path]]:
+    root = tmp_path_factory.mktemp("figures")
+    return {
+        "blobs": make_run(root / "blobs", "blobs", 0),
+        "blobs_seed1": make_run(root / "blobs1", "blobs", 1),
+        "blobs3": make_run(root / "blobs3", "blobs3", 0),
+        "d3": make_run(root / "d3", "blobs", 0, bottleneck=3),
+        "d1": make_run(root / "d1", "blobs", 0, bottleneck=1),
+        "dead": make_run(root / "dead", "blobs", 0, dead=True),
+    }
+
+
+def assert_png(path: Path, height: int, width: int) -> None:
+    assert path.exists(), f"{path} was not written"
+    assert path.stat().st_size > 10_000, f"{path} is only {path.stat().st_size} bytes"
+    image = mpimg.imread(path)
+    assert image.shape[:2] == (height, width)
+    assert image.std() > 0.01  # not a blank canvas
+    assert not list(path.parent.glob(f".{path.name}.*.tmp")), "temporary file left behind"
+
+
+def run_cli(run: dict[str, Path], output: Path, settings: dict) -> None:
+    assert figures.main([
+        "run", "--features", str(run["features"]), "--svm", str(run["svm"]),
+        "--checkpoints", str(run["checkpoints"]), "--data", str(run["data"]),
+        "--output", str(output), "--settings", json.dumps(settings),
+    ]) == 0
+
+
+@pytest.mark.parametrize("name", ["blobs", "blobs3", "d3", "d1", "dead"])
+def test_run_figure(runs, tmp_path, name):
+    output = tmp_path / f"{name}.png"
+    run_cli(runs[name], output, FAST)
+    # Every case here has 2-D inputs: two panels, 12.4 × 6.0 inches.
+    assert_png(output, round(6.0 * FAST["dpi"]), round(12.4 * FAST["dpi"]))
+
+
+def test_run_figure_default_settings(runs, tmp_path):
+    output = tmp_path / "blobs.png"
+    run_cli(runs["blobs"], output, {})
+    assert_png(output, round(6.0 * 110), round(12.4 * 110))
+
+
+def test_dead_bottleneck_features_are_zero(runs):
+    fs = io.read_features(io.list_feature_files(runs["dead"]["features"])[-1])
+    assert not np.any(fs.h)
+
+
+def test_run_figure_image_input_has_one_panel(tmp_path):
+    """An image dataset (digits01, 8×8 inputs) gives only the bottleneck panel."""
+    root = tmp_path / "digits"
+    root.mkdir()
+    data = make_dataset("digits01", 0, {"test_fraction": 0.2, "seed": 1})
+    save_dataset(root / "data.npz", data)
+    keys = {"dataset": "digits01", "arch": "mlp", "seed": 0}
+    rng = np.random.default_rng(0)
+    h = np.abs(rng.normal(size=(len(data.y_train), 2))) + data.y_train[:, None] * 2.0
+    W, b = np.array([[-1.0, -1.0], [1.0, 1.0]]), np.array([2.0, -2.0])
+    n_test = len(data.y_test)
+    parts = {"train": (data.y_train, h, h @ W.T + b),
+             "test": (data.y_test, np.zeros((n_test, 2)), np.zeros((n_test, 2)))}
+    io.write_features(root / "features" / io.feature_file_name(5), dict(keys, epoch=5), W, b, parts)
+    io.write_json(root / "svm.json", hand_svm(root / "features", keys))
+    output = tmp_path / "digits.png"
+    run_cli({"features": root / "features", "svm": root / "svm.json",
+             "checkpoints": root / "absent.pt", "data": root / "data.npz"}, output, FAST)
+    assert_png(output, round(6.0 * FAST["dpi"]), round(6.6 * FAST["dpi"]))
+
+
+def test_convergence_figure(runs, tmp_path):
+    output = tmp_path / "conv.png"
+    assert figures.main([
+        "convergence", "--metrics", str(runs["blobs"]["metrics"]),
+        str(runs["blobs_seed1"]["metrics"]), "--output", str(output),
+        "--settings", json.dumps(FAST),
+    ]) == 0
+    assert_png(output, round(4.6 * FAST["dpi"]), round(11.5 * FAST["dpi"]))
+
+
+def test_convergence_figure_multiclass_and_dead(runs, tmp_path):
+    for name in ("blobs3", "dead"):
+        output = tmp_path / f"conv_{name}.png"
+        assert figures.main(["convergence", "--metrics", str(runs[name]["metrics"]),
+                             "--output", str(output), "--settings", json.dumps(FAST)]) == 0
+        assert_png(output, round(4.6 * FAST["dpi"]), round(11.5 * FAST["dpi"]))
+
+
+def test_overview_figure(runs, tmp_path):
+    import pandas as pd
+
+    frames = []
+    for name, run in runs.items():
+        frame = io.read_table(run["metrics"])
+        # Distinct arch names per bottleneck, so that the overview has several categories.
+        frame["arch"] = {"d3": "mlp_d3", "d1": "mlp_d1", "dead": "mlp_dead"}.get(name, "mlp")
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    io.write_table(tmp_path / "metrics.parquet", frame)
+    output = tmp_path / "overview.png"
+    assert figures.main(["overview", "--metrics", str(tmp_path / "metrics.parquet"),
+                         "--output", str(output), "--settings", json.dumps(FAST)]) == 0
+    # Five dataset/arch categories: width max(6.5, 1.0 × 5 + 3) inches.
+    assert_png(output, round(7.2 * FAST["dpi"]), round(8.0 * FAST["dpi"]))
+
+
+def test_overall_rows_pick_binary_and_crammer_singer_mean(runs):
+    frame = io.read_table(runs["blobs3"]["metrics"])
+    rows = figures.overall_rows(frame)
+    assert set(rows["scheme"]) == {"crammer_singer"}
+    assert set(rows["pair"]) == {"mean"}
+    rows = figures.overall_rows(io.read_table(runs["blobs"]["metrics"]))
+    assert set(rows["scheme"]) == {"binary"} and set(rows["pair"]) == {"0-1"}
+
+
+def test_projection_basis_is_orthonormal_and_starts_at_the_normal():
+    rng = np.random.default_rng(0)
+    H = rng.normal(size=(50, 4))
+    u = np.array([1.0, 2.0, 0.0, -1.0])
+    P, _ = figures.projection_basis(H, [u])
+    np.testing.assert_allclose(P.T @ P, np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(P[:, 0], u / np.linalg.norm(u))
+    P, what = figures.projection_basis(np.zeros((10, 3)), [np.zeros(3), np.zeros(3)])
+    np.testing.assert_allclose(P.T @ P, np.eye(2), atol=1e-12)
+    assert what == "axis h_0"
+
+
+def test_box_of_identical_points_has_an_area():
+    low, high = figures.box(np.zeros((5, 2)))
+    assert np.all(high - low > 0)
+    low, high = figures.box(np.column_stack([np.linspace(0, 4, 5), np.zeros(5)]))
+    assert np.all(high - low > 0)
+
+
+def test_bad_settings_are_refused(runs, tmp_path):
+    with pytest.raises(SystemExit):
+        figures.main(["overview", "--metrics", str(runs["blobs"]["metrics"]),
+                      "--output", str(tmp_path / "x.png"), "--settings", '{"dpii": 3}'])

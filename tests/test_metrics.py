@@ -1,0 +1,390 @@
+"""Tests of the metrics stage: every metric against a known answer, then the stage end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import nnboundary  # noqa: F401
+except ImportError:  # running from a checkout without an installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from nnboundary import io, metrics  # noqa: E402
+
+# Soudry et al.'s toy set: support vectors (0.5, 1.5), (1.5, 0.5) for +1 and their negatives for
+# −1, plus one farther point per class. Max-margin normal ∝ (1, 1): u = (0.5, 0.5), c = 0
+# (yᵢ u·hᵢ = 1 on the support vectors, 2.5 on the far points), margin 1/‖u‖ = √2.
+H_TOY = np.array([[0.5, 1.5], [1.5, 0.5], [2.0, 3.0], [-0.5, -1.5], [-1.5, -0.5], [-2.0, -3.0]])
+Y_TOY = np.array([1.0, 1.0, 1.0, -1.0, -1.0, -1.0])
+U_TOY = np.array([0.5, 0.5])
+C_TOY = 0.0
+MARGIN_TOY = math.sqrt(2.0)
+
+
+def rotate(v: np.ndarray, degrees: float) -> np.ndarray:
+    t = math.radians(degrees)
+    return np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]) @ v
+
+
+# --------------------------------------------------------------------------------------------
+# The toy set
+# --------------------------------------------------------------------------------------------
+
+
+def test_toy_svm_matches_scikit_learn():
+    from sklearn.svm import SVC
+
+    svc = SVC(kernel="linear", C=1e8).fit(H_TOY, Y_TOY)
+    np.testing.assert_allclose(svc.coef_[0], U_TOY, atol=1e-4)
+    assert abs(svc.intercept_[0] - C_TOY) < 1e-4
+    assert metrics.geometric_margin(U_TOY, C_TOY, H_TOY, Y_TOY) == pytest.approx(MARGIN_TOY)
+    assert metrics.geometric_margin(svc.coef_[0], svc.intercept_[0], H_TOY, Y_TOY) == (
+        pytest.approx(MARGIN_TOY, rel=1e-4)
+    )
+
+
+def test_network_equal_to_svm():
+    w, b = U_TOY.copy(), C_TOY
+    assert metrics.angle_deg(w, U_TOY) == 0.0
+    assert metrics.bias_offset(w, b, U_TOY, C_TOY) == 0.0
+    margin = metrics.geometric_margin(w, b, H_TOY, Y_TOY)
+    assert metrics.margin_ratio(margin, MARGIN_TOY) == pytest.approx(1.0)
+    assert metrics.midpoint_position(w, b, H_TOY, Y_TOY) == pytest.approx(0.5)
+    side = H_TOY @ w + b > 0
+    assert metrics.agreement(side, H_TOY @ U_TOY + C_TOY > 0) == 1.0
+
+
+@pytest.mark.parametrize("degrees", [1e-6, 0.5, 30.0, 90.0, 135.0, 180.0])
+def test_known_rotation(degrees):
+    w = rotate(U_TOY, degrees) * 3.0
+    assert metrics.angle_deg(w, U_TOY) == pytest.approx(degrees, rel=1e-9, abs=1e-10)
+    assert metrics.angle_deg(U_TOY, w) == pytest.approx(degrees, rel=1e-9, abs=1e-10)
+
+
+def test_angle_matches_arccos_of_normalised_dot():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        w, u = rng.normal(size=5), rng.normal(size=5)
+        cos = np.dot(w, u) / np.linalg.norm(w) / np.linalg.norm(u)
+        expected = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        assert metrics.angle_deg(w, u) == pytest.approx(expected, abs=1e-9)
+
+
+def test_known_bias_shift():
+    # Move the boundary towards class +1 by half the SVM margin: −b/‖w‖ = √2/2 ⇒ b = −0.5.
+    w = U_TOY.copy()
+    b = -np.linalg.norm(w) * MARGIN_TOY / 2
+    assert b == pytest.approx(-0.5)
+    assert metrics.bias_offset(w, b, U_TOY, C_TOY) == pytest.approx(-0.5)
+    # Projections: class −1 up to −√2, class +1 from √2; boundary at √2/2 ⇒ (√2/2 + √2)/(2√2).
+    assert metrics.midpoint_position(w, b, H_TOY, Y_TOY) == pytest.approx(0.75)
+    assert metrics.geometric_margin(w, b, H_TOY, Y_TOY) == pytest.approx(MARGIN_TOY / 2)
+    # The other way: towards class −1.
+    assert metrics.bias_offset(w, -b, U_TOY, C_TOY) == pytest.approx(0.5)
+    assert metrics.midpoint_position(w, -b, H_TOY, Y_TOY) == pytest.approx(0.25)
+
+
+def test_misclassifying_network_has_negative_margin():
+    w, b = np.array([1.0, 0.0]), -1.0
+    # (0.5, 1.5) with y = +1: 0.5 − 1 = −0.5 is the smallest of y(w·h + b)/‖w‖.
+    assert metrics.geometric_margin(w, b, H_TOY, Y_TOY) == pytest.approx(-0.5)
+    assert metrics.geometric_margin(-U_TOY, 0.0, H_TOY, Y_TOY) == pytest.approx(-2.5 * math.sqrt(2))
+
+
+def test_scale_invariance():
+    w, b = rotate(U_TOY, 12.0) * 2.0, 0.3
+    before = (
+        metrics.angle_deg(w, U_TOY),
+        metrics.geometric_margin(w, b, H_TOY, Y_TOY),
+        metrics.bias_offset(w, b, U_TOY, C_TOY),
+        metrics.midpoint_position(w, b, H_TOY, Y_TOY),
+    )
+    after = (
+        metrics.angle_deg(7 * w, U_TOY),
+        metrics.geometric_margin(7 * w, 7 * b, H_TOY, Y_TOY),
+        metrics.bias_offset(7 * w, 7 * b, U_TOY, C_TOY),
+        metrics.midpoint_position(7 * w, 7 * b, H_TOY, Y_TOY),
+    )
+    np.testing.assert_allclose(after, before, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Against scikit-learn / numpy
+# --------------------------------------------------------------------------------------------
+
+
+def test_cross_entropy_and_accuracy_match_scikit_learn():
+    from scipy.special import softmax
+    from sklearn.metrics import accuracy_score, log_loss
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(scale=3.0, size=(50, 4))
+    labels = np.arange(50) % 4
+    expected = log_loss(labels, softmax(logits, axis=1), labels=[0, 1, 2, 3])
+    assert metrics.cross_entropy(logits, labels) == pytest.approx(expected, rel=1e-9)
+    assert metrics.accuracy(logits, labels) == pytest.approx(
+        accuracy_score(labels, logits.argmax(axis=1))
+    )
+    assert metrics.accuracy(logits.argmax(axis=1), labels) == metrics.accuracy(logits, labels)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    logits = np.array([[1000.0, 0.0], [0.0, 1000.0]])
+    assert metrics.cross_entropy(logits, [0, 1]) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.cross_entropy(logits, [1, 1]) == pytest.approx(500.0)
+
+
+def test_matrix_angle():
+    rng = np.random.default_rng(3)
+    W, U = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    shifted = W + rng.normal(size=4)  # the same vector on every row
+    assert metrics.matrix_angle_deg(shifted, U) == pytest.approx(metrics.matrix_angle_deg(W, U))
+    assert metrics.matrix_angle_deg(W + 5.0, W) == pytest.approx(0.0, abs=1e-6)
+    W2, U2 = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
+    assert metrics.matrix_angle_deg(W2, U2) == pytest.approx(
+        metrics.angle_deg(W2[1] - W2[0], U2[1] - U2[0]), abs=1e-9
+    )
+
+
+def test_agreement_and_dead_units():
+    assert metrics.agreement([0, 1, 1, 0], [0, 1, 0, 0]) == 0.75
+    H = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
+    assert metrics.dead_units(H) == 1
+    assert metrics.dead_units(np.zeros((5, 2))) == 2
+
+
+def test_sv_overlap_known_answer():
+    index = np.array([10, 11, 12, 13, 14])
+    loss = np.array([0.1, 5.0, 3.0, 0.2, 4.0])
+    # S = {11, 13} (99 is not in the pair), k = 2; the 2 highest losses: rows 11 and 14.
+    assert metrics.sv_overlap([11, 13, 99], loss, index) == 0.5
+    assert metrics.sv_overlap([11, 14], loss, index) == 1.0
+    assert metrics.sv_overlap([10, 13], loss, index) == 0.0
+
+
+def test_box_grid():
+    grid = metrics.box_grid([0.0, -1.0], [1.0, 1.0], 5)
+    assert grid.shape == (25, 2)
+    assert grid.min(axis=0).tolist() == [0.0, -1.0] and grid.max(axis=0).tolist() == [1.0, 1.0]
+    cloud = metrics.box_grid([0.0, 0.0, 2.0], [1.0, 1.0, 2.0], 4)
+    assert cloud.shape == (16, 3) and np.all(cloud[:, 2] == 2.0)
+    np.testing.assert_array_equal(cloud, metrics.box_grid([0.0, 0.0, 2.0], [1.0, 1.0, 2.0], 4))
+
+
+# --------------------------------------------------------------------------------------------
+# Degenerate cases
+# --------------------------------------------------------------------------------------------
+
+
+def test_degenerate_conventions():
+    zero = np.zeros(2)
+    assert metrics.angle_deg(zero, U_TOY, return_flag=True) == (90.0, True)
+    assert metrics.angle_deg(U_TOY, zero, return_flag=True) == (90.0, True)
+    assert metrics.geometric_margin(zero, 1.0, H_TOY, Y_TOY, return_flag=True) == (0.0, True)
+    assert metrics.margin_ratio(1.0, 0.0, return_flag=True) == (0.0, True)
+    assert metrics.bias_offset(zero, 1.0, U_TOY, 0.0, return_flag=True) == (0.0, True)
+    assert metrics.midpoint_position(zero, 1.0, H_TOY, Y_TOY, return_flag=True) == (0.5, True)
+    # All features zero: m₊ == m₋.
+    assert metrics.midpoint_position(U_TOY, 0.0, np.zeros((6, 2)), Y_TOY, return_flag=True) == (
+        0.5,
+        True,
+    )
+    # A single class.
+    assert metrics.midpoint_position(U_TOY, 0.0, H_TOY[:3], Y_TOY[:3], return_flag=True) == (
+        0.5,
+        True,
+    )
+    assert metrics.matrix_angle_deg(np.ones((3, 2)), np.eye(3, 2), return_flag=True) == (90.0, True)
+    assert metrics.sv_overlap([], [1.0], [0], return_flag=True) == (0.0, True)
+    assert metrics.agreement([], [], return_flag=True) == (1.0, True)
+    assert metrics.cross_entropy(np.zeros((0, 2)), [], return_flag=True) == (0.0, True)
+    # Non-degenerate calls say so.
+    assert metrics.angle_deg(U_TOY, U_TOY, return_flag=True) == (0.0, False)
+
+
+# --------------------------------------------------------------------------------------------
+# The stage end to end
+# --------------------------------------------------------------------------------------------
+
+KEYS = {"dataset": "toy", "arch": "mlp", "seed": 3}
+
+
+def write_run(folder: Path, W, b, train, test, epochs) -> list[Path]:
+    """Feature files for ``epochs`` with a fixed last layer; ``train``/``test`` = (h, labels)."""
+    W, b = np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    parts = {split: (y, h, h @ W.T + b) for split, (h, y) in (("train", train), ("test", test))}
+    paths = []
+    for epoch in epochs:
+        path = folder / io.feature_file_name(epoch)
+        io.write_features(path, {**KEYS, "epoch": epoch}, W, b, parts)
+        paths.append(path)
+    return paths
+
+
+def fit_record(epoch, target, scheme, U, c, support, separable=True):
+    return {
+        "epoch": epoch,
+        "target": target,
+        "scheme": scheme,
+        "W": np.asarray(U, dtype=np.float64).tolist(),
+        "b": np.asarray(c, dtype=np.float64).tolist(),
+        "separable": separable,
+        "hard_margin": separable,
+        "C": None,
+        "min_margin": 1.0,
+        "support": list(support),
+        "seconds": 0.01,
+        "status": "ok",
+    }
+
+
+def binary_layer(u, c):
+    u = np.asarray(u, dtype=np.float64)
+    return np.stack([-u / 2, u / 2]), np.array([-c / 2, c / 2])
+
+
+def three_class_data():
+    rng = np.random.default_rng(4)
+    centres = np.array([[4.0, 1.0], [1.0, 4.0], [4.0, 4.0]])  # ReLU-like non-negative features
+    labels = np.repeat(np.arange(3), 10)
+    h = centres[labels] + rng.uniform(-0.5, 0.5, size=(30, 2))
+    return h, labels, centres
+
+
+def test_run_metrics_binary(tmp_path):
+    labels = (Y_TOY > 0).astype(int)
+    W, b = binary_layer(U_TOY, C_TOY)
+    files = write_run(tmp_path / "run", W, b, (H_TOY, labels), (H_TOY * 1.1, labels), [1, 10])
+    U_rot, c_rot = binary_layer(rotate(U_TOY, 30.0), 0.0)
+    fits = []
+    for epoch in (1, 10):
+        fits.append(fit_record(epoch, "svc", "binary", W, b, [0, 1, 3, 4]))
+        fits.append(fit_record(epoch, "homog", "binary", U_rot, c_rot, [0, 1, 3, 4]))
+    svm = tmp_path / "svm.json"
+    io.write_json(svm, {"keys": KEYS, "fits": fits})
+
+    frame = metrics.run_metrics(files, svm, grid_points=50)
+    assert list(frame.columns) == metrics.COLUMNS
+    assert len(frame) == 4 and set(frame["pair"]) == {"0-1"}
+    assert not frame.select_dtypes("number").isna().any().any()
+    equal = frame[frame["target"] == "svc"]
+    np.testing.assert_allclose(equal["angle_deg"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(equal["margin_ratio"], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(equal["bias_offset"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(equal["midpoint_position"], 0.5, atol=1e-6)
+    np.testing.assert_allclose(equal["agreement_test"], 1.0)
+    np.testing.assert_allclose(equal["agreement_grid"], 1.0)
+    np.testing.assert_allclose(equal["train_acc"], 1.0)
+    np.testing.assert_allclose(equal["w_norm"], np.linalg.norm(U_TOY))
+    assert not equal["degenerate"].any()
+    rotated = frame[frame["target"] == "homog"]
+    np.testing.assert_allclose(rotated["angle_deg"], 30.0, atol=1e-9)
+    np.testing.assert_allclose(rotated["matrix_angle_deg"], rotated["angle_deg"], atol=1e-9)
+    assert (rotated["agreement_grid"] < 1.0).all()
+    # Support vectors {0, 1, 3, 4}: the 4 highest-loss points are the 4 nearest the boundary.
+    np.testing.assert_allclose(frame["sv_overlap"], 1.0)
+    assert frame["dead_units"].tolist() == [0] * 4
+    assert frame["epoch"].tolist() == [1, 1, 10, 10]
+    assert frame["dataset"].iloc[0] == "toy" and frame["seed"].iloc[0] == 3
+
+
+def test_run_metrics_three_classes_and_main(tmp_path):
+    h, labels, centres = three_class_data()
+    W = centres / 4  # nearest class centre as a linear classifier
+    b = -np.sum(centres**2, axis=1) / 8
+    folder = tmp_path / "run"
+    write_run(folder, W, b, (h, labels), (h[::2], labels[::2]), [7])
+    U_shifted = W + np.array([3.0, -2.0])  # same pairwise boundaries as W
+    b_shifted = b + 1.5
+    fits = [
+        fit_record(7, "svc", "crammer_singer", U_shifted, b_shifted, [0, 10, 20]),
+        fit_record(7, "homog", "ovr", np.eye(3, 2), np.zeros(3), [0, 1]),
+    ]
+    svm = tmp_path / "svm.json"
+    io.write_json(svm, {"keys": KEYS, "fits": fits})
+    output = tmp_path / "out" / "metrics.parquet"
+
+    assert metrics.main(
+        [
+            "--features", str(folder),
+            "--svm", str(svm),
+            "--output", str(output),
+            "--settings", json.dumps({"grid_points": 40}),
+        ]
+    ) == 0  # fmt: skip
+    frame = io.read_table(output)
+    assert list(frame.columns) == metrics.COLUMNS
+    assert len(frame) == 8
+    assert frame["pair"].tolist() == ["0-1", "0-2", "1-2", "mean"] * 2
+    assert not frame.select_dtypes("number").isna().any().any()
+    same = frame[frame["target"] == "svc"]
+    np.testing.assert_allclose(same["angle_deg"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(same["matrix_angle_deg"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(same["bias_offset"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(same["agreement_grid"], 1.0)
+    np.testing.assert_allclose(same["agreement_test"], 1.0)
+    pairs = same[same["pair"] != "mean"]
+    mean = same[same["pair"] == "mean"].iloc[0]
+    for name in metrics.PAIR_METRICS:
+        assert mean[name] == pytest.approx(pairs[name].mean())
+    # Pair 0-2 margin by hand: w = W₂ − W₀ on classes 0 (−1) and 2 (+1).
+    w, bb = W[2] - W[0], b[2] - b[0]
+    mask = labels != 1
+    y = np.where(labels[mask] == 2, 1.0, -1.0)
+    h32 = h[mask].astype(np.float32).astype(np.float64)  # features are stored as float32
+    expected = np.min(y * (h32 @ w + bb)) / np.linalg.norm(w)
+    assert pairs[pairs["pair"] == "0-2"]["margin_nn"].iloc[0] == pytest.approx(expected)
+    assert (pairs["margin_nn"] > 0).all() and (pairs["midpoint_position"].between(0, 1)).all()
+    # Full-network metrics are the same on every row.
+    np.testing.assert_allclose(frame["train_acc"], 1.0)
+    assert frame["train_acc"].nunique() == 1 and frame["train_loss"].nunique() == 1
+    other = frame[frame["target"] == "homog"]
+    assert other["matrix_angle_deg"].nunique() == 1
+
+
+def test_degenerate_run_dead_bottleneck(tmp_path):
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    h = np.zeros((6, 2))  # a dead ReLU bottleneck
+    W, b = binary_layer(U_TOY, 0.2)
+    files = write_run(tmp_path / "run", W, b, (h, labels), (h[:2], labels[:2]), [1])
+    zero_fit = fit_record(1, "svc", "binary", np.zeros((2, 2)), np.zeros(2), [], separable=False)
+    none_fit = {**zero_fit, "target": "homog", "W": None, "b": None, "status": "failed"}
+    svm = tmp_path / "svm.json"
+    io.write_json(svm, {"keys": KEYS, "fits": [zero_fit, none_fit]})
+    frame = metrics.run_metrics(files, svm, grid_points=10)
+    assert len(frame) == 2
+    assert not frame.select_dtypes("number").isna().any().any()
+    assert frame["degenerate"].all()
+    assert frame["dead_units"].tolist() == [2, 2]
+    assert frame["angle_deg"].tolist() == [90.0, 90.0]
+    assert frame["midpoint_position"].tolist() == [0.5, 0.5]
+
+
+def test_zero_network_normal_is_flagged(tmp_path):
+    labels = (Y_TOY > 0).astype(int)
+    W, b = np.zeros((2, 2)), np.zeros(2)
+    files = write_run(tmp_path / "run", W, b, (H_TOY, labels), (H_TOY, labels), [2])
+    svm = tmp_path / "svm.json"
+    U, c = binary_layer(U_TOY, C_TOY)
+    io.write_json(svm, {"keys": KEYS, "fits": [fit_record(2, "svc", "binary", U, c, [0])]})
+    frame = metrics.run_metrics(files, svm)
+    assert not frame.select_dtypes("number").isna().any().any()
+    row = frame.iloc[0]
+    assert row["degenerate"] and row["angle_deg"] == 90.0 and row["margin_nn"] == 0.0
+    assert row["margin_svm"] == pytest.approx(MARGIN_TOY)
+
+
+def test_missing_epoch_names_file_and_step(tmp_path):
+    labels = (Y_TOY > 0).astype(int)
+    W, b = binary_layer(U_TOY, C_TOY)
+    files = write_run(tmp_path / "run", W, b, (H_TOY, labels), (H_TOY, labels), [1, 5])
+    svm = tmp_path / "svm.json"
+    io.write_json(svm, {"keys": KEYS, "fits": [fit_record(1, "svc", "binary", W, b, [0])]})
+    with pytest.raises(io.InputFileError, match=r"epoch 5.*epoch000005\.parquet.*svm"):
+        metrics.run_metrics(files, svm)

@@ -1,0 +1,524 @@
+"""Tests of the hard-margin SVM targets (nnboundary.svm) and the svm stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import nnboundary  # noqa: F401
+except ImportError:  # running from a checkout without an installed package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from nnboundary import io as fio  # noqa: E402
+from nnboundary import svm  # noqa: E402
+from nnboundary.svm import SVMFit, fit_svm, functional_margins  # noqa: E402
+
+
+def binary_uc(fit: SVMFit) -> tuple[np.ndarray, float]:
+    """(u, c) of a binary fit: u = W₁ − W₀, c = b₁ − b₀."""
+    return fit.W[1] - fit.W[0], float(fit.b[1] - fit.b[0])
+
+
+def soudry_toy() -> tuple[np.ndarray, np.ndarray]:
+    sv = np.array([[0.5, 1.5], [1.5, 0.5]])
+    far = np.array([[2.0, 2.0], [3.0, 1.5], [1.0, 4.0]])
+    H = np.r_[sv, far, -sv, -far]
+    y = np.r_[np.ones(5, int), np.zeros(5, int)]
+    return H, y
+
+
+def separable_set(seed: int, n: int, d: int, K: int = 2, gap: float = 0.3):
+    """Points around K random centres, labelled by the nearest centre (a linear argmax rule,
+    score_k = μₖ·h − ½‖μₖ‖²), with points near a boundary dropped so that the set is separable."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (K, d))
+    X = centres[rng.integers(0, K, 4 * n)] + rng.normal(0, 1.5, (4 * n, d))
+    S = X @ centres.T - 0.5 * (centres**2).sum(axis=1)
+    y = S.argmax(axis=1)
+    top = np.sort(S, axis=1)
+    keep = top[:, -1] - top[:, -2] > gap
+    X, y = X[keep][:n], y[keep][:n]
+    assert len(np.unique(y)) == K
+    return X, y
+
+
+def overlap_set(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = np.r_[rng.normal(0, 1, (n // 2, 2)) + 0.7, rng.normal(0, 1, (n - n // 2, 2)) - 0.7]
+    return X, np.r_[np.ones(n // 2, int), np.zeros(n - n // 2, int)]
+
+
+def soft_objective(H, y, u, c, C, penalise_bias):
+    s = np.where(y == 1, 1.0, -1.0)
+    hinge = np.maximum(0.0, 1.0 - s * (H @ u + c)).sum()
+    return 0.5 * (u @ u + (c * c if penalise_bias else 0.0)) + C * hinge
+
+
+# --------------------------------------------------------------------------------------------
+# Known answers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_soudry_toy(target):
+    H, y = soudry_toy()
+    fit = fit_svm(H, y, target, "binary")
+    u, c = binary_uc(fit)
+    assert fit.separable and fit.hard_margin and fit.C is None
+    np.testing.assert_allclose(u, [0.5, 0.5], atol=1e-6)  # normal ∝ (1, 1)
+    assert abs(c) < 1e-6
+    assert np.linalg.norm(u) == pytest.approx(1 / np.sqrt(2), rel=1e-6)
+    assert 1 / np.linalg.norm(u) == pytest.approx(np.sqrt(2), rel=1e-6)  # geometric margin
+    assert fit.min_margin == pytest.approx(1.0, abs=1e-6)
+    assert sorted(fit.support.tolist()) == [0, 1, 5, 6]
+    # Centred binary representation.
+    np.testing.assert_allclose(fit.W[0], -fit.W[1])
+    assert fit.b[0] == pytest.approx(-fit.b[1])
+
+
+def test_svc_and_homog_differ_1d():
+    # h = −100 (class 0, y = −1) and h = 3 (class 1, y = +1).
+    # svc: both points on the margin: 3u + c = 1, −100u + c = −1 → u = 2/103, c = 97/103.
+    # homog: min ½(u² + c²) s.t. 3u + c ≥ 1, −(−100u + c) ≥ 1. With only the first active,
+    # (u, c) = (3, 1)/10 = (0.3, 0.1), and the second holds: 30 − 0.1 = 29.9 ≥ 1, so it is optimal.
+    H = np.array([[-100.0], [3.0]])
+    y = np.array([0, 1])
+    u, c = binary_uc(fit_svm(H, y, "svc", "binary"))
+    assert u[0] == pytest.approx(2 / 103, rel=1e-6)
+    assert c == pytest.approx(97 / 103, rel=1e-6)
+    fit = fit_svm(H, y, "homog", "binary")
+    u, c = binary_uc(fit)
+    assert u[0] == pytest.approx(0.3, rel=1e-6)
+    assert c == pytest.approx(0.1, rel=1e-6)
+    assert fit.support.tolist() == [1]  # only the +1 point is on the margin
+    assert fit.min_margin == pytest.approx(1.0, abs=1e-6)
+
+
+def test_svc_and_homog_1d_two_points_agree():
+    # h = 1 (class −1), h = 3 (class +1): two constraints, two unknowns, both active for both
+    # targets, so u = 1, c = −2 for svc and homog alike.
+    H, y = np.array([[1.0], [3.0]]), np.array([0, 1])
+    for target in ("svc", "homog"):
+        u, c = binary_uc(fit_svm(H, y, target, "binary"))
+        assert u[0] == pytest.approx(1.0, rel=1e-6)
+        assert c == pytest.approx(-2.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_crammer_singer_triangle(target):
+    # Class k at r·(cos θₖ, sin θₖ), θₖ = 2πk/3, plus farther points on the same rays.
+    # By symmetry b = 0 and wₖ = a·(cos θₖ, sin θₖ); the constraint (w_y − w_k)·h_y = a·r·(1 − cos 120°)
+    # = 1.5·a·r = 1 gives a = 2/(3r).
+    r = 2.0
+    dirs = np.array([[np.cos(t), np.sin(t)] for t in 2 * np.pi * np.arange(3) / 3])
+    H = np.r_[r * dirs, 1.5 * r * dirs, 3 * r * dirs]
+    y = np.tile(np.arange(3), 3)
+    fit = fit_svm(H, y, target, "crammer_singer")
+    assert fit.hard_margin
+    np.testing.assert_allclose(fit.W, 2 / (3 * r) * dirs, atol=1e-6)
+    np.testing.assert_allclose(fit.b, 0.0, atol=1e-6)
+    assert sorted(fit.support.tolist()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_crammer_singer_with_two_classes_is_binary(target):
+    H, y = separable_set(3, 60, 2)
+    a = fit_svm(H, y, target, "binary")
+    b = fit_svm(H, y, target, "crammer_singer")
+    np.testing.assert_allclose(b.W[1] - b.W[0], a.W[1] - a.W[0], rtol=1e-4, atol=1e-6)
+    assert b.b[1] - b.b[0] == pytest.approx(a.b[1] - a.b[0], rel=1e-4, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement with scikit-learn
+# --------------------------------------------------------------------------------------------
+
+
+def test_svc_matches_sklearn_hard():
+    from sklearn.svm import SVC
+
+    H, y = separable_set(0, 40, 2)
+    fit = fit_svm(H, y, "svc", "binary")
+    ref = SVC(kernel="linear", C=1e6, tol=1e-10).fit(H, y)
+    u, c = binary_uc(fit)
+    np.testing.assert_allclose(u, ref.coef_[0], rtol=1e-4)
+    assert c == pytest.approx(ref.intercept_[0], rel=1e-4, abs=1e-6)
+
+
+def test_homog_matches_linearsvc_on_augmented():
+    from sklearn.svm import LinearSVC
+
+    H, y = separable_set(1, 40, 2)
+    fit = fit_svm(H, y, "homog", "binary")
+    A = np.c_[H, np.ones(len(H))]
+    ref = LinearSVC(loss="hinge", C=1e4, fit_intercept=False, tol=1e-10, max_iter=1_000_000).fit(
+        A, y
+    )
+    u, c = binary_uc(fit)
+    # LinearSVC's dual coordinate descent is not a hard-margin solver: loose tolerance.
+    np.testing.assert_allclose(np.r_[u, c], ref.coef_[0], rtol=2e-2, atol=2e-3)
+
+
+def test_soft_svc_matches_sklearn_objective():
+    from sklearn.svm import SVC
+
+    H, y = overlap_set(2, 200)
+    C = 1.0
+    fit = fit_svm(H, y, "svc", "binary", C=C)
+    assert not fit.separable and not fit.hard_margin and fit.C == C
+    ref = SVC(kernel="linear", C=C, tol=1e-8).fit(H, y)
+    ours = soft_objective(H, y, *binary_uc(fit), C, penalise_bias=False)
+    theirs = soft_objective(H, y, ref.coef_[0], ref.intercept_[0], C, penalise_bias=False)
+    assert ours == pytest.approx(theirs, rel=1e-4)
+    assert ours <= theirs * (1 + 1e-6)
+
+
+def test_soft_homog_matches_linearsvc_objective():
+    from sklearn.svm import LinearSVC
+
+    H, y = overlap_set(3, 200)
+    C = 0.5
+    fit = fit_svm(H, y, "homog", "binary", C=C)
+    A = np.c_[H, np.ones(len(H))]
+    ref = LinearSVC(loss="hinge", C=C, fit_intercept=False, tol=1e-10, max_iter=1_000_000).fit(A, y)
+    ours = soft_objective(H, y, *binary_uc(fit), C, penalise_bias=True)
+    theirs = soft_objective(H, y, ref.coef_[0, :2], ref.coef_[0, 2], C, penalise_bias=True)
+    assert ours <= theirs * (1 + 1e-6)
+    assert ours == pytest.approx(theirs, rel=1e-3)
+
+
+def test_crammer_singer_homog_matches_linearsvc():
+    from sklearn.svm import LinearSVC
+
+    H, y = separable_set(4, 60, 2, K=3)
+    fit = fit_svm(H, y, "homog", "crammer_singer")
+    assert fit.hard_margin
+    A = np.c_[H, np.ones(len(H))]
+    ref = LinearSVC(
+        multi_class="crammer_singer", C=1e3, fit_intercept=False, tol=1e-10, max_iter=1_000_000
+    ).fit(A, y)
+    ours = np.c_[fit.W, fit.b]
+    # Both are centred (Σₖ wₖ = 0 at the optimum); loose: LinearSVC is a soft solver.
+    np.testing.assert_allclose(ours, ref.coef_, rtol=5e-2, atol=5e-3)
+    m = functional_margins(H, y, fit.W, fit.b, "crammer_singer")
+    assert m.min() >= 1 - 1e-3
+    np.testing.assert_allclose(m[fit.support], 1.0, atol=1e-3)
+    assert len(fit.support) >= 2
+
+
+# --------------------------------------------------------------------------------------------
+# Hard-margin verification, optimality of constraint generation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("d", [2, 5])
+def test_random_separable_sets_hold_hard_margin(seed, d):
+    for K, schemes in ((2, ("binary",)), (3, ("crammer_singer", "ovr"))):
+        H, y = separable_set(10 * seed + d + K, 300, d, K=K)
+        for target in ("svc", "homog"):
+            for scheme in schemes:
+                fit = fit_svm(H, y, target, scheme)
+                m = functional_margins(H, y, fit.W, fit.b, scheme)
+                assert fit.min_margin == pytest.approx(m.min())
+                if scheme == "ovr" and not fit.separable:
+                    # An argmax-separable set need not be one-vs-rest separable (a middle class).
+                    continue
+                assert fit.separable and fit.hard_margin, fit.status
+                assert m.min() >= 1 - 1e-3
+                assert len(fit.support) >= 2
+                if scheme != "ovr":
+                    np.testing.assert_allclose(m[fit.support], 1.0, atol=1e-3)
+
+
+def test_ovr_separable_blobs():
+    # Three well separated blobs at the vertices of a triangle: every one-vs-rest problem separable.
+    rng = np.random.default_rng(12)
+    centres = 8 * np.array([[np.cos(t), np.sin(t)] for t in 2 * np.pi * np.arange(3) / 3])
+    H = np.concatenate([rng.normal(0, 0.5, (100, 2)) + c for c in centres])
+    y = np.repeat(np.arange(3), 100)
+    for target in ("svc", "homog"):
+        fit = fit_svm(H, y, target, "ovr")
+        assert fit.separable and fit.hard_margin and fit.C is None
+        sign = np.where(y[:, None] == np.arange(3)[None, :], 1.0, -1.0)
+        assert (sign * (H @ fit.W.T + fit.b)).min(axis=0) == pytest.approx(np.ones(3), abs=1e-6)
+
+
+@pytest.mark.parametrize("scheme,K", [("binary", 2), ("crammer_singer", 3)])
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_constraint_generation_equals_direct_solve(scheme, K, target):
+    # The working-set optimum must be the optimum of the QP over every point.
+    H, y = separable_set(7, 400, 3, K=K)
+    fit = fit_svm(H, y, target, scheme)
+    if scheme == "binary":
+        prob = svm._Binary(H, np.where(y == 1, 1.0, -1.0), target)
+    else:
+        prob = svm._CrammerSinger(H, y, K, target)
+    status, x = svm._solve_hard(prob, np.arange(len(y)), 60.0)
+    assert status == "Solved"
+    if scheme == "binary":
+        W = np.vstack([-x[:3] / 2, x[:3] / 2])
+    else:
+        W, _ = prob.unpack(x)
+    np.testing.assert_allclose(fit.W, W, rtol=1e-4, atol=1e-6)
+
+
+def test_hull_reduction_with_many_points_is_exact():
+    rng = np.random.default_rng(5)
+    H = np.r_[rng.normal(0, 1, (5000, 2)) + 4, rng.normal(0, 1, (5000, 2)) - 4]
+    y = np.r_[np.ones(5000, int), np.zeros(5000, int)]
+    keep = np.where(y == 1, H.sum(axis=1) > 1, H.sum(axis=1) < -1)
+    H, y = H[keep], y[keep]
+    for target in ("svc", "homog"):
+        fit = fit_svm(H, y, target, "binary")
+        assert fit.hard_margin
+        assert functional_margins(H, y, fit.W, fit.b, "binary").min() >= 1 - 1e-3
+
+
+def test_collinear_and_duplicate_points():
+    # Every class on one line (degenerate hulls) with duplicates.
+    t = np.linspace(0, 1, 50)
+    H = np.r_[np.c_[t, t + 2], np.c_[t, t + 2], np.c_[t, t - 2]]
+    y = np.r_[np.ones(100, int), np.zeros(50, int)]
+    for target in ("svc", "homog"):
+        fit = fit_svm(H, y, target, "binary")
+        assert fit.hard_margin, fit.status
+
+
+# --------------------------------------------------------------------------------------------
+# Not separable, degenerate input
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_nonseparable_gets_soft_fit_fast(target):
+    H, y = overlap_set(8, 4000)
+    start = time.perf_counter()
+    fit = fit_svm(H, y, target, "binary", C=1.0)
+    assert time.perf_counter() - start < 10
+    assert not fit.separable and not fit.hard_margin
+    assert fit.C == 1.0
+    assert fit.min_margin < 0
+    assert "not separable" in fit.status
+    assert len(fit.support) > 0
+
+
+def test_nearly_separable_few_flipped_labels():
+    H, y = separable_set(9, 3000, 2)
+    y = y.copy()
+    y[:3] ^= 1
+    for scheme in ("binary", "crammer_singer", "ovr"):
+        fit = fit_svm(H, y, "svc", scheme)
+        assert not fit.separable and fit.C == 1.0
+
+
+def test_multiclass_nonseparable():
+    rng = np.random.default_rng(11)
+    H = rng.normal(0, 1, (600, 2))
+    y = rng.integers(0, 3, 600)
+    for scheme in ("crammer_singer", "ovr"):
+        for target in ("svc", "homog"):
+            fit = fit_svm(H, y, target, scheme)
+            assert not fit.separable and not fit.hard_margin
+
+
+@pytest.mark.parametrize("K,schemes", [(2, ("binary",)), (3, ("crammer_singer", "ovr"))])
+def test_dead_features_do_not_crash(K, schemes):
+    n = 300
+    H = np.zeros((n, 2))
+    y = np.arange(n) % K
+    for target in ("svc", "homog"):
+        for scheme in schemes:
+            fit = fit_svm(H, y, target, scheme, n_classes=K)
+            assert not fit.separable and not fit.hard_margin
+            assert "identical" in fit.status
+            assert np.all(np.isfinite(fit.W)) and np.all(np.isfinite(fit.b))
+            np.testing.assert_allclose(fit.W, 0.0, atol=1e-6)  # h = 0: W cannot matter
+
+
+def test_single_class_present():
+    H = np.random.default_rng(0).normal(size=(20, 2))
+    fit = fit_svm(H, np.zeros(20, int), "svc", "binary", n_classes=2)
+    assert not fit.separable and "only class" in fit.status
+    assert fit.W.shape == (2, 2)
+
+
+def test_bad_arguments_name_what_is_allowed():
+    H, y = soudry_toy()
+    with pytest.raises(ValueError, match="svc"):
+        fit_svm(H, y, "nope", "binary")
+    with pytest.raises(ValueError, match="crammer_singer"):
+        fit_svm(H, y, "svc", "binary", n_classes=3)
+    with pytest.raises(ValueError, match="NaN"):
+        fit_svm(np.full((4, 2), np.nan), np.array([0, 1, 0, 1]), "svc", "binary")
+
+
+def test_fit_json_round_trip():
+    H, y = soudry_toy()
+    fit = fit_svm(H, y, "homog", "binary")
+    back = SVMFit.from_json(json.loads(json.dumps(fit.to_json())))
+    for name in (
+        "target",
+        "scheme",
+        "separable",
+        "hard_margin",
+        "C",
+        "min_margin",
+        "seconds",
+        "status",
+    ):
+        assert getattr(back, name) == getattr(fit, name)
+    np.testing.assert_array_equal(back.W, fit.W)
+    np.testing.assert_array_equal(back.b, fit.b)
+    np.testing.assert_array_equal(back.support, fit.support)
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient descent approaches homog (Soudry et al. 2018)
+# --------------------------------------------------------------------------------------------
+
+
+def logistic_gd_angles(H, y, v_targets, checkpoints):
+    """Full-batch GD on Σ log(1 + exp(−sᵢ θ·[hᵢ, 1])) from θ = 0, step 1/L (L bounds the Hessian);
+    the bias is just another weight. Returns the angle (degrees) to each target at each checkpoint.
+    """
+    A = np.c_[H, np.ones(len(H))]
+    s = np.where(y == 1, 1.0, -1.0)
+    L = 0.25 * np.linalg.norm(A, 2) ** 2
+    theta = np.zeros(A.shape[1])
+    angles = {}
+    for step in range(1, max(checkpoints) + 1):
+        # ∂/∂θ = −Σ sᵢ σ(−mᵢ) aᵢ with σ(−m) = exp(−log(1 + e^m)), stable for large m.
+        m = s * (A @ theta)
+        theta += (A.T @ (s * np.exp(-np.logaddexp(0.0, m)))) / L
+        if step in checkpoints:
+            angles[step] = [
+                np.degrees(
+                    np.arccos(np.clip(theta @ v / np.linalg.norm(theta) / np.linalg.norm(v), -1, 1))
+                )
+                for v in v_targets
+            ]
+    return angles
+
+
+def test_gradient_descent_approaches_homog():
+    H, y = soudry_toy()
+    H = H + np.array([3.0, 3.0])  # non-zero bias, so the bias weight matters
+    u, c = binary_uc(fit_svm(H, y, "homog", "binary"))
+    angles = logistic_gd_angles(H, y, [np.r_[u, c]], (100, 10_000))
+    assert angles[10_000][0] < angles[100][0]
+    assert angles[10_000][0] < 1.0
+
+
+def test_gradient_descent_prefers_homog_over_svc():
+    # A set where the two targets differ: GD with the bias as a weight heads for homog.
+    H = np.array([[1.0, 0.2], [1.2, 1.0], [-6.0, 0.0], [-6.0, 1.0]])
+    y = np.array([1, 1, 0, 0])
+    targets = []
+    for target in ("homog", "svc"):
+        u, c = binary_uc(fit_svm(H, y, target, "binary"))
+        targets.append(np.r_[u, c])
+    assert (
+        np.degrees(
+            np.arccos(
+                targets[0] @ targets[1] / np.linalg.norm(targets[0]) / np.linalg.norm(targets[1])
+            )
+        )
+        > 10
+    )
+    angles = logistic_gd_angles(H, y, targets, (100, 10_000))
+    assert angles[10_000][0] < angles[100][0]
+    assert angles[10_000][0] < angles[10_000][1]
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+
+
+def write_run(folder: Path, K: int, epochs=(0, 5)):
+    rng = np.random.default_rng(K)
+    for epoch in epochs:
+        H, y = separable_set(epoch + K, 60, 2, K=K)
+        W = rng.normal(size=(K, 2))
+        b = rng.normal(size=K)
+        Ht, yt = separable_set(epoch + K + 100, 20, 2, K=K)
+        fio.write_features(
+            folder / fio.feature_file_name(epoch),
+            {
+                "dataset": "blobs",
+                "arch": "mlp",
+                "seed": 3,
+                "epoch": epoch,
+                "n_classes": K,
+                "feature_dim": 2,
+            },
+            W,
+            b,
+            {"train": (y, H, H @ W.T + b), "test": (yt, Ht, Ht @ W.T + b)},
+        )
+
+
+@pytest.mark.parametrize("K,n_schemes", [(2, 1), (3, 2)])
+def test_stage_main_writes_loadable_svm_json(tmp_path, K, n_schemes, capsys):
+    folder = tmp_path / "features"
+    write_run(folder, K)
+    out = tmp_path / "svm.json"
+    assert (
+        svm.main(["--features", str(folder), "--output", str(out), "--settings", '{"C": 2.0}']) == 0
+    )
+    obj = json.loads(out.read_text())
+    assert obj["keys"] == {"dataset": "blobs", "arch": "mlp", "seed": 3}
+    fits = svm.load_fits(out)
+    assert len(fits) == 2 * 2 * n_schemes  # epochs × targets × schemes
+    assert sorted({e for e, _ in fits}) == [0, 5]
+    for epoch, fit in fits:
+        assert fit.W.shape == (K, 2)
+        if fit.scheme != "ovr":
+            assert fit.hard_margin  # the test sets are argmax-separable
+    # One log line per fit.
+    assert capsys.readouterr().err.count("svm: epoch") == len(fits)
+
+
+def test_stage_rejects_unknown_settings(tmp_path):
+    write_run(tmp_path / "f", 2, epochs=(0,))
+    with pytest.raises(SystemExit, match="allowed"):
+        svm.main(
+            [
+                "--features",
+                str(tmp_path / "f"),
+                "--output",
+                str(tmp_path / "s.json"),
+                "--settings",
+                '{"c": 1}',
+            ]
+        )
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_soft_constraint_generation_equals_direct_solve(target):
+    # n > the direct-solve size, so the subsample start and working-set rounds are exercised.
+    H, y = overlap_set(13, 6000)
+    C = 1.0
+    fit = fit_svm(H, y, target, "binary", C=C)
+    prob = svm._Binary(H, np.where(y == 1, 1.0, -1.0), target)
+    status, x = svm._solve_soft(prob, np.arange(len(y)), np.ones(len(y)), C, 60.0)
+    assert status == "Solved"
+    ours = soft_objective(H, y, *binary_uc(fit), C, penalise_bias=target == "homog")
+    direct = soft_objective(H, y, x[:2], x[2], C, penalise_bias=target == "homog")
+    assert ours == pytest.approx(direct, rel=1e-6)
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_ovr_with_a_class_absent_from_train(target):
+    H, y = separable_set(14, 200, 2, K=2)
+    fit = fit_svm(H, y, target, "ovr", n_classes=3)  # class 2 has no train point
+    assert fit.W.shape == (3, 2)
+    assert np.all(np.isfinite(fit.W)) and np.all(np.isfinite(fit.b))
+    assert fit.separable and fit.hard_margin

@@ -1,0 +1,140 @@
+"""End-to-end runs of the real Snakefile on the tiny config, in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, snakemake
+from nnboundary import io
+
+pytestmark = pytest.mark.e2e
+
+RUNS = ["blobs/mlp/seed0", "digits012/cnn/seed0"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The tiny grid run to completion once, shared by the tests of this module."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+def test_every_output_exists_and_is_not_trivial(finished):
+    results = finished / "results"
+    for run in RUNS:
+        run_dir = results / "runs" / run
+        assert (run_dir / "checkpoints.pt").stat().st_size > 1000
+        history = pd.read_csv(run_dir / "history.tsv", sep="\t")
+        assert len(history) == 60 and history["loss"].iloc[-1] < history["loss"].iloc[0]
+        features = io.list_feature_files(run_dir / "features")
+        assert [f.name for f in features] == ["epoch000001.parquet", "epoch000008.parquet",
+                                              "epoch000060.parquet"]
+        fits = io.read_json(run_dir / "svm.json")["fits"]
+        assert len(fits) == (2 if run.startswith("blobs") else 4) * 3
+        assert (results / "figures" / "runs" / f"{run}.png").stat().st_size > 10_000
+        for rule in ("train", "features", "svm", "metrics"):
+            assert (results / "logs" / rule / f"{run}.log").exists()
+    assert "epoch     60" in (results / "logs/train/blobs/mlp/seed0.log").read_text()
+    metrics = pd.read_parquet(results / "metrics.parquet")
+    assert set(metrics["dataset"]) == {"blobs", "digits012"}
+    assert set(metrics["target"]) == {"svc", "homog"}
+    assert set(metrics[metrics["dataset"] == "digits012"]["pair"]) == {"0-1", "0-2", "1-2", "mean"}
+    numeric = metrics.select_dtypes("number")
+    assert not numeric.isna().any().any()
+    summary = pd.read_csv(results / "summary.csv")
+    assert len(summary) == 2 + 4  # blobs: 2 targets; digits012: 2 targets x 2 schemes
+    assert "±" in (results / "summary.md").read_text()
+    for name in ("overview.png", "convergence/blobs/mlp.png", "convergence/digits012/cnn.png"):
+        assert (results / "figures" / name).stat().st_size > 10_000
+    final = metrics[(metrics["dataset"] == "blobs") & (metrics["epoch"] == 60)]
+    assert (final["train_acc"] == 1.0).all()
+
+
+def test_metrics_agree_with_an_independent_recomputation(finished):
+    """Recompute the blobs svc metrics from the feature files with scikit-learn and NumPy."""
+    from sklearn.svm import SVC
+
+    metrics = pd.read_parquet(finished / "results" / "metrics.parquet")
+    folder = finished / "results" / "runs" / "blobs/mlp/seed0" / "features"
+    for path in io.list_feature_files(folder):
+        features = io.read_features(path)
+        frame = pd.read_parquet(path)
+        train = frame[frame["split"] == "train"]
+        h = train[["h_0", "h_1"]].to_numpy(np.float64)
+        y = np.where(train["label"].to_numpy() == 1, 1.0, -1.0)
+        row = metrics[(metrics["dataset"] == "blobs") & (metrics["epoch"] == features.epoch)
+                      & (metrics["target"] == "svc")].iloc[0]
+        w = features.W[1] - features.W[0]
+        b = features.b[1] - features.b[0]
+        margin_nn = np.min(y * (h @ w + b)) / np.linalg.norm(w)
+        assert row["margin_nn"] == pytest.approx(margin_nn, rel=1e-6, abs=1e-9)
+        logits = train[["logit_0", "logit_1"]].to_numpy(np.float64)
+        assert row["train_acc"] == pytest.approx(np.mean(logits.argmax(1) == train["label"]))
+        if not row["separable"]:
+            continue
+        svc = SVC(kernel="linear", C=1e8, tol=1e-8).fit(h, y)
+        u, c = svc.coef_[0], svc.intercept_[0]
+        cos = w @ u / np.linalg.norm(w) / np.linalg.norm(u)
+        assert row["angle_deg"] == pytest.approx(np.degrees(np.arccos(np.clip(cos, -1, 1))),
+                                                 abs=0.05)
+        assert row["margin_svm"] == pytest.approx(1 / np.linalg.norm(u), rel=1e-3)
+        offset = (b / np.linalg.norm(w) - c / np.linalg.norm(u)) * np.linalg.norm(u)
+        assert row["bias_offset"] == pytest.approx(offset, abs=1e-2 * max(1, abs(offset)))
+
+
+def test_second_run_does_nothing(finished):
+    result = snakemake(finished, "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_svm_C_reruns_svm_but_never_training(finished):
+    config = yaml.safe_load((finished / "config.yaml").read_text())
+    config.setdefault("svm", {})["C"] = 7.5
+    changed = finished / "changed.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    result = snakemake(finished, "-n", "--configfile", str(changed))
+    out = result.stdout + result.stderr
+    scheduled = set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M))
+    assert "svm" in scheduled and "metrics" in scheduled
+    assert not any("train" in name for name in scheduled), out[-3000:]
+    assert "prepare" not in scheduled and "features" not in scheduled
+
+
+def test_report_is_generated(finished):
+    snakemake(finished, "--report", "report.html")
+    html = (finished / "report.html").read_text(errors="replace")
+    assert len(html) > 50_000
+
+
+def test_invalid_config_stops_before_any_job(tiny_workdir):
+    config = yaml.safe_load((tiny_workdir / "config.yaml").read_text())
+    config["train"]["optimiser"] = "adam"
+    (tiny_workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tiny_workdir, "--cores", "1", check=False)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "'optimiser' was unexpected" in out and "allowed keys here" in out
+    assert not (tiny_workdir / "results").exists()
+
+
+def test_lint_is_clean(tiny_workdir):
+    result = snakemake(tiny_workdir, "--lint", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+
+
+def test_snakefmt_check():
+    paths = [str(REPO / "Snakefile"), str(REPO / "workflow")]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *paths],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

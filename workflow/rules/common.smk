@@ -1,0 +1,77 @@
+# Everything that is not a rule: config validation, wildcard constraints, the grid, input
+# functions and each rule's settings. The logic itself lives in nnboundary.config, shared with
+# the command-line stages, so the Snakefile and the package read settings in one way.
+import sys
+from pathlib import Path
+
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+
+from nnboundary import config as nbconfig  # noqa: E402
+
+# Jobs run `python -m nnboundary ...` with the interpreter on PATH (the activated virtualenv, or
+# a rule's conda environment, which holds only the dependencies): put the package on its path.
+# (Snakemake formats the prefix like a command: braces are doubled.)
+shell.prefix("export PYTHONPATH='%s':${{PYTHONPATH:-}}; " % SRC)
+
+# Validate against workflow/schemas/config.schema.yaml (plus the checks a schema cannot
+# express) before anything is scheduled; the error lists every bad key and what is allowed.
+config.update(nbconfig.validate_config(config))
+
+# Outputs go to results/ under the working directory (--directory moves them elsewhere).
+RUNS = nbconfig.runs(config)
+
+
+wildcard_constraints:
+    dataset="|".join(nbconfig.DATASETS),
+    arch="|".join(nbconfig.ARCHS),
+    seed=r"\d+",
+
+
+def all_outputs():
+    """Every table and figure of the grid."""
+    pairs = sorted({(r.dataset, r.arch) for r in RUNS})
+    return (
+        [
+            f"results/metrics.parquet",
+            f"results/summary.csv",
+            f"results/summary.md",
+            f"results/figures/overview.png",
+        ]
+        + [f"results/figures/runs/{r.path}.png" for r in RUNS]
+        + [f"results/figures/convergence/{d}/{a}.png" for d, a in pairs]
+    )
+
+
+def run_metrics_files(wildcards=None):
+    """Every run's metrics table (input of the aggregate step)."""
+    return [f"results/runs/{r.path}/metrics.parquet" for r in RUNS]
+
+
+def seed_metrics_files(wildcards):
+    """The metrics tables of every seed of one dataset x arch."""
+    return [
+        f"results/runs/{r.path}/metrics.parquet"
+        for r in RUNS
+        if (r.dataset, r.arch) == (wildcards.dataset, wildcards.arch)
+    ]
+
+
+# Each rule gets only its own settings as a params string, so that changing e.g. svm.C reruns
+# the svm step and what follows, never training.
+def prepare_settings(wildcards):
+    return nbconfig.to_json(nbconfig.dataset_settings(config, wildcards.dataset))
+
+
+def arch_settings(wildcards):
+    return nbconfig.to_json(nbconfig.arch_settings(config, wildcards.arch))
+
+
+def train_settings(wildcards):
+    return nbconfig.to_json(
+        nbconfig.train_settings(config, wildcards.dataset, wildcards.arch)
+    )
+
+
+def stage_settings(stage):
+    return nbconfig.to_json(nbconfig.stage_settings(config, stage))
