@@ -522,3 +522,275 @@ def test_ovr_with_a_class_absent_from_train(target):
     assert fit.W.shape == (3, 2)
     assert np.all(np.isfinite(fit.W)) and np.all(np.isfinite(fit.b))
     assert fit.separable and fit.hard_margin
+
+
+# --------------------------------------------------------------------------------------------
+# Badly conditioned network features (regressions)
+# --------------------------------------------------------------------------------------------
+# Real last-layer features crowd near one point h₀ far from the origin relative to their spread
+# (e.g. h ≈ (0.10, 0.10) ± 1e-3), are nearly collinear (one principal spread 1e-5 … 1e-9 of the
+# other) or large (500·h). Solved as given, clarabel stopped with MaxIterations /
+# InsufficientProgress, returned "solutions" with margins 0.86–0.97 < 1 − tol on their own working
+# set (SVMError "claims separable data but…"), or claimed an LP-separable problem infeasible.
+
+DATA = Path(__file__).resolve().parent / "data"
+FEATURE_FILES = sorted(DATA.glob("svm_features_*.npz"))
+
+
+def load_features(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Train features saved from real runs (float32 there, exactly as the run wrote them)."""
+    with np.load(path) as f:
+        return f["H"].astype(np.float64), f["y"].astype(np.int64), int(f["n_classes"])
+
+
+def kkt_residual(H, y, fit: SVMFit, K: int, active_tol: float = 1e-6) -> float:
+    """Relative stationarity residual of a hard fit in the original coordinates: the smallest
+    ‖P x − R_Aᵀα − eqᵀμ‖ / ‖P x‖ over α ≥ 0 on the active constraints (margin ≤ 1 + active_tol).
+    Zero at the optimum (with the margins ≥ 1 it certifies optimality); independent of how the
+    module solved the problem. Computed by NNLS, so only accurate to ~1e-4 on such data."""
+    from scipy.optimize import nnls
+
+    problems = []
+    if fit.scheme == "binary":
+        prob = svm._Binary(H, np.where(y == 1, 1.0, -1.0), fit.target)
+        problems.append((prob, np.r_[fit.W[1] - fit.W[0], fit.b[1] - fit.b[0]]))
+    elif fit.scheme == "crammer_singer":
+        prob = svm._CrammerSinger(H, y, K, fit.target)
+        problems.append((prob, np.r_[fit.W.ravel(), fit.b]))
+    else:
+        for k in range(K):
+            prob = svm._Binary(H, np.where(y == k, 1.0, -1.0), fit.target)
+            problems.append((prob, np.r_[fit.W[k], fit.b[k]]))
+    worst = 0.0
+    for prob, x in problems:
+        R, _ = prob.rows(np.arange(prob.n))
+        act = np.flatnonzero(R @ x <= 1 + active_tol)
+        cols = [R[act].toarray().T]
+        if prob.eq is not None:
+            e = prob.eq.toarray().T
+            cols += [e, -e]
+        M = np.hstack(cols)
+        norms = np.linalg.norm(M, axis=0)
+        norms[norms == 0] = 1.0
+        g = prob.pdiag * x
+        _, res = nnls(M / norms, g, maxiter=100_000)
+        worst = max(worst, res / np.linalg.norm(g))
+    return worst
+
+
+def assert_exact_hard_fit(H, y, fit: SVMFit, K: int):
+    assert fit.separable and fit.hard_margin and fit.C is None, fit.status
+    assert np.all(np.isfinite(fit.W)) and np.all(np.isfinite(fit.b))
+    m = functional_margins(H, y, fit.W, fit.b, fit.scheme)
+    assert m.min() == pytest.approx(fit.min_margin, rel=1e-12)
+    # Optimal means tight: a hard fit with every margin > 1 could be scaled down.
+    assert fit.min_margin == pytest.approx(1.0, abs=1e-6)
+    assert kkt_residual(H, y, fit, K) < 1e-3
+
+
+def test_regression_feature_files_present():
+    assert len(FEATURE_FILES) == 4
+    for path in FEATURE_FILES:
+        assert path.stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("path", FEATURE_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_real_network_features_give_exact_hard_fits(path, target):
+    # blobs0 epoch 1: homog stopped with MaxIterations (47-point working set). blobs3 epochs
+    # 1 and 12: crammer_singer and ovr returned minimum margins 0.86–0.93 (SVMError) or stopped
+    # with MaxIterations / InsufficientProgress. d3 epoch 133 (3-D, one principal spread ~2e-9
+    # next to ~1e-3): both targets returned minimum margins 0.956.
+    H, y, K = load_features(path)
+    for scheme in ("binary",) if K == 2 else ("crammer_singer", "ovr"):
+        fit = fit_svm(H, y, target, scheme, n_classes=K)
+        assert_exact_hard_fit(H, y, fit, K)
+
+
+@pytest.mark.parametrize("path", FEATURE_FILES, ids=lambda p: p.stem)
+def test_svc_on_real_features_is_scale_and_shift_equivariant(path):
+    # svc is invariant to h → a·h + t up to u → u/a (the free bias absorbs the shift): large
+    # features (500·h, norms ~1e2 here, ~1e3 with the shift) must give the same classifier.
+    H, y, K = load_features(path)
+    a, t = 500.0, np.linspace(300.0, 700.0, H.shape[1])
+    for scheme in ("binary",) if K == 2 else ("crammer_singer", "ovr"):
+        fit = fit_svm(H, y, "svc", scheme, n_classes=K)
+        big = fit_svm(a * H + t, y, "svc", scheme, n_classes=K)
+        assert big.hard_margin, big.status
+        np.testing.assert_allclose(a * big.W, fit.W, rtol=1e-5, atol=1e-7 * np.abs(fit.W).max())
+        m1 = functional_margins(H, y, fit.W, fit.b, scheme)
+        m2 = functional_margins(a * H + t, y, big.W, big.b, scheme)
+        np.testing.assert_allclose(m2, m1, rtol=1e-5, atol=1e-5)
+
+
+def network_like(seed: int, n: int, d: int, K: int, spreads=(1e-3, 2e-5), offset=0.1):
+    """A separable set squeezed like early-training ReLU features: every point within ~spreads[0]
+    of h₀ = offset·1, along random principal axes whose spreads fall geometrically from
+    spreads[0] to spreads[-1] (nearly collinear)."""
+    X, y = separable_set(seed, n, d, K=K)
+    rng = np.random.default_rng(seed + 100)
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return offset + (X / 3 * np.geomspace(spreads[0], spreads[1], d)) @ Q.T, y
+
+
+def with_dead_unit(seed: int, n: int, K: int):
+    """Features near h₀ plus a ReLU unit that is dead (exactly 0) on 49 of every 50 points."""
+    X, y = separable_set(seed, n, 2, K=K)
+    dead = np.where(np.arange(n) % 50 == 0, 1e-4 * np.abs(X[:, 0]), 0.0)
+    return np.c_[1e-3 * X + 0.1, dead], y
+
+
+def blobs3_like(seed: int, n: int, spreads=(1e-3, 2e-5), offset=0.1):
+    """Three Gaussian classes at the vertices of a triangle with a clear gap (separable one vs
+    rest too), squeezed like network_like."""
+    rng = np.random.default_rng(seed)
+    centres = 6.0 * np.array([[np.cos(a), np.sin(a)] for a in 2 * np.pi * np.arange(3) / 3])
+    X = centres[rng.integers(0, 3, 4 * n)] + rng.normal(0, 1, (4 * n, 2))
+    dist = np.linalg.norm(X[:, None] - centres[None], axis=2)
+    y = dist.argmin(axis=1)
+    top = np.sort(dist, axis=1)
+    keep = top[:, 1] - top[:, 0] > 1.0
+    X, y = X[keep][:n], y[keep][:n]
+    Q, _ = np.linalg.qr(np.random.default_rng(seed + 100).normal(size=(2, 2)))
+    return offset + (X / 6 * np.array(spreads)) @ Q.T, y
+
+
+SYNTHETIC = {
+    # name: (features, labels, scheme); each failed for both targets before preconditioning.
+    "crowded 2-D": (*network_like(1, 2000, 2, 2), "binary"),
+    "crowded 2-D, 500x": (
+        500 * network_like(2, 2000, 2, 2)[0],
+        network_like(2, 2000, 2, 2)[1],
+        "binary",
+    ),
+    "crowded 3-D, spread 1e-8": (*network_like(2, 2000, 3, 2, (1e-3, 1e-8)), "binary"),
+    # Claimed "not separable" although the LP separated every point (a wrong soft fit).
+    "crowded 3-D, LP-separable": (*network_like(0, 2000, 3, 2, (1e-3, 1e-8)), "binary"),
+    "dead unit": (*with_dead_unit(2, 2000, 2), "binary"),
+    "3 classes crowded": (*network_like(1, 2000, 2, 3), "crammer_singer"),
+    "3 classes dead unit": (*with_dead_unit(1, 2000, 3), "crammer_singer"),
+    "3 classes crowded (blobs3-like), ovr": (*blobs3_like(0, 2000), "ovr"),
+    "3 classes crowded (blobs3-like), cs": (*blobs3_like(3, 2000), "crammer_singer"),
+}
+
+
+@pytest.mark.parametrize("name", list(SYNTHETIC))
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_badly_conditioned_synthetic_features_give_exact_hard_fits(name, target):
+    H, y, scheme = SYNTHETIC[name]
+    K = int(y.max()) + 1
+    fit = fit_svm(H, y, target, scheme, n_classes=K)
+    assert_exact_hard_fit(H, y, fit, K)
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+@pytest.mark.parametrize("scheme,K", [("binary", 2), ("crammer_singer", 3)])
+def test_precond_is_an_exact_change_of_variables(target, scheme, K):
+    # Same margins and same objective (times obj_scale) for any point, mapped back; a constant
+    # feature (a dead unit) is dropped for svc (r < d) and merges with the bias for homog.
+    rng = np.random.default_rng(21)
+    H, y = network_like(4, 300, 3, K, (1e-3, 1e-7))
+    H = np.c_[H, np.full(len(H), 0.25)]
+    pre = svm._Precond(H, target)
+    assert pre.r == (3 if target == "svc" else 4)  # homog keeps the constant direction once
+    prob = (
+        pre.binary(np.where(y == 1, 1.0, -1.0)) if scheme == "binary" else pre.crammer_singer(y, K)
+    )
+    for _ in range(3):
+        x = rng.normal(size=prob.p)
+        if scheme == "binary":
+            u, c = pre.binary_back(x)
+            W, b = np.vstack([-u / 2, u / 2]), np.array([-c / 2, c / 2])
+            norm2 = u @ u + (c * c if target == "homog" else 0.0)
+        else:
+            if prob.eq is not None:
+                x[-K:] -= x[-K:].mean()  # the svc gauge
+            W, b = pre.cs_back(*prob.unpack(x))
+            norm2 = (W**2).sum() + ((b**2).sum() if target == "homog" else 0.0)
+        np.testing.assert_allclose(
+            functional_margins(H, y, W, b, scheme), prob.margins(x), rtol=1e-7, atol=1e-7
+        )
+        assert 0.5 * norm2 * pre.obj_scale == pytest.approx(0.5 * x @ (prob.pdiag * x), rel=1e-7)
+
+
+def test_ldp_by_nnls_known_answer():
+    # homog on the Soudry toy set as a least-distance problem: min ½‖x‖² s.t. sᵢ[hᵢ, 1]·x ≥ 1.
+    H, y = soudry_toy()
+    G = np.where(y == 1, 1.0, -1.0)[:, None] * np.c_[H, np.ones(len(H))]
+    w, z = svm._ldp(G)
+    np.testing.assert_allclose(w, [0.5, 0.5, 0.0], atol=1e-12)
+    # Multipliers only on support vectors (4 of them in 3-D: degenerate, so any 3 may carry them).
+    assert set(np.flatnonzero(z > 0).tolist()) <= {0, 1, 5, 6}
+    w, _ = svm._ldp(np.array([[1.0], [-1.0]]))  # x ≥ 1 and −x ≥ 1: infeasible
+    assert w is None
+
+
+def _hard_qp(q) -> bool:
+    return not np.any(q)  # the soft QP has a linear term (C·slack), the hard one none
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_unconverged_solver_status_is_verified_not_trusted(monkeypatch, target):
+    # clarabel's own status is not trusted either way: an exact answer reported as
+    # InsufficientProgress is certified by its KKT system and kept (it used to raise SVMError).
+    H, y, K = load_features(DATA / "svm_features_blobs3_epoch001.npz")
+    expected = fit_svm(H, y, target, "crammer_singer", n_classes=K)
+    real = svm._clarabel
+
+    def stalls(pdiag, q, A, b, cones, time_limit, **options):
+        status, x, z = real(pdiag, q, A, b, cones, time_limit, **options)
+        return ("InsufficientProgress" if _hard_qp(q) else status), x, z
+
+    monkeypatch.setattr(svm, "_clarabel", stalls)
+    fit = fit_svm(H, y, target, "crammer_singer", n_classes=K)
+    assert_exact_hard_fit(H, y, fit, K)
+    np.testing.assert_allclose(fit.W, expected.W, rtol=1e-6, atol=1e-9 * np.abs(expected.W).max())
+
+
+@pytest.mark.parametrize(
+    "path,scheme",
+    [
+        (DATA / "svm_features_blobs0_epoch001.npz", "binary"),
+        (DATA / "svm_features_d3_epoch133.npz", "binary"),
+        (DATA / "svm_features_blobs3_epoch012.npz", "crammer_singer"),
+        (DATA / "svm_features_blobs3_epoch012.npz", "ovr"),
+    ],
+    ids=lambda v: v.stem if isinstance(v, Path) else v,
+)
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_nnls_fallback_when_clarabel_fails(monkeypatch, path, scheme, target):
+    # Every hard clarabel solve fails (a wrong iterate, meaningless duals): the NNLS
+    # least-distance fallback, polished on its active set, must give the same exact fit.
+    H, y, K = load_features(path)
+    expected = fit_svm(H, y, target, scheme, n_classes=K)
+    real = svm._clarabel
+
+    def fails(pdiag, q, A, b, cones, time_limit, **options):
+        status, x, z = real(pdiag, q, A, b, cones, time_limit, **options)
+        if _hard_qp(q):
+            return "InsufficientProgress", 0.97 * x, np.ones_like(z)
+        return status, x, z
+
+    monkeypatch.setattr(svm, "_clarabel", fails)
+    fit = fit_svm(H, y, target, scheme, n_classes=K)
+    assert_exact_hard_fit(H, y, fit, K)
+    np.testing.assert_allclose(fit.W, expected.W, rtol=1e-5, atol=1e-8 * np.abs(expected.W).max())
+    np.testing.assert_allclose(fit.b, expected.b, rtol=1e-5, atol=1e-8 * np.abs(expected.b).max())
+
+
+def test_no_silent_soft_fit_when_every_solver_fails(monkeypatch):
+    # Separable (the LP certifies it) but no hard solve can be verified: an SVMError that says
+    # so, never a soft fit labelled "not separable".
+    H, y = soudry_toy()
+    real = svm._clarabel
+
+    def broken(pdiag, q, A, b, cones, time_limit, **options):
+        status, x, z = real(pdiag, q, A, b, cones, time_limit, **options)
+        if _hard_qp(q):
+            return "PrimalInfeasible", np.full_like(x, np.nan), z
+        return status, x, z
+
+    monkeypatch.setattr(svm, "_clarabel", broken)
+    monkeypatch.setattr(svm, "_ldp_fallback", lambda *args, **kwargs: iter(()))
+    with pytest.raises(svm.SVMError, match="separable"):
+        fit_svm(H, y, "homog", "binary")

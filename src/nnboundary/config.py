@@ -266,17 +266,26 @@ def to_json(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
-def parse_settings(text: str | None) -> dict[str, Any]:
-    """Parse a ``--settings`` argument; an empty one means defaults."""
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as err:
-        raise ConfigError(f"--settings is not valid JSON ({err}): {text!r}") from err
-    if not isinstance(value, dict):
-        raise ConfigError(f"--settings must be a JSON object, got {text!r}")
-    return value
+def parse_settings(text: str | None, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parse a stage's ``--settings`` JSON object; an empty one means defaults.
+
+    With ``defaults``, the result is the defaults updated by the given keys, and a key that is
+    not among the defaults is refused with the list of allowed keys.
+    """
+    value: Any = {}
+    if text:
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise ConfigError(f"--settings is not valid JSON ({err}): {text!r}") from err
+        if not isinstance(value, dict):
+            raise ConfigError(f"--settings must be a JSON object, got {text!r}")
+    if defaults is None:
+        return value
+    unknown = sorted(set(value) - set(defaults))
+    if unknown:
+        raise ConfigError(f"--settings has unknown keys {unknown}; allowed: {sorted(defaults)}")
+    return {**defaults, **value}
 
 
 def load_config(path: str | Path) -> dict:

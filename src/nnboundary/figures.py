@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from . import io
+from .config import ConfigError, parse_settings
 from .metrics import ZERO_NORM, angle_deg
 
 #: Settings accepted by every subcommand (the ``figures`` block of the config) and their defaults.
@@ -676,21 +676,10 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
 
 def parse_figure_settings(text: str | None) -> dict[str, Any]:
     """``--settings`` JSON → the settings with defaults; ValueError with a message if invalid."""
-    settings = dict(DEFAULT_SETTINGS)
-    if not text:
-        return settings
     try:
-        given = json.loads(text)
-    except ValueError as err:
-        raise ValueError(f"--settings is not valid JSON ({err}): {text!r}") from err
-    if not isinstance(given, dict):
-        raise ValueError(f"--settings must be a JSON object, got {text!r}")
-    unknown = sorted(set(given) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise ValueError(
-            f"--settings has unknown keys {unknown}; allowed: {sorted(DEFAULT_SETTINGS)}"
-        )
-    settings.update(given)
+        settings = parse_settings(text, DEFAULT_SETTINGS)
+    except ConfigError as err:
+        raise ValueError(str(err)) from err
     for name, least in (("dpi", 30), ("resolution", 10)):
         value = settings[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < least:

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from . import io
+from .config import ConfigError, parse_settings
 
 #: A normal whose Euclidean norm is at most this is treated as zero (degenerate).
 ZERO_NORM = 1e-12
@@ -100,6 +101,9 @@ COLUMNS = [
     "matrix_angle_deg",
     "degenerate",
 ]
+
+#: Settings of the stage (``metrics`` in the config).
+DEFAULT_SETTINGS = {"grid_points": 200}
 
 #: Per-pair numeric metrics that the ``mean`` row averages.
 PAIR_METRICS = [
@@ -599,12 +603,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        settings = json.loads(args.settings) if args.settings else {}
-    except ValueError as err:
-        parser.error(f"--settings is not valid JSON ({err}): {args.settings!r}")
-    if not isinstance(settings, dict):
-        parser.error(f"--settings must be a JSON object, got {args.settings!r}")
-    grid_points = settings.get("grid_points", 200)
+        settings = parse_settings(args.settings, DEFAULT_SETTINGS)
+    except ConfigError as err:
+        parser.error(str(err))
+    grid_points = settings["grid_points"]
     if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 1:
         parser.error(f"settings key grid_points must be a positive integer, got {grid_points!r}")
 

@@ -48,12 +48,31 @@ How it is solved quickly
 * Separability is decided first by an LP feasibility problem (HiGHS via scipy.optimize.linprog),
   also by constraint generation: any x with every margin > 0 certifies separability.
 * Duplicate (h, y) rows are merged; in the soft fit a merged row's slack is weighted by its count.
+
+How it stays exact on network features
+--------------------------------------
+Last-layer features are often badly conditioned: crowded near one point far from the origin
+(h ≈ 0.1 ± 1e-3), nearly collinear (a principal spread 1e-9 next to 1e-3), or large (500·h).
+Solved as given, the weights are huge, the bias cancels u·h₀ to many digits, and clarabel stops
+(MaxIterations, InsufficientProgress) or returns points that violate their own constraints.
+* Every problem is solved in whitened coordinates (``_Precond``), an exact change of variables:
+  svc on the centred features (the free bias absorbs the shift), homog on the augmented
+  features [h, 1], both rotated to their principal axes and scaled to unit spread; the objective
+  becomes a diagonal ½Σⱼ wⱼvⱼ². Same problem, same optimum, mapped back at the end.
+* Each hard QP is rescaled so that its optimal objective (and the duals) are O(1); otherwise
+  clarabel's static regularisation or its absolute gap tolerance spoils the answer.
+* No solver status is trusted: an answer counts when its active set's KKT system, solved exactly,
+  has non-negative multipliers and satisfies every working-set constraint (``_polish``), or when
+  clarabel says Solved at a sane scale with every working-set margin ≥ 1 − 1e-6. Otherwise
+  clarabel is retried (rescaled, then with less regularisation), then the working set is solved
+  by NNLS as a least-distance problem (``_ldp_fallback``) and polished.
+* A problem the LP has proven separable never silently becomes a soft fit: a hard QP that cannot
+  be solved raises SVMError.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -62,10 +81,11 @@ from typing import Any
 import clarabel
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
+from scipy.optimize import linprog, nnls
 from scipy.spatial import ConvexHull, QhullError
 
 from . import io as fio
+from .config import ConfigError, parse_settings
 
 TARGETS = ("svc", "homog")
 SCHEMES = ("binary", "crammer_singer", "ovr")
@@ -155,43 +175,71 @@ def _finite_or_none(value: float) -> float | None:
 
 
 class _Binary:
-    """x = [u (d), c]; constraint of point i: sᵢ[hᵢ, 1]·x ≥ 1; objective ½ xᵀ diag(pdiag) x."""
+    """x = [u (d) [, c]]; constraint of point i: sᵢ[hᵢ, 1]·x ≥ 1 (sᵢ hᵢ·x ≥ 1 without a bias);
+    objective ½ xᵀ diag(pdiag) x.
 
-    def __init__(self, H: np.ndarray, s: np.ndarray, target: str):
+    ``weight`` (d,) is the objective weight of each coordinate of u (default 1) and ``obj_scale``
+    a positive factor of the whole quadratic term (the soft fit scales C by it): the
+    preconditioned problems of ``_Precond`` use them. ``bias=False`` drops c (homog on features
+    that already carry the constant direction)."""
+
+    def __init__(
+        self,
+        H: np.ndarray,
+        s: np.ndarray,
+        target: str,
+        weight: np.ndarray | None = None,
+        bias: bool = True,
+        obj_scale: float = 1.0,
+    ):
         self.H, self.s = H, s
         self.n, self.d = H.shape
-        self.p = self.d + 1
+        self.bias = bool(bias)
+        self.p = self.d + int(self.bias)
+        self.target = target
+        self.obj_scale = float(obj_scale)
+        weight = np.ones(self.d) if weight is None else np.asarray(weight, dtype=float)
         # svc: the bias has no weight in the objective (free); homog: it counts like a weight.
-        self.pdiag = np.r_[np.ones(self.d), 1.0 if target == "homog" else 0.0]
+        bias_weight = [self.obj_scale if target == "homog" else 0.0] if self.bias else []
+        self.pdiag = np.r_[weight, bias_weight]
         self.eq = None
         self.group = (s > 0).astype(np.int64)
 
     def rows(self, idx: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-        R = np.c_[self.H[idx], np.ones(len(idx))] * self.s[idx, None]
-        return sp.csr_matrix(R), np.arange(len(idx))
+        R = self.H[idx]
+        if self.bias:
+            R = np.c_[R, np.ones(len(idx))]
+        return sp.csr_matrix(R * self.s[idx, None]), np.arange(len(idx))
 
     def margins(self, x: np.ndarray) -> np.ndarray:
-        return self.s * (self.H @ x[: self.d] + x[self.d])
-
-    def guess(self) -> np.ndarray:
-        # Nearest-mean classifier: u = μ₊ − μ₋, boundary through the midpoint of the means.
-        if np.all(self.s > 0) or np.all(self.s < 0):
-            return np.r_[np.zeros(self.d), self.s[0]]  # one-sided: the constant classifier
-        mp, mn = self.H[self.s > 0].mean(axis=0), self.H[self.s < 0].mean(axis=0)
-        u = mp - mn
-        return np.r_[u, -u @ (mp + mn) / 2]
+        return self.s * (self.H @ x[: self.d] + (x[self.d] if self.bias else 0.0))
 
 
 class _CrammerSinger:
-    """x = [w₀ … w_{K−1} (K·d), b (K)]; point i has K − 1 constraints
-    (w_{yᵢ} − wₖ)·hᵢ + b_{yᵢ} − bₖ ≥ 1; for svc the gauge Σₖbₖ = 0 is an equality row."""
+    """x = [w₀ … w_{K−1} (K·d) [, b (K)]]; point i has K − 1 constraints
+    (w_{yᵢ} − wₖ)·hᵢ + b_{yᵢ} − bₖ ≥ 1; for svc the gauge Σₖbₖ = 0 is an equality row.
+    ``weight``, ``bias`` and ``obj_scale`` as for ``_Binary``."""
 
-    def __init__(self, H: np.ndarray, y: np.ndarray, K: int, target: str):
+    def __init__(
+        self,
+        H: np.ndarray,
+        y: np.ndarray,
+        K: int,
+        target: str,
+        weight: np.ndarray | None = None,
+        bias: bool = True,
+        obj_scale: float = 1.0,
+    ):
         self.H, self.y, self.K = H, y, K
         self.n, self.d = H.shape
-        self.p = K * (self.d + 1)
-        self.pdiag = np.r_[np.ones(K * self.d), np.full(K, 1.0 if target == "homog" else 0.0)]
-        if target == "svc":
+        self.bias = bool(bias)
+        self.p = K * (self.d + int(self.bias))
+        self.target = target
+        self.obj_scale = float(obj_scale)
+        weight = np.ones(self.d) if weight is None else np.asarray(weight, dtype=float)
+        bias_weight = self.obj_scale if target == "homog" else 0.0
+        self.pdiag = np.r_[np.tile(weight, K), np.full(K if self.bias else 0, bias_weight)]
+        if target == "svc" and self.bias:
             # Scores are invariant to adding one constant to every bias; fix it with Σb = 0.
             self.eq = sp.csr_matrix(np.r_[np.zeros(K * self.d), np.ones(K)][None, :])
         else:
@@ -209,12 +257,17 @@ class _CrammerSinger:
         M = len(owner)
         r = np.arange(M)
         j = np.arange(d)[None, :]
-        rows = np.concatenate([np.repeat(r, d), np.repeat(r, d), r, r])
-        cols = np.concatenate(
-            [(yy[:, None] * d + j).ravel(), (kk[:, None] * d + j).ravel(), K * d + yy, K * d + kk]
+        rows = [np.repeat(r, d), np.repeat(r, d)]
+        cols = [(yy[:, None] * d + j).ravel(), (kk[:, None] * d + j).ravel()]
+        vals = [hh.ravel(), -hh.ravel()]
+        if self.bias:
+            rows += [r, r]
+            cols += [K * d + yy, K * d + kk]
+            vals += [np.ones(M), -np.ones(M)]
+        R = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(M, self.p)
         )
-        vals = np.concatenate([hh.ravel(), -hh.ravel(), np.ones(M), -np.ones(M)])
-        return sp.csr_matrix((vals, (rows, cols)), shape=(M, self.p)), owner
+        return R, owner
 
     def margins(self, x: np.ndarray) -> np.ndarray:
         W, b = self.unpack(x)
@@ -222,18 +275,8 @@ class _CrammerSinger:
 
     def unpack(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         K, d = self.K, self.d
-        return x[: K * d].reshape(K, d).copy(), x[K * d :].copy()
-
-    def guess(self) -> np.ndarray:
-        # Nearest-mean classifier: score_k(h) = μₖ·h − ½‖μₖ‖² (an absent class gets the grand mean).
-        grand = self.H.mean(axis=0)
-        mu = np.array(
-            [
-                self.H[self.y == k].mean(axis=0) if np.any(self.y == k) else grand
-                for k in range(self.K)
-            ]
-        )
-        return np.r_[mu.ravel(), -0.5 * (mu**2).sum(axis=1)]
+        b = x[K * d :].copy() if self.bias else np.zeros(K)
+        return x[: K * d].reshape(K, d).copy(), b
 
 
 def _cs_margins(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -246,6 +289,104 @@ def _cs_margins(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray) -> n
 
 
 # --------------------------------------------------------------------------------------------
+# Preconditioning: an exact change of variables
+# --------------------------------------------------------------------------------------------
+
+# Whitening: a direction whose RMS spread is below this fraction of the largest is rounding noise
+# of a constant direction (e.g. a dead unit) and is left out.
+_RANK_RTOL = 1e-12
+
+
+def _whitening(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(U, s): U (p×r) orthonormal, s (r,) > 0, such that Z = (A U)·s has uncorrelated columns of
+    RMS 1 — the principal axes of A (right singular vectors) and their inverse RMS spreads.
+    Directions with spread ≤ _RANK_RTOL of the largest are left out (r ≤ p).
+
+    A full SVD of A, not an eigendecomposition of AᵀA: the Gram matrix squares the condition
+    number, and its inaccurate small eigenvectors would leak real directions into dropped ones
+    (then the problem solved is not the same one)."""
+    n, p = A.shape
+    _, S, Vt = np.linalg.svd(A, full_matrices=False)
+    sigma = S / np.sqrt(n)
+    if not (len(sigma) and sigma[0] > 0):
+        return np.zeros((p, 0)), np.zeros(0)
+    keep = sigma > _RANK_RTOL * sigma[0]
+    return Vt[keep].T.copy(), 1.0 / sigma[keep]
+
+
+class _Precond:
+    """An exact change of variables that makes the QP well conditioned (same problem, same optimum).
+
+    Network features can be large (norms 1e2–1e3) or tiny, far from the origin relative to their
+    spread (all points near one h₀), or nearly collinear (a ReLU unit dead on most points); solved
+    as given, the weights are huge, the bias cancels u·h₀ to many digits and clarabel stops with
+    MaxIterations/InsufficientProgress or returns points that violate their own constraints.
+
+    svc:   h − μ = Z diag(1/s) Uᵀ (μ the mean, U the principal axes of the centred features),
+           u = U diag(s) v, c = c′ − u·μ  ⇒  u·h + c = v·z + c′ and ‖u‖² = Σⱼ sⱼ² vⱼ².
+           The free bias absorbs the shift, so c′ stays free: the same problem in (v, c′).
+    homog: [h, 1] = Z diag(1/s) Uᵀ (principal axes of the augmented, uncentred features),
+           [u, c] = U diag(s) v  ⇒  [u, c]·[h, 1] = v·z and ‖u‖² + c² = Σⱼ sⱼ² vⱼ²: the SVM without
+           intercept on z with objective weights sⱼ² (no separate bias variable).
+    The quadratic term is divided by min sⱼ² (``obj_scale``; the soft fit scales C alike), so
+    pdiag ≥ 1. Directions without spread carry no information and are dropped (their weight
+    could only grow the norm)."""
+
+    def __init__(self, H: np.ndarray, target: str):
+        n, d = H.shape
+        self.target, self.d = target, d
+        if target == "svc":
+            self.mu = H.mean(axis=0)
+            A = H - self.mu
+        else:
+            self.mu = np.zeros(d)
+            A = np.c_[H, np.ones(n)]
+        self.U, s = _whitening(A)
+        self.r = len(s)
+        self.Z = (A @ self.U) * s
+        self.obj_scale = 1.0 / float(s.min() ** 2) if self.r else 1.0
+        self.weight = s**2 * self.obj_scale
+        self.T = self.U * s  # x = T v
+        self.bias = target == "svc"
+
+    def binary(self, s: np.ndarray) -> _Binary:
+        return _Binary(self.Z, s, self.target, self.weight, self.bias, self.obj_scale)
+
+    def crammer_singer(self, y: np.ndarray, K: int) -> _CrammerSinger:
+        return _CrammerSinger(self.Z, y, K, self.target, self.weight, self.bias, self.obj_scale)
+
+    def binary_back(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """(u, c) of the original problem from x = [v [, c′]]."""
+        xo = self.T @ x[: self.r]
+        if self.bias:
+            return xo, float(x[self.r] - xo @ self.mu)
+        return xo[: self.d], float(xo[self.d])
+
+    def cs_back(self, Wz: np.ndarray, bz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(W, b) of the original problem from the rows v_k (and biases c′_k)."""
+        Xo = Wz @ self.T.T
+        if self.bias:
+            b = bz - Xo @ self.mu
+            return Xo, b - b.mean()  # the gauge Σb = 0 (scores shift by a constant)
+        return Xo[:, : self.d].copy(), Xo[:, self.d].copy()
+
+
+def _nearest_mean_margins(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Margins of the nearest-mean classifier (score_g(x) = μ_g·x − ½‖μ_g‖²), each point's own score
+    minus the best other: a cheap guess of which points lie near the boundary."""
+    labels = np.unique(groups)
+    mu = np.array([X[groups == g].mean(axis=0) for g in labels])
+    S = X @ mu.T - 0.5 * (mu**2).sum(axis=1)
+    if len(labels) == 1:
+        return S[:, 0]
+    own_col = np.searchsorted(labels, groups)
+    rows = np.arange(len(X))
+    own = S[rows, own_col].copy()
+    S[rows, own_col] = -np.inf
+    return own - S.max(axis=1)
+
+
+# --------------------------------------------------------------------------------------------
 # clarabel / HiGHS calls
 # --------------------------------------------------------------------------------------------
 
@@ -253,11 +394,14 @@ _OK = ("Solved", "AlmostSolved")
 _INFEASIBLE = ("PrimalInfeasible", "AlmostPrimalInfeasible")
 
 
-def _clarabel(pdiag, q, A, b, cones, time_limit: float):
-    """Solve min ½ xᵀ diag(pdiag) x + qᵀx s.t. A x + s = b, s ∈ cones; returns (status, x, z)."""
+def _clarabel(pdiag, q, A, b, cones, time_limit: float, **options):
+    """Solve min ½ xᵀ diag(pdiag) x + qᵀx s.t. A x + s = b, s ∈ cones; returns (status, x, z).
+    ``options`` override clarabel settings."""
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.time_limit = max(float(time_limit), 1.0)
+    for key, value in options.items():
+        setattr(settings, key, value)
     P = sp.diags(np.asarray(pdiag, dtype=float)).tocsc()  # diagonal, so already upper triangular
     solver = clarabel.DefaultSolver(
         P, np.asarray(q, dtype=float), sp.csc_matrix(A), np.asarray(b, dtype=float), cones, settings
@@ -266,8 +410,47 @@ def _clarabel(pdiag, q, A, b, cones, time_limit: float):
     return str(sol.status).split(".")[-1], np.asarray(sol.x), np.asarray(sol.z)
 
 
-def _solve_hard(prob, idx: np.ndarray, time_limit: float) -> tuple[str, np.ndarray]:
-    """min ½ xᵀ diag(pdiag) x  s.t. R x ≥ 1 (R: the rows of the points idx) [, eq x = 0]."""
+# Hard working-set QP: clarabel attempts, in turn, until one gives a verified optimum.
+# Before each, the objective is multiplied by κ = 1/(the objective of the last iterate, or the
+# caller's estimate) so that the optimum is O(1): the argmin is unchanged, but the duals become
+# O(1) too. With a large objective (1e9 on whitened network features) clarabel's static
+# regularisation (1e-8 on the KKT diagonal) shifts the constraints by ~1e-8·‖z‖ — the cause of
+# InsufficientProgress/MaxIterations and of "solutions" violating their own constraints by
+# 10 %; with a tiny one, its absolute gap tolerance (1e-8) stops it far from the optimum.
+# The last attempt also lowers the regularisation. Then the exact NNLS fallback (_ldp_fallback).
+_HARD_ATTEMPTS = (
+    {},
+    {},
+    {},
+    {"static_regularization_constant": 1e-12, "max_iter": 400},
+)
+# An unpolished "Solved" answer is accepted only if its scaled objective lies in this range
+# (else the gap tolerances were meaningless at that scale).
+_SANE_OBJ = (1e-2, 1e2)
+# An unpolished solver answer is accepted only if no working-set margin is below 1 − this.
+_WS_FEAS = 1e-6
+
+
+def _objective(prob, x: np.ndarray) -> float:
+    return float(0.5 * x @ (prob.pdiag * x))
+
+
+def _solve_hard(
+    prob,
+    idx: np.ndarray,
+    time_limit: float,
+    feasible: bool = False,
+    obj_hint: float | None = None,
+) -> tuple[str, np.ndarray]:
+    """min ½ xᵀ diag(pdiag) x  s.t. R x ≥ 1 (R: the rows of the points idx) [, eq x = 0].
+
+    Returns ("Solved", x) only for a verified optimum: the KKT system of its active set solved
+    exactly with non-negative multipliers (_polish), or a solver "Solved"/"AlmostSolved" answer
+    that satisfies every working-set constraint; a solver status is never trusted alone.
+    ("PrimalInfeasible", x) when clarabel proves the working set infeasible — ignored when
+    ``feasible`` (the LP has certified a strictly separating x, so such a claim is numerical).
+    ``obj_hint``: the expected optimal objective (scales the problem). Otherwise the last status."""
+    t_end = time.perf_counter() + max(float(time_limit), 1.0)
     R, _ = prob.rows(idx)
     # clarabel form: A x + s = b with s in the cones; R x ≥ 1  ⇔  −R x + s = −1, s ≥ 0.
     A, b, cones = -R, -np.ones(R.shape[0]), [clarabel.NonnegativeConeT(R.shape[0])]
@@ -276,45 +459,158 @@ def _solve_hard(prob, idx: np.ndarray, time_limit: float) -> tuple[str, np.ndarr
         A = sp.vstack([prob.eq, A])
         b = np.r_[np.zeros(n_eq), b]
         cones = [clarabel.ZeroConeT(n_eq)] + cones
-    status, x, z = _clarabel(prob.pdiag, np.zeros(prob.p), A, b, cones, time_limit)
-    if status in _OK:
-        x = _polish(prob, R, z[n_eq:], x)
-    return status, x
+    ok_hint = obj_hint is not None and np.isfinite(obj_hint) and obj_hint > 0
+    kappa = 1.0 / obj_hint if ok_hint else 1.0
+    last, x_last = "NotRun", np.zeros(prob.p)
+    for options in _HARD_ATTEMPTS:
+        remaining = t_end - time.perf_counter()
+        if remaining <= 0:
+            break
+        status, x, z = _clarabel(
+            kappa * prob.pdiag, np.zeros(prob.p), A, b, cones, remaining, **options
+        )
+        last, x_last = status, x
+        if status in _INFEASIBLE and not feasible:
+            return status, x
+        if not np.all(np.isfinite(x)):
+            continue
+        xp, certified = _polish(prob, R, z[n_eq:], x, kappa)
+        if certified:
+            return "Solved", xp
+        obj = _objective(prob, x)
+        sane = _SANE_OBJ[0] <= kappa * obj <= _SANE_OBJ[1]
+        if status in _OK and sane and (R @ x).min() >= 1 - _WS_FEAS:
+            return "Solved", x
+        if np.isfinite(obj) and obj > 0:
+            kappa = 1.0 / obj  # this iterate's objective: a fair estimate of the optimum's
+    for x, exact, zl in _ldp_fallback(prob, idx, R, kappa):
+        kx = 1.0 / max(_objective(prob, x), 1e-300)
+        xp, certified = _polish(prob, R, zl, x, kx)
+        if certified:
+            return "Solved", xp
+        if exact and (R @ x).min() >= 1 - _WS_FEAS:
+            return "Solved", x
+    return last, x_last
 
 
-def _polish(prob, R: sp.csr_matrix, z: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Refine an interior-point solution to machine precision by solving the KKT system of its
-    active set: P x − R_Aᵀ α + eqᵀ μ = 0, R_A x = 1, eq x = 0 (A: rows with dual z > 0).
-    The refinement is kept only if it is primal feasible, dual feasible (α ≥ 0) and no worse."""
-    zmax = float(z.max()) if len(z) else 0.0
-    if zmax <= 0:
-        return x
-    act = np.flatnonzero(z > 1e-7 * zmax)
-    if len(act) > 2000:  # a dense KKT solve would cost more than it gains
-        return x
-    RA = R[act].toarray()
-    E = np.zeros((0, prob.p)) if prob.eq is None else prob.eq.toarray()
-    na, ne, p = len(act), E.shape[0], prob.p
-    K = np.zeros((p + na + ne, p + na + ne))
-    K[:p, :p] = np.diag(prob.pdiag)
-    K[:p, p : p + na] = -RA.T
-    K[:p, p + na :] = E.T
-    K[p : p + na, :p] = RA
-    K[p + na :, :p] = E
-    rhs = np.r_[np.zeros(p), np.ones(na), np.zeros(ne)]
+def _ldp(G: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """Least-distance programming, min ½‖w‖² s.t. G w ≥ 1, exactly by NNLS (Lawson & Hanson,
+    "Solving Least Squares Problems", ch. 23): with E = [Gᵀ; 1ᵀ], f = [0, …, 0, 1] and z ≥ 0
+    minimising ‖E z − f‖, r = E z − f, w = −r[:p]/r[p]; r = 0 means infeasible (None)."""
+    m, p = G.shape
+    E = np.vstack([G.T, np.ones((1, m))])
+    f = np.r_[np.zeros(p), 1.0]
     try:
-        sol = np.linalg.lstsq(K, rhs, rcond=None)[0]
-    except np.linalg.LinAlgError:
-        return x
-    xp, alpha = sol[:p], sol[p : p + na]
-    if np.abs(K @ sol - rhs).max() > 1e-9 * max(1.0, np.abs(K).max() * np.abs(sol).max()):
-        return x  # singular KKT system without an exact solution
-    if alpha.min() < -1e-9 * max(1.0, alpha.max()) or (R @ xp).min() < 1 - 1e-9:
-        return x
-    obj = lambda v: 0.5 * v @ (prob.pdiag * v)  # noqa: E731
-    if obj(xp) > obj(x) * (1 + 1e-9) + 1e-15:
-        return x
-    return xp
+        z, _ = nnls(E, f, maxiter=max(100, 10 * (m + p)))
+    except (RuntimeError, ValueError, np.linalg.LinAlgError):  # iteration limit, bad input
+        return None, np.zeros(m)
+    r = E @ z - f
+    if not abs(r[p]) > 1e-12:
+        return None, z
+    return -r[:p] / r[p], z
+
+
+# The svc pairwise form has one row per (positive, negative) pair; above this, no pairwise form.
+_PAIRS_MAX = 200_000
+# Relative objective weights given to free variables (svc biases) in the approximate LDP.
+_FREE_WEIGHTS = (1e-4, 1e-8)
+
+
+def _ldp_fallback(prob, idx: np.ndarray, R: sp.csr_matrix, kappa: float = 1.0):
+    """Working-set solutions by NNLS (least-distance programming), yielded as (x, exact, z), z the
+    NNLS multipliers of the rows of R (their support is the active set), or None:
+    * no free variable (homog in whitened form, pdiag > 0): exact, w = √(κ pdiag)·x,
+      G = R/√(κ pdiag);
+    * binary svc (free bias c): exact by eliminating c — u·(hᵢ − hⱼ) ≥ 2 for every positive i and
+      negative j — then c = −(min₊ u·h + max₋ u·h)/2 (when there are at most _PAIRS_MAX pairs);
+    * otherwise (Crammer–Singer svc; its gauge Σb = 0 holds by itself once the biases carry a
+      weight): approximate, the free variables given small weights _FREE_WEIGHTS; the optimum
+      moves a little but keeps its active set, which _polish then solves exactly.
+    κ ≈ 1/optimum keeps ‖w‖ = O(1) (_ldp reads "infeasible" off a tiny residual, which a huge ‖w‖
+    would imitate)."""
+    pd = kappa * prob.pdiag
+    if prob.eq is None and np.all(pd > 0):
+        root = np.sqrt(pd)
+        w, z = _ldp(R.toarray() / root)
+        if w is not None:
+            yield w / root, True, z
+        return
+    if isinstance(prob, _Binary) and prob.bias and prob.target == "svc" and np.all(pd[:-1] > 0):
+        d = prob.d
+        root = np.sqrt(pd[:d])
+        s = prob.s[idx]
+        Zp, Zn = prob.H[idx][s > 0], prob.H[idx][s < 0]
+        if len(Zp) == 0 or len(Zn) == 0:
+            yield np.r_[np.zeros(d), 1.0 if len(Zp) else -1.0], True, None
+            return
+        if len(Zp) * len(Zn) <= _PAIRS_MAX:
+            G = (Zp[:, None, :] - Zn[None, :, :]).reshape(-1, d) / (2.0 * root)
+            w, _ = _ldp(G)
+            if w is not None:
+                u = w / root
+                c = -((Zp @ u).min() + (Zn @ u).max()) / 2
+                yield np.r_[u, c], True, None
+                return
+    free = pd == 0
+    if not free.any() or free.all():
+        return
+    Rd = R.toarray()
+    for rel in _FREE_WEIGHTS:
+        pd2 = pd.copy()
+        pd2[free] = rel * pd[~free].min()
+        root = np.sqrt(pd2)
+        w, z = _ldp(Rd / root)
+        if w is not None:
+            yield w / root, False, z
+
+
+def _polish(
+    prob, R: sp.csr_matrix, z: np.ndarray | None, x: np.ndarray, kappa: float = 1.0
+) -> tuple[np.ndarray, bool]:
+    """Refine an approximate solution to machine precision by solving the KKT system of its
+    active set: κP x − R_Aᵀ α + eqᵀ μ = 0, R_A x = 1, eq x = 0, for the active set A read off the
+    duals z (rows with z > 0) or, failing that, off the margins (rows with R x ≤ 1 + δ).
+    Returns (x′, True) when x′ is certified optimal — the system solved exactly, α ≥ 0 and
+    R x′ ≥ 1 (KKT holds, so x′ is the optimum of the convex QP) — else (x, False)."""
+    sets = []
+    if z is not None and len(z):
+        zmax = float(z.max())
+        if zmax > 0:
+            sets.append(np.flatnonzero(z > 1e-7 * zmax))
+    if np.all(np.isfinite(x)):
+        m = R @ x
+        for delta in (1e-7, 1e-5, 1e-3):
+            sets.append(np.flatnonzero(m <= 1 + delta))
+    E = np.zeros((0, prob.p)) if prob.eq is None else prob.eq.toarray()
+    Pd = kappa * prob.pdiag
+    tried = set()
+    for act in sets:
+        key = act.tobytes()
+        if len(act) == 0 or len(act) > 2000 or key in tried:  # 2000+: a dense solve costs too much
+            continue
+        tried.add(key)
+        RA = R[act].toarray()
+        na, ne, p = len(act), E.shape[0], prob.p
+        K = np.zeros((p + na + ne, p + na + ne))
+        K[:p, :p] = np.diag(Pd)
+        K[:p, p : p + na] = -RA.T
+        K[:p, p + na :] = E.T
+        K[p : p + na, :p] = RA
+        K[p + na :, :p] = E
+        rhs = np.r_[np.zeros(p), np.ones(na), np.zeros(ne)]
+        try:
+            sol = np.linalg.lstsq(K, rhs, rcond=None)[0]
+        except np.linalg.LinAlgError:
+            continue
+        if not np.all(np.isfinite(sol)):
+            continue
+        xp, alpha = sol[:p], sol[p : p + na]
+        if np.abs(K @ sol - rhs).max() > 1e-9 * max(1.0, np.abs(K).max() * np.abs(sol).max()):
+            continue  # singular KKT system without an exact solution
+        if alpha.min() < -1e-9 * max(1.0, alpha.max()) or (R @ xp).min() < 1 - 1e-9:
+            continue
+        return xp, True
+    return x, False
 
 
 def _solve_soft(prob, idx: np.ndarray, weights: np.ndarray, C: float, time_limit: float):
@@ -335,7 +631,8 @@ def _solve_soft(prob, idx: np.ndarray, weights: np.ndarray, C: float, time_limit
         b = np.r_[np.zeros(prob.eq.shape[0]), b]
         cones = [clarabel.ZeroConeT(prob.eq.shape[0])] + cones
     pdiag = np.r_[prob.pdiag, np.zeros(m)]
-    q = np.r_[np.zeros(prob.p), C * np.asarray(weights, dtype=float)]
+    # The quadratic term carries the factor obj_scale (see _Precond); scale C alike.
+    q = np.r_[np.zeros(prob.p), C * prob.obj_scale * np.asarray(weights, dtype=float)]
     status, z, _ = _clarabel(pdiag, q, A, b, cones, time_limit)
     return status, z[: prob.p]
 
@@ -368,53 +665,70 @@ def _add_worst(in_ws: np.ndarray, margins: np.ndarray, threshold: float, cap: in
     return cand
 
 
-def _separability(prob, init: np.ndarray) -> tuple[str, str]:
+def _separability(prob, init: np.ndarray) -> tuple[str, str, np.ndarray | None]:
     """LP feasibility by constraint generation. Any x whose margins are all > 0 certifies
-    separability (scaling x makes every margin ≥ 1); an infeasible subset certifies the opposite."""
+    separability (scaling x makes every margin ≥ 1); an infeasible subset certifies the opposite.
+    Returns (verdict, note, x): x is the certificate, scaled so that its minimum margin over all
+    points is 1 (a feasible point of the hard QP), when the verdict is "feasible"."""
     in_ws = np.zeros(prob.n, dtype=bool)
     in_ws[init] = True
     cap = max(1000, 20 * prob.p)
-    for rounds in range(1, _LP_ROUNDS + 1):
+    for rounds in range(1, _LP_ROUNDS + 2):
+        if rounds > _LP_ROUNDS:
+            in_ws[:] = True
         verdict, x = _lp_feasible(prob, np.flatnonzero(in_ws))
         if verdict == "infeasible":
-            return "infeasible", f"LP infeasible on {in_ws.sum()} of {prob.n} unique points"
+            return "infeasible", f"LP infeasible on {in_ws.sum()} of {prob.n} unique points", None
         if verdict == "unknown":
-            return "unknown", "LP inconclusive"
+            return "unknown", "LP inconclusive", None
         m = prob.margins(x)
         new = _add_worst(in_ws, m, 0.5, cap)
         if len(new) == 0 and m.min() > 0:
-            return "feasible", f"LP feasible ({rounds} round(s), {in_ws.sum()} points)"
+            note = f"LP feasible ({rounds} round(s), {in_ws.sum()} points)"
+            return "feasible", note, x / m.min()
         if len(new) == 0:  # only working-set points misbehave: numerical trouble, let the QP decide
-            return "unknown", "LP solution fails its own constraints"
+            return "unknown", "LP solution fails its own constraints", None
         in_ws[new] = True
-    verdict, x = _lp_feasible(prob, np.arange(prob.n))
-    return verdict, f"LP on all {prob.n} unique points: {verdict}"
+    raise AssertionError("unreachable: the last round solves the full LP")
 
 
 def _hard_cg(
-    prob, init: np.ndarray, tol: float, deadline: float
+    prob, init: np.ndarray, tol: float, deadline: float, x_feasible: np.ndarray | None = None
 ) -> tuple[str, np.ndarray | None, str]:
-    """Hard-margin QP by constraint generation; returns (verdict, x, note)."""
+    """Hard-margin QP by constraint generation; returns (verdict, x, note). ``x_feasible``: a
+    point with every margin ≥ 1 (the LP certificate), if known: the problem is then feasible and
+    a claim of infeasibility is a numerical failure, not an answer."""
     in_ws = np.zeros(prob.n, dtype=bool)
     in_ws[init] = True
     cap = max(200, 20 * prob.p)
     threshold = 1.0 - _ADD_SLACK * tol
+    feasible = x_feasible is not None
+    obj_hint = None  # (the LP certificate's objective can exceed the optimum by 1e10)
     for rounds in range(1, _CG_ROUNDS + 2):
         full = rounds > _CG_ROUNDS
         if full:
             in_ws[:] = True  # give up on the working set: one direct solve of everything
-        status, x = _solve_hard(prob, np.flatnonzero(in_ws), deadline - time.perf_counter())
-        if status in _INFEASIBLE:
+        status, x = _solve_hard(
+            prob, np.flatnonzero(in_ws), deadline - time.perf_counter(), feasible, obj_hint
+        )
+        if status in _INFEASIBLE and not feasible:
             return (
                 "infeasible",
                 None,
                 f"hard QP infeasible on {in_ws.sum()} of {prob.n} unique points",
             )
-        if status not in _OK:
-            raise SVMError(
-                f"clarabel could not solve the hard-margin QP on {in_ws.sum()} points "
-                f"(status {status}); expected Solved or PrimalInfeasible"
+        if status != "Solved":
+            claim = (
+                " although an LP solution separates every point (so the data are separable)"
+                if feasible
+                else ""
             )
+            raise SVMError(
+                f"the hard-margin QP on {in_ws.sum()} points has no verified solution{claim}: "
+                f"clarabel status {status} after {len(_HARD_ATTEMPTS)} attempts, and "
+                f"the NNLS fallback failed too"
+            )
+        obj_hint = _objective(prob, x)
         m = prob.margins(x)
         new = _add_worst(in_ws, m, threshold, cap)
         if len(new) == 0:
@@ -479,13 +793,13 @@ def _fit_problem(
 ):
     """Separability check, then the hard fit if separable, else the soft fit.
     Returns (x, separable, note)."""
-    verdict, lp_note = _separability(prob, init)
+    verdict, lp_note, x_lp = _separability(prob, init)
     if verdict != "infeasible":
-        hv, x, note = _hard_cg(prob, init, tol, deadline)
+        hv, x, note = _hard_cg(prob, init, tol, deadline, x_lp)
         if hv == "solved":
             return x, True, f"separable ({lp_note}); {note}"
-        # The LP said feasible (or could not tell) but the QP found a certificate of
-        # infeasibility: the margin is too small to resolve numerically. Say so, go soft.
+        # The LP could not tell but the QP found a certificate of infeasibility: the margin is
+        # too small to resolve numerically. Say so, go soft.
         lp_note = f"{lp_note}, but {note}"
     x, note = _soft_cg(prob, weights, C, deadline)
     return x, False, f"not separable ({lp_note}); soft margin C={C:g}: {note}"
@@ -515,16 +829,18 @@ def _hull_vertices(P: np.ndarray) -> np.ndarray:
         return np.unique(np.r_[proj.argmin(axis=0), proj.argmax(axis=0)])
 
 
-def _initial_set(H: np.ndarray, groups: np.ndarray, use_hull: bool, prob) -> np.ndarray:
-    """Hull vertices of every group (d ≤ 3) plus, per group, the points with the smallest margins
-    under the nearest-mean classifier (for any d)."""
+def _initial_set(
+    X: np.ndarray, groups: np.ndarray, use_hull: bool, margins: np.ndarray
+) -> np.ndarray:
+    """Hull vertices of every group (d ≤ 3) plus, per group, the points with the smallest guessed
+    ``margins`` (for any d). X: coordinates of the points (any affine image of the features has
+    the same hull vertices; the whitened ones suit qhull best)."""
     picks = []
-    m0 = min(50, 5 * (H.shape[1] + 1))
-    margins = prob.margins(prob.guess())
+    m0 = min(50, 5 * (X.shape[1] + 1))
     for g in np.unique(groups):
         members = np.flatnonzero(groups == g)
         if use_hull:
-            vertices = members[_hull_vertices(H[members])]
+            vertices = members[_hull_vertices(X[members])]
             if len(vertices) > _HULL_START_MAX:
                 # Curved classes (e.g. points on a circle) can have thousands of hull vertices;
                 # start from those nearest the guessed boundary and let constraint generation
@@ -640,21 +956,30 @@ def fit_svm(
     )
     _, first, counts = np.unique(key, return_index=True, return_counts=True)
     Hu, yu, weights = H[first], y[first], counts.astype(np.float64)
+    # Solve in whitened coordinates (an exact change of variables, see _Precond); map back at the end.
+    pre = _Precond(Hu, target)
     use_hull = d <= 3 and not identical
+    if use_hull:
+        # Hull coordinates: the centred, whitened features (the svc ones; same hull vertices).
+        X = pre.Z if target == "svc" else _Precond(Hu, "svc").Z
+        use_hull = X.shape[1] > 0
+    else:
+        X = pre.Z
 
     if scheme in ("binary", "crammer_singer"):
         if scheme == "binary":
-            prob = _Binary(Hu, np.where(yu == 1, 1.0, -1.0), target)
+            s = np.where(yu == 1, 1.0, -1.0)
+            prob = pre.binary(s)
         else:
-            prob = _CrammerSinger(Hu, yu, K, target)
-        init = _initial_set(Hu, yu, use_hull, prob)
+            prob = pre.crammer_singer(yu, K)
+        init = _initial_set(X, yu, use_hull, _nearest_mean_margins(pre.Z, yu))
         x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline)
         if scheme == "binary":
-            u, c = x[:d], x[d]
+            u, c = pre.binary_back(x)
             # Centred form: W₁ − W₀ = u, b₁ − b₀ = c.
             W, b = np.vstack([-u / 2, u / 2]), np.array([-c / 2, c / 2])
         else:
-            W, b = prob.unpack(x)
+            W, b = pre.cs_back(*prob.unpack(x))
         return _finish(H, y, W, b, target, scheme, separable, C, tol, prefix + note, t0)
 
     # One-vs-rest: K independent binary problems.
@@ -670,14 +995,16 @@ def fit_svm(
             seps.append(True)
             notes.append(f"class {k}: absent, constant −1")
             continue
-        prob = _Binary(Hu, s, target)
+        prob = pre.binary(s)
         if class_init is None:
             # The hull of "the rest" has its vertices among the union of the per-class hull
             # vertices, so one union serves every k.
-            class_init = _initial_set(Hu, yu, use_hull, _CrammerSinger(Hu, yu, K, target))
-        init = np.unique(np.r_[class_init, _initial_set(Hu, s, False, prob)])
+            class_init = _initial_set(X, yu, use_hull, _nearest_mean_margins(pre.Z, yu))
+        init = np.unique(
+            np.r_[class_init, _initial_set(X, s, False, _nearest_mean_margins(pre.Z, s))]
+        )
         x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline)
-        W[k], b[k] = x[:d], x[d]
+        W[k], b[k] = pre.binary_back(x)
         seps.append(separable)
         notes.append(f"class {k}: {note}")
     return _finish(
@@ -739,21 +1066,10 @@ def _finish(H, y, W, b, target, scheme, separable, C, tol, status, t0, any_soft=
 
 
 def _parse_settings(text: str | None) -> dict[str, Any]:
-    settings = dict(DEFAULT_SETTINGS)
-    if not text:
-        return settings
     try:
-        given = json.loads(text)
-    except ValueError as err:
-        raise SystemExit(f"--settings is not valid JSON ({err}): {text!r}")
-    if not isinstance(given, dict):
-        raise SystemExit(f"--settings must be a JSON object, got {type(given).__name__}")
-    unknown = set(given) - set(DEFAULT_SETTINGS)
-    if unknown:
-        raise SystemExit(
-            f"--settings has unknown keys {sorted(unknown)}; allowed: {sorted(DEFAULT_SETTINGS)}"
-        )
-    settings.update(given)
+        settings = parse_settings(text, DEFAULT_SETTINGS)
+    except ConfigError as err:
+        raise SystemExit(str(err)) from err
     settings["C"], settings["tol"] = float(settings["C"]), float(settings["tol"])
     if isinstance(settings["multiclass"], str):
         settings["multiclass"] = [settings["multiclass"]]

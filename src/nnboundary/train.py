@@ -96,7 +96,10 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
                 idx = order[lo:lo + batch]
                 xb, yb = X[idx], y[idx]
             logits = model(xb)
-            loss = loss_fn(logits, yb)
+            # The loss in float64: past a per-sample loss of ~6e-8 float32 rounds p_y to 1, so the
+            # true class's gradient (p_y - 1) vanishes while the others' (p_k) does not. That
+            # skews the very late phase in which the direction converges to the max-margin one.
+            loss = loss_fn(logits.double(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

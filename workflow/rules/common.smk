@@ -1,6 +1,7 @@
 # Everything that is not a rule: config validation, wildcard constraints, the grid, input
 # functions and each rule's settings. The logic itself lives in nnboundary.config, shared with
 # the command-line stages, so the Snakefile and the package read settings in one way.
+import os
 import sys
 from pathlib import Path
 
@@ -9,10 +10,15 @@ sys.path.insert(0, str(SRC))
 
 from nnboundary import config as nbconfig  # noqa: E402
 
-# Jobs run `python -m nnboundary ...` with the interpreter on PATH (the activated virtualenv, or
-# a rule's conda environment, which holds only the dependencies): put the package on its path.
-# (Snakemake formats the prefix like a command: braces are doubled.)
-shell.prefix("export PYTHONPATH='%s':${{PYTHONPATH:-}}; " % SRC)
+# Jobs run `python -m nnboundary ...`. With --sdm conda that is the python of the rule's
+# environment, which holds only the dependencies, so the package goes on PYTHONPATH; otherwise
+# the interpreter that runs Snakemake comes first on PATH (so .venv/bin/snakemake works without
+# activating .venv). Snakemake formats the prefix like a command, hence the doubled braces.
+USES_CONDA = "conda" in {str(m) for m in workflow.deployment_settings.deployment_method}
+PREFIX = "export PYTHONPATH='%s':${{PYTHONPATH:-}}; " % SRC
+if not USES_CONDA:
+    PREFIX += "export PATH='%s':$PATH; " % os.path.dirname(sys.executable)
+shell.prefix(PREFIX)
 
 # Validate against workflow/schemas/config.schema.yaml (plus the checks a schema cannot
 # express) before anything is scheduled; the error lists every bad key and what is allowed.

@@ -8,7 +8,7 @@ rule train:
         "results/logs/train/{dataset}/{arch}/seed{seed}.log",
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: 1
     params:
         arch=arch_settings,
         settings=train_settings,
