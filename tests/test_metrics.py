@@ -388,3 +388,11 @@ def test_missing_epoch_names_file_and_step(tmp_path):
     io.write_json(svm, {"keys": KEYS, "fits": [fit_record(1, "svc", "binary", W, b, [0])]})
     with pytest.raises(io.InputFileError, match=r"epoch 5.*epoch000005\.parquet.*svm"):
         metrics.run_metrics(files, svm)
+
+
+def test_margin_ratio_is_flagged_for_a_soft_fit():
+    from nnboundary.metrics import margin_ratio
+
+    assert margin_ratio(0.5, 0.25, return_flag=True) == (2.0, False)
+    assert margin_ratio(0.5, 1e-12, hard=False, return_flag=True) == (0.0, True)
+    assert margin_ratio(0.5, -0.1, return_flag=True) == (0.0, True)

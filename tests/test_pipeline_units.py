@@ -163,3 +163,15 @@ def test_corrupt_feature_file_names_the_file_and_the_fix(tmp_path):
     path.write_bytes(b"PAR1 truncated")
     with pytest.raises(io.InputFileError, match="epoch000001.parquet.*--forcerun features"):
         io.read_features(path)
+
+
+def test_stratified_split_keeps_class_shares_and_is_fixed():
+    from nnboundary.prepare import stratified_split
+
+    y = np.repeat([0, 1, 2], [100, 50, 10])
+    train, test = stratified_split(y, 0.2, 7)
+    assert np.bincount(y[test]).tolist() == [20, 10, 2]
+    assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == len(y)
+    again = stratified_split(y, 0.2, 7)
+    assert np.array_equal(again[1], test)
+    assert not np.array_equal(stratified_split(y, 0.2, 8)[1], test)

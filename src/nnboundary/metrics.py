@@ -175,13 +175,16 @@ def geometric_margin(w: Any, b: float, H: Any, y: Any, *, return_flag: bool = Fa
     return _out(np.min(y * (H @ w + float(b))) / norm_w, False, return_flag)
 
 
-def margin_ratio(margin_nn: float, margin_svm: float, *, return_flag: bool = False):
+def margin_ratio(margin_nn: float, margin_svm: float, *, hard: bool = True,
+                 return_flag: bool = False):
     """γ_NN / γ_SVM (1 when the network's boundary has the SVM's margin).
 
-    Degenerate: γ_SVM = 0 (or not finite) ⇒ ratio 0.
+    Only a hard-margin fit's γ_SVM is the maximum margin: a soft fit's γ can be ≤ 0 or
+    arbitrarily close to 0, which would make the ratio meaningless (or huge).
+    Degenerate: ``hard`` is False, or γ_SVM ≤ 0 (or not finite) ⇒ ratio 0.
     """
     margin_nn, margin_svm = float(margin_nn), float(margin_svm)
-    if not np.isfinite(margin_svm) or margin_svm == 0.0:
+    if not hard or not np.isfinite(margin_svm) or margin_svm <= 0.0:
         return _out(0.0, True, return_flag)
     return _out(margin_nn / margin_svm, False, return_flag)
 
@@ -496,7 +499,9 @@ def _epoch_rows(
             angle, f_angle = angle_deg(w, u, return_flag=True)
             margin_nn, f_mnn = geometric_margin(w, b, H_pair, y_pair, return_flag=True)
             margin_svm, f_msvm = geometric_margin(u, cc, H_pair, y_pair, return_flag=True)
-            ratio, f_ratio = margin_ratio(margin_nn, margin_svm, return_flag=True)
+            ratio, f_ratio = margin_ratio(
+                margin_nn, margin_svm, hard=bool(fit.get("hard_margin", False)), return_flag=True
+            )
             offset, f_offset = bias_offset(w, b, u, cc, return_flag=True)
             position, f_position = midpoint_position(w, b, H_pair, y_pair, return_flag=True)
 

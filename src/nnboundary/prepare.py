@@ -135,12 +135,21 @@ assert set(GENERATORS) == set(DATASETS)
 
 
 def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test row indices, stratified by class, from a fixed seed."""
-    from sklearn.model_selection import train_test_split
+    """Sorted train and test row indices, stratified by class, from a fixed seed.
 
-    rows = np.arange(len(y))
-    train, test = train_test_split(rows, test_size=test_fraction, random_state=seed, stratify=y)
-    return np.sort(train), np.sort(test)
+    Each class c with n_c rows gives round(test_fraction · n_c) rows (at least 1 when n_c > 1)
+    to the test set, drawn by a permutation from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    test = []
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        n_test = int(round(test_fraction * len(rows)))
+        if len(rows) > 1:
+            n_test = min(max(n_test, 1), len(rows) - 1)
+        test.append(rows[:n_test])
+    test_rows = np.sort(np.concatenate(test))
+    return np.setdiff1d(np.arange(len(y)), test_rows), test_rows
 
 
 def standardise(X_train: np.ndarray, X_test: np.ndarray):

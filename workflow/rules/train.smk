@@ -6,6 +6,8 @@ rule train:
         history="results/runs/{dataset}/{arch}/seed{seed}/history.tsv",
     log:
         "results/logs/train/{dataset}/{arch}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{arch}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
