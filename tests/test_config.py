@@ -68,6 +68,7 @@ def test_settings_are_layered(base):
     config = copy.deepcopy(base)
     config["archs"]["cnn"]["train"] = {"lr": 0.5, "epochs": 7}
     config["datasets"]["digits01"]["train"] = {"epochs": 9}
+    config["overrides"] = []
     config = nbconfig.validate_config(config)
     settings = nbconfig.train_settings(config, "digits01", "cnn")
     assert settings["lr"] == 0.5 and settings["epochs"] == 9  # dataset beats arch beats train
@@ -86,3 +87,15 @@ def test_defaults_are_filled(base):
     del config["svm"]
     config = nbconfig.validate_config(config)
     assert config["svm"] == {"C": 1.0, "tol": 0.001, "multiclass": ["crammer_singer", "ovr"]}
+
+
+def test_overrides_apply_to_matching_dataset_and_arch_only(base):
+    config = copy.deepcopy(base)
+    config["overrides"] = [{"datasets": ["digits01"], "archs": ["mlp"], "train": {"lr": 0.123}},
+                           {"archs": ["cnn"], "train": {"epochs": 11}}]
+    config = nbconfig.validate_config(config)
+    assert nbconfig.train_settings(config, "digits01", "mlp")["lr"] == 0.123
+    assert nbconfig.train_settings(config, "digits01", "cnn")["lr"] != 0.123
+    assert nbconfig.train_settings(config, "digits012", "mlp")["lr"] != 0.123
+    assert nbconfig.train_settings(config, "digits01", "cnn")["epochs"] == 11
+    assert nbconfig.train_settings(config, "mnist5k01", "cnn")["epochs"] == 11

@@ -5,7 +5,7 @@ command-line stages, so both read the settings in exactly one way. Imports neith
 Snakemake: parsing the workflow stays fast.
 
 Settings are layered: built-in defaults < ``train`` < ``archs.<arch>.train`` <
-``datasets.<dataset>.train``. Each stage receives only its own resolved slice.
+``datasets.<dataset>.train`` < each matching entry of ``overrides`` (dataset × arch). Each stage receives only its own resolved slice.
 """
 
 from __future__ import annotations
@@ -226,11 +226,15 @@ def arch_settings(config: dict, arch: str) -> dict[str, Any]:
 
 
 def raw_train_settings(config: dict, dataset: str, arch: str) -> dict[str, Any]:
-    """Training settings of one run: defaults < train < archs.<arch>.train < datasets.<d>.train."""
+    """Training settings of one run: defaults < train < archs.<arch>.train < datasets.<d>.train
+    < every entry of ``overrides`` whose datasets and archs include this run's."""
     settings = dict(DEFAULT_TRAIN)
     settings.update(config.get("train", {}) or {})
     settings.update(config.get("archs", {}).get(arch, {}).get("train", {}))
     settings.update(config.get("datasets", {}).get(dataset, {}).get("train", {}))
+    for override in config.get("overrides", []):
+        if dataset in override.get("datasets", [dataset]) and arch in override.get("archs", [arch]):
+            settings.update(override["train"])
     return settings
 
 
