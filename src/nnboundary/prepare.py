@@ -231,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", required=True, help="the .npz file to write")
     args = parser.parse_args(argv)
-    settings = dataset_settings({}, args.dataset)
-    settings.update(parse_settings(args.settings))
+    settings = parse_settings(args.settings, dataset_settings({}, args.dataset))
     data = make_dataset(args.dataset, args.seed, settings)
     save_dataset(args.output, data)
     print(

@@ -1,0 +1,56 @@
+"""Every stage runs without Snakemake through ``python -m nnboundary <stage>``."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from nnboundary.cli import STAGES
+
+
+def nnboundary(*args, check=True):
+    env_path = str(REPO / "src")
+    result = subprocess.run([sys.executable, "-m", "nnboundary", *args], capture_output=True,
+                            text=True, env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_help_lists_every_stage():
+    out = nnboundary("--help").stdout
+    assert all(stage in out for stage in STAGES)
+
+
+def test_unknown_stage_is_refused():
+    result = nnboundary("trian", check=False)
+    assert result.returncode == 2 and "unknown stage 'trian'" in result.stderr
+
+
+def test_stages_chain_without_snakemake(tmp_path):
+    data, ckpt, hist = tmp_path / "d.npz", tmp_path / "c.pt", tmp_path / "h.tsv"
+    nnboundary("prepare", "--dataset", "blobs", "--seed", "0", "--output", str(data),
+               "--settings", json.dumps({"n_samples": 200}))
+    nnboundary("train", "--data", str(data), "--arch", "mlp", "--seed", "0", "--checkpoints",
+               str(ckpt), "--history", str(hist), "--arch-settings", json.dumps({"hidden": 16}),
+               "--settings", json.dumps({"epochs": 5, "optimizer": "adam", "n_checkpoints": 2}))
+    nnboundary("features", "--checkpoints", str(ckpt), "--data", str(data), "--output-dir",
+               str(tmp_path / "features"))
+    nnboundary("svm", "--features", str(tmp_path / "features"), "--output",
+               str(tmp_path / "svm.json"))
+    nnboundary("metrics", "--features", str(tmp_path / "features"), "--svm",
+               str(tmp_path / "svm.json"), "--output", str(tmp_path / "m.parquet"))
+    assert (tmp_path / "m.parquet").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("stage,args", [
+    ("train", ["--data", "x.npz", "--arch", "mlp", "--seed", "0", "--checkpoints", "c.pt",
+               "--history", "h.tsv", "--settings", '{"lr_rate": 1}']),
+    ("prepare", ["--dataset", "blobs", "--seed", "0", "--output", "d.npz",
+                 "--settings", '{"nosie": 1}']),
+])
+def test_unknown_settings_keys_are_refused(tmp_path, stage, args):
+    result = nnboundary(stage, *args, check=False)
+    assert result.returncode != 0 and "unknown keys" in result.stderr
