@@ -19,22 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
+from .metrics import NETWORK_METRICS, PAIR_METRICS
 
-SUMMARY_METRICS = (
-    "angle_deg",
-    "margin_ratio",
-    "bias_offset",
-    "midpoint_position",
-    "agreement_test",
-    "agreement_grid",
-    "train_acc",
-    "test_acc",
-    "train_loss",
-    "w_norm",
-    "sv_overlap",
-    "matrix_angle_deg",
-    "dead_units",
-)
+SUMMARY_METRICS = tuple(PAIR_METRICS + NETWORK_METRICS + ["matrix_angle_deg"])
 GROUP = ["dataset", "arch", "target", "scheme"]
 
 

@@ -74,37 +74,6 @@ GRID_SEED = 0
 #: Grid points handled at once (bounds memory for wide features).
 GRID_CHUNK = 16384
 
-COLUMNS = [
-    "dataset",
-    "arch",
-    "seed",
-    "epoch",
-    "target",
-    "scheme",
-    "pair",
-    "separable",
-    "hard_margin",
-    "angle_deg",
-    "margin_nn",
-    "margin_svm",
-    "margin_ratio",
-    "bias_offset",
-    "midpoint_position",
-    "agreement_test",
-    "agreement_grid",
-    "train_acc",
-    "test_acc",
-    "train_loss",
-    "w_norm",
-    "dead_units",
-    "sv_overlap",
-    "matrix_angle_deg",
-    "degenerate",
-]
-
-#: Settings of the stage (``metrics`` in the config).
-DEFAULT_SETTINGS = {"grid_points": 200}
-
 #: Per-pair numeric metrics that the ``mean`` row averages.
 PAIR_METRICS = [
     "angle_deg",
@@ -118,6 +87,19 @@ PAIR_METRICS = [
     "w_norm",
     "sv_overlap",
 ]
+#: Metrics of the whole network at one epoch (the same on every row of that epoch).
+NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units"]
+
+#: Every column of the table, in order.
+COLUMNS = (
+    ["dataset", "arch", "seed", "epoch", "target", "scheme", "pair", "separable", "hard_margin"]
+    + PAIR_METRICS
+    + NETWORK_METRICS
+    + ["matrix_angle_deg", "degenerate"]
+)
+
+#: Settings of the stage (``metrics`` in the config).
+DEFAULT_SETTINGS = {"grid_points": 200}
 
 
 # --------------------------------------------------------------------------------------------
