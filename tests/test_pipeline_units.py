@@ -175,3 +175,17 @@ def test_stratified_split_keeps_class_shares_and_is_fixed():
     again = stratified_split(y, 0.2, 7)
     assert np.array_equal(again[1], test)
     assert not np.array_equal(stratified_split(y, 0.2, 8)[1], test)
+
+
+def test_atomic_writes_leave_no_temporary_file_and_ordinary_permissions(tmp_path):
+    import os
+
+    io.write_json(tmp_path / "a.json", {"x": 1})
+    with pytest.raises(RuntimeError):
+        with io.atomic_path(tmp_path / "b.json") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
