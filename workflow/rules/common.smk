@@ -24,7 +24,8 @@ shell.prefix(PREFIX)
 # express) before anything is scheduled; the error lists every bad key and what is allowed.
 config.update(nbconfig.validate_config(config))
 
-# Outputs go to results/ under the working directory (--directory moves them elsewhere).
+# The grid: every (dataset, arch, seed) whose arch fits the dataset. Outputs go to results/
+# under the working directory (--directory moves them elsewhere).
 RUNS = nbconfig.runs(config)
 
 
@@ -39,10 +40,10 @@ def all_outputs():
     pairs = sorted({(r.dataset, r.arch) for r in RUNS})
     return (
         [
-            f"results/metrics.parquet",
-            f"results/summary.csv",
-            f"results/summary.md",
-            f"results/figures/overview.png",
+            "results/metrics.parquet",
+            "results/summary.csv",
+            "results/summary.md",
+            "results/figures/overview.png",
         ]
         + [f"results/figures/runs/{r.path}.png" for r in RUNS]
         + [f"results/figures/convergence/{d}/{a}.png" for d, a in pairs]
