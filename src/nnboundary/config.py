@@ -5,7 +5,8 @@ command-line stages, so both read the settings in exactly one way. Imports neith
 Snakemake: parsing the workflow stays fast.
 
 Settings are layered: built-in defaults < ``train`` < ``archs.<arch>.train`` <
-``datasets.<dataset>.train`` < each matching entry of ``overrides`` (dataset × arch). Each stage receives only its own resolved slice.
+``datasets.<dataset>.train`` < each matching entry of ``overrides`` (dataset × arch).
+Each stage receives only its own resolved slice.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from . import io
-from .config import ConfigError, parse_settings
+from .config import parse_settings
 from .metrics import ZERO_NORM, angle_deg
 
 #: Settings accepted by every subcommand (the ``figures`` block of the config) and their defaults.
@@ -676,10 +676,7 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
 
 def parse_figure_settings(text: str | None) -> dict[str, Any]:
     """``--settings`` JSON → the settings with defaults; ValueError with a message if invalid."""
-    try:
-        settings = parse_settings(text, DEFAULT_SETTINGS)
-    except ConfigError as err:
-        raise ValueError(str(err)) from err
+    settings = parse_settings(text, DEFAULT_SETTINGS)  # its ConfigError is a ValueError
     for name, least in (("dpi", 30), ("resolution", 10)):
         value = settings[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
