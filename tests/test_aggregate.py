@@ -50,3 +50,18 @@ def test_final_rows_take_each_runs_last_epoch():
     table.loc[(table["seed"] == 1) & (table["epoch"] == 10), "epoch"] = 5
     final = final_rows(table)
     assert sorted(final.groupby("seed")["epoch"].max().tolist()) == [5, 10]
+
+
+def test_summary_puts_the_original_test_accuracy_next_to_the_paper_experiments(tmp_path):
+    table = _run_table("blobs", 0, 1.0)
+    paper = _run_table("mnist01", 0, 1.0).assign(arch="resnet", test_acc=0.997)
+    io.write_table(tmp_path / "a.parquet", table)
+    io.write_table(tmp_path / "b.parquet", paper)
+    summary = aggregate([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "all.parquet",
+                        tmp_path / "s.csv", tmp_path / "s.md")
+    by_dataset = summary.groupby("dataset")["original_test_acc"].first()
+    assert by_dataset["mnist01"] == 0.998 and np.isnan(by_dataset["blobs"])
+    text = (tmp_path / "s.md").read_text()
+    assert "original test_acc" in text
+    assert "| mnist01 | resnet | svc | binary | 10 | 1 | 1.00 |" in text
+    assert text.splitlines()[-1].endswith("| 0.997 ± 0 | 0.998 |")

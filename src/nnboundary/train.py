@@ -62,21 +62,68 @@ def set_determinism(seed: int, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True)
 
 
+def memory_format(settings: dict[str, Any], input_ndim: int) -> torch.memory_format:
+    """channels-last for image batches (n, C, H, W) when ``settings["channels_last"]``."""
+    if input_ndim == 4 and settings.get("channels_last", True):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def autocast_dtype(settings: dict[str, Any]) -> torch.dtype | None:
+    """The backbone's autocast dtype: bf16 with ``amp: bf16``, else None (all float32)."""
+    amp = settings.get("amp", "none")
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp != "none":
+        raise ValueError(f"unknown amp {amp!r}; allowed: none, bf16")
+    return None
+
+
+def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
+    """One optimisation step ``step(xb, yb) -> (loss, n_correct)`` (tensors, no host sync).
+
+    The backbone runs under bf16 autocast when ``amp: bf16``; the bottleneck, the last layer and
+    the loss stay in full precision: the max-margin limit is approached at per-sample losses far
+    below bf16's resolution (its 8-bit mantissa resolves about 4e-3 relative). The loss is taken
+    in float64: past a per-sample loss of ~6e-8 float32 rounds p_y to 1, so the true class's
+    gradient (p_y − 1) vanishes while the others' (p_k) does not, which skews the very late phase
+    in which the direction converges. ``compile: true`` wraps the model in ``torch.compile``.
+    """
+    amp = autocast_dtype(settings)
+    forward = torch.compile(model) if settings.get("compile", False) else model
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=float(settings["label_smoothing"]))
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = forward(xb, autocast_dtype=amp) if amp is not None else forward(xb)
+        loss = loss_fn(logits.double(), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), (logits.detach().argmax(1) == yb).sum()
+
+    return step
+
+
 def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
               settings: dict[str, Any], log=sys.stderr) -> dict[str, Any]:
     """Train one run; return the checkpoint dict (see the module docstring) with its history."""
     device = resolve_device(settings["device"])
     set_determinism(seed, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed batch shape
     epochs = int(settings["epochs"])
     save_at = set(checkpoint_epochs(epochs, settings["checkpoints"], settings["n_checkpoints"]))
 
-    model = build_model(arch, data.input_shape, data.n_classes, arch_settings).to(device)
-    X = torch.from_numpy(data.X_train).to(device)
+    fmt = memory_format(settings, data.X_train.ndim)
+    model = build_model(arch, data.input_shape, data.n_classes, arch_settings)
+    model = model.to(device=device, memory_format=fmt)
+    # The whole train set lives on the device; a batch is an index into it.
+    X = torch.from_numpy(data.X_train).to(device).contiguous(memory_format=fmt)
     y = torch.from_numpy(data.y_train).to(device)
     n = X.shape[0]
     batch = n if settings["batch_size"] in (0, None) else min(int(settings["batch_size"]), n)
     optimizer = make_optimizer(model.parameters(), settings)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=float(settings["label_smoothing"]))
+    step = make_step(model, optimizer, settings)
     shuffle = torch.Generator(device=device).manual_seed(seed)
 
     states: dict[int, dict[str, torch.Tensor]] = {}
@@ -94,17 +141,10 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
                 xb, yb = X, y
             else:
                 idx = order[lo:lo + batch]
-                xb, yb = X[idx], y[idx]
-            logits = model(xb)
-            # The loss in float64: past a per-sample loss of ~6e-8 float32 rounds p_y to 1, so the
-            # true class's gradient (p_y - 1) vanishes while the others' (p_k) does not. That
-            # skews the very late phase in which the direction converges to the max-margin one.
-            loss = loss_fn(logits.double(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().double() * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum()
+                xb, yb = X[idx].contiguous(memory_format=fmt), y[idx]
+            loss, n_correct = step(xb, yb)
+            loss_sum += loss.double() * len(yb)
+            correct += n_correct
         epoch_loss = float(loss_sum) / n
         if not np.isfinite(epoch_loss):
             raise TrainingDiverged(

@@ -33,6 +33,8 @@ wildcard_constraints:
     dataset="|".join(nbconfig.DATASETS),
     arch="|".join(nbconfig.ARCHS),
     seed=r"\d+",
+    # A prepared dataset: seed{N} for sets generated from the seed, fixed for the others.
+    part=r"seed\d+|fixed",
 
 
 def all_outputs():
@@ -64,6 +66,25 @@ def seed_metrics_files(wildcards):
     ]
 
 
+def data_file(wildcards):
+    """The prepared dataset of a run: one file per seed for the sets generated from the seed
+    (nbconfig.SEEDED_DATASETS), one file shared by every seed for the others."""
+    return nbconfig.data_path(wildcards.dataset, int(wildcards.seed))
+
+
+def prepare_seed_option(wildcards):
+    """`--seed N` for results/data/<set>/seed<N>.npz of a seeded set, nothing for fixed.npz;
+    any other combination names a file no run uses."""
+    seeded = wildcards.dataset in nbconfig.SEEDED_DATASETS
+    if seeded != (wildcards.part != "fixed"):
+        name = "seed<N>.npz, one per seed" if seeded else "fixed.npz, one for all seeds"
+        raise ValueError(
+            f"results/data/{wildcards.dataset}/{wildcards.part}.npz is not a prepared "
+            f"dataset: {wildcards.dataset} is prepared as results/data/{wildcards.dataset}/{name}"
+        )
+    return f"--seed {wildcards.part.removeprefix('seed')}" if seeded else ""
+
+
 # Each rule gets only its own settings as a params string, so that changing e.g. svm.C reruns
 # the svm step and what follows, never training.
 def prepare_settings(wildcards):
@@ -78,6 +99,17 @@ def train_settings(wildcards):
     return nbconfig.to_json(
         nbconfig.train_settings(config, wildcards.dataset, wildcards.arch)
     )
+
+
+def train_resource(name):
+    """Input function: resource `name` (gpu, threads, mem_mb, runtime) of a training job,
+    sized per dataset x arch in the config's `resources` layers."""
+
+    def get(wildcards):
+        resources = nbconfig.train_resources(config, wildcards.dataset, wildcards.arch)
+        return resources[name]
+
+    return get
 
 
 def stage_settings(stage):

@@ -3,7 +3,7 @@ rule run_figure:
         features="results/runs/{dataset}/{arch}/seed{seed}/features",
         svm="results/runs/{dataset}/{arch}/seed{seed}/svm.json",
         checkpoints="results/runs/{dataset}/{arch}/seed{seed}/checkpoints.pt",
-        data="results/data/{dataset}/seed{seed}.npz",
+        data=data_file,
     output:
         report(
             "results/figures/runs/{dataset}/{arch}/seed{seed}.png",

@@ -1,12 +1,13 @@
 rule prepare:
     output:
-        "results/data/{dataset}/seed{seed}.npz",
+        "results/data/{dataset}/{part}.npz",
     log:
-        "results/logs/prepare/{dataset}/seed{seed}.log",
+        "results/logs/prepare/{dataset}/{part}.log",
     conda:
         "../../envs/torch.yaml"
     params:
+        seed=prepare_seed_option,
         settings=prepare_settings,
     shell:
-        "python -m nnboundary prepare --dataset {wildcards.dataset} --seed {wildcards.seed}"
+        "python -m nnboundary prepare --dataset {wildcards.dataset} {params.seed}"
         " --settings {params.settings:q} --output {output} > {log} 2>&1"

@@ -1,6 +1,6 @@
 rule train:
     input:
-        data="results/data/{dataset}/seed{seed}.npz",
+        data=data_file,
     output:
         checkpoints="results/runs/{dataset}/{arch}/seed{seed}/checkpoints.pt",
         history="results/runs/{dataset}/{arch}/seed{seed}/history.tsv",
@@ -10,7 +10,11 @@ rule train:
         "results/benchmarks/train/{dataset}/{arch}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
+    threads: train_resource("threads")
+    resources:
+        gpu=train_resource("gpu"),
+        mem_mb=train_resource("mem_mb"),
+        runtime=train_resource("runtime"),
     params:
         arch=arch_settings,
         settings=train_settings,
