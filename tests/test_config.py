@@ -24,7 +24,9 @@ def test_shipped_config_is_valid(base):
 
 def test_tiny_config_is_valid():
     config = nbconfig.load_config(TINY_CONFIG)
-    assert [r.path for r in nbconfig.runs(config)] == ["blobs/mlp/seed0", "digits012/cnn/seed0"]
+    assert [r.path for r in nbconfig.runs(config)] == [
+        "blobs/mlp/base/full/seed0", "blobs/mlp/base/retrain_last/seed0",
+        "digits012/cnn/base/full/seed0", "digits012/cnn/base/retrain_last/seed0"]
 
 
 BAD = [
@@ -33,7 +35,7 @@ BAD = [
     ("train/optimiser", "sgd", "'optimiser' was unexpected); allowed keys here:"),
     ("train/lr", "fast", "'fast' is not of type 'number'"),
     ("train/epochs", 0, "0 is less than the minimum of 1"),
-    ("train/optimizer", "lbfgs", "'lbfgs' is not one of ['sgd', 'momentum', 'adam']"),
+    ("train/optimizer", "lbfgs", "'lbfgs' is not one of ['sgd', 'momentum', 'adam', 'rmsprop']"),
     ("svm/C", -1, "less than or equal to the minimum of 0"),
     ("archs/mlp/bottleneck", 0, "0 is less than the minimum of 1"),
     ("grid/seeds", [1, 1], "non-unique elements"),

@@ -21,16 +21,18 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.image as mpimg
+import pandas as pd
+from test_convergence import synthetic_metrics
 
-from nnboundary import figures, io, metrics  # noqa: E402
-from nnboundary.config import DEFAULT_TRAIN  # noqa: E402
-from nnboundary.features import dump_run  # noqa: E402
-from nnboundary.prepare import make_dataset, save_dataset  # noqa: E402
-from nnboundary.train import save_checkpoints, train_run  # noqa: E402
+from nnboundary import figures, io, metrics
+from nnboundary.config import DEFAULT_TRAIN
+from nnboundary.features import dump_run
+from nnboundary.prepare import make_dataset, save_dataset
+from nnboundary.train import save_checkpoints, train_run
 
 FAST = {"dpi": 80, "resolution": 120}
 
@@ -164,14 +166,19 @@ def test_run_figure_image_input_has_one_panel(tmp_path):
     assert_png(output, round(6.0 * FAST["dpi"]), round(6.6 * FAST["dpi"]))
 
 
+#: Size of the convergence figure at FAST's dpi: 15.0 × 8.6 inches.
+CONVERGENCE_SIZE = (round(8.6 * FAST["dpi"]), round(15.0 * FAST["dpi"]))
+
+
 def test_convergence_figure(runs, tmp_path):
+    """Real runs without regime/variant columns (whole network, base) and too short to fit."""
     output = tmp_path / "conv.png"
     assert figures.main([
         "convergence", "--metrics", str(runs["blobs"]["metrics"]),
         str(runs["blobs_seed1"]["metrics"]), "--output", str(output),
         "--settings", json.dumps(FAST),
     ]) == 0
-    assert_png(output, round(4.6 * FAST["dpi"]), round(11.5 * FAST["dpi"]))
+    assert_png(output, *CONVERGENCE_SIZE)
 
 
 def test_convergence_figure_multiclass_and_dead(runs, tmp_path):
@@ -179,19 +186,41 @@ def test_convergence_figure_multiclass_and_dead(runs, tmp_path):
         output = tmp_path / f"conv_{name}.png"
         assert figures.main(["convergence", "--metrics", str(runs[name]["metrics"]),
                              "--output", str(output), "--settings", json.dumps(FAST)]) == 0
-        assert_png(output, round(4.6 * FAST["dpi"]), round(11.5 * FAST["dpi"]))
+        assert_png(output, *CONVERGENCE_SIZE)
+
+
+def test_convergence_figure_two_regimes_three_seeds(tmp_path):
+    """One file per run (2 regimes × 3 seeds), long enough for the 1/log t fit; one seed has
+    a zero angle and a margin ratio above 1 (drawn at the floors), one row is degenerate."""
+    paths = []
+    for regime in ("full", "retrain_last"):
+        for seed in (0, 1, 2):
+            frame = synthetic_metrics(regimes=(regime,), seeds=(seed,), intercept=0.01)
+            if regime == "full" and seed == 0:
+                last = frame["epoch"] == frame["epoch"].max()
+                frame.loc[last, "angle_deg"] = 0.0
+                frame.loc[last, "margin_ratio"] = 1.2
+                frame.loc[frame["epoch"] == 3, "degenerate"] = True
+            paths.append(tmp_path / f"{regime}{seed}.parquet")
+            io.write_table(paths[-1], frame)
+    output = tmp_path / "conv.png"
+    assert figures.main(["convergence", "--metrics", *map(str, paths), "--output", str(output),
+                         "--settings", json.dumps(FAST)]) == 0
+    assert_png(output, *CONVERGENCE_SIZE)
+    details, short = figures._fit_summary(pd.concat([io.read_table(p) for p in paths]))
+    assert len(details) == 4 and len(short) == 4
+    assert short[0].startswith("full svc s = ")
+    assert any(line.startswith("retrain_last homog: s = 3.1,") for line in details)
 
 
 def test_overview_figure(runs, tmp_path):
-    import pandas as pd
-
     frames = []
     for name, run in runs.items():
         frame = io.read_table(run["metrics"])
         # Distinct arch names per bottleneck, so that the overview has several categories.
         frame["arch"] = {"d3": "mlp_d3", "d1": "mlp_d1", "dead": "mlp_dead"}.get(name, "mlp")
         frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)  # no regime/variant: full, base
     io.write_table(tmp_path / "metrics.parquet", frame)
     output = tmp_path / "overview.png"
     assert figures.main(["overview", "--metrics", str(tmp_path / "metrics.parquet"),
@@ -232,3 +261,18 @@ def test_bad_settings_are_refused(runs, tmp_path):
     with pytest.raises(SystemExit):
         figures.main(["overview", "--metrics", str(runs["blobs"]["metrics"]),
                       "--output", str(tmp_path / "x.png"), "--settings", '{"dpii": 3}'])
+
+
+def test_overview_figure_groups_by_variant_and_regime(tmp_path):
+    frame = pd.concat([synthetic_metrics(regimes=("full", "retrain_last")),
+                       synthetic_metrics(variant="loss-hinge", regimes=("full",))],
+                      ignore_index=True)
+    io.write_table(tmp_path / "metrics.parquet", frame)
+    rows = figures.final_overall_rows(frame)
+    assert len(rows.groupby(["variant", "regime", "seed"])) == 9
+    assert (rows["epoch"] == 1000).all()
+    output = tmp_path / "overview.png"
+    assert figures.main(["overview", "--metrics", str(tmp_path / "metrics.parquet"),
+                         "--output", str(output), "--settings", json.dumps(FAST)]) == 0
+    # Three categories: width max(6.5, 1.0 × 3 + 3) inches.
+    assert_png(output, round(7.2 * FAST["dpi"]), round(6.5 * FAST["dpi"]))

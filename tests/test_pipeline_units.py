@@ -119,7 +119,7 @@ def test_training_lowers_the_loss_and_saves_requested_checkpoints(tmp_path):
 def test_divergence_stops_with_the_run_keys():
     data = make_dataset("blobs", 0, SMALL)
     settings = dict(DEFAULT_TRAIN, epochs=50, lr=1e30, optimizer="sgd", log_every=1000)
-    with pytest.raises(TrainingDiverged, match="dataset blobs, arch mlp, seed 0.*lower train.lr"):
+    with pytest.raises(TrainingDiverged, match="dataset blobs, arch mlp, variant base, seed 0.*lower train.lr"):
         train_run(data, "mlp", 0, dict(DEFAULT_ARCH["mlp"], hidden=16), settings)
 
 

@@ -214,7 +214,8 @@ def test_shipped_schema_lists_the_new_sets():
 
 
 def test_data_path_is_per_seed_only_for_generated_sets():
-    assert SEEDED_DATASETS == ("blobs", "blobs3", "moons", "sectors")
+    assert SEEDED_DATASETS == ("blobs", "blobs3", "moons", "sectors", "sectors_nonsep",
+                               "linear_margin", "circle")
     assert data_path("moons", 3) == "results/data/moons/seed3.npz"
     for name in set(DATASETS) - set(SEEDED_DATASETS):
         assert data_path(name, 0) == data_path(name, 5) == f"results/data/{name}/fixed.npz"

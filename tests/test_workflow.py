@@ -17,7 +17,11 @@ from nnboundary import io
 
 pytestmark = pytest.mark.e2e
 
-RUNS = ["blobs/mlp/seed0", "digits012/cnn/seed0"]
+RUNS = ["blobs/mlp/base/full/seed0", "digits012/cnn/base/full/seed0",
+        "blobs/mlp/base/retrain_last/seed0", "digits012/cnn/base/retrain_last/seed0"]
+# Logs of the training steps name no regime (train is always full, retrain always retrain_last).
+TRAIN_LOGS = {"train": ["blobs/mlp/base/seed0", "digits012/cnn/base/seed0"],
+              "retrain": ["blobs/mlp/base/seed0", "digits012/cnn/base/seed0"]}
 
 
 @pytest.fixture(scope="module")
@@ -35,28 +39,42 @@ def test_every_output_exists_and_is_not_trivial(finished):
         run_dir = results / "runs" / run
         assert (run_dir / "checkpoints.pt").stat().st_size > 1000
         history = pd.read_csv(run_dir / "history.tsv", sep="\t")
-        assert len(history) == 60 and history["loss"].iloc[-1] < history["loss"].iloc[0]
+        epochs = 60 if "/full/" in run else 80
+        assert len(history) == epochs and history["loss"].iloc[-1] < history["loss"].iloc[0]
         features = io.list_feature_files(run_dir / "features")
-        assert [f.name for f in features] == ["epoch000001.parquet", "epoch000008.parquet",
-                                              "epoch000060.parquet"]
+        names = (["epoch000001.parquet", "epoch000008.parquet", "epoch000060.parquet"]
+                 if "/full/" in run else
+                 ["epoch000001.parquet", "epoch000009.parquet", "epoch000080.parquet"])
+        assert [f.name for f in features] == names
         fits = io.read_json(run_dir / "svm.json")["fits"]
         assert len(fits) == (2 if run.startswith("blobs") else 4) * 3
         assert (results / "figures" / "runs" / f"{run}.png").stat().st_size > 10_000
-        for rule in ("train", "features", "svm", "metrics"):
+        for rule in ("features", "svm", "metrics"):
             assert (results / "logs" / rule / f"{run}.log").exists()
-    assert "epoch     60" in (results / "logs/train/blobs/mlp/seed0.log").read_text()
+    for rule, names in TRAIN_LOGS.items():
+        for name in names:
+            assert (results / "logs" / rule / f"{name}.log").exists()
+    assert "epoch     60" in (results / "logs/train/blobs/mlp/base/seed0.log").read_text()
     metrics = pd.read_parquet(results / "metrics.parquet")
     assert set(metrics["dataset"]) == {"blobs", "digits012"}
+    assert set(metrics["regime"]) == {"full", "retrain_last"} and set(metrics["variant"]) == {"base"}
     assert set(metrics["target"]) == {"svc", "homog"}
     assert set(metrics[metrics["dataset"] == "digits012"]["pair"]) == {"0-1", "0-2", "1-2", "mean"}
     numeric = metrics.select_dtypes("number")
     assert not numeric.isna().any().any()
     summary = pd.read_csv(results / "summary.csv")
-    assert len(summary) == 2 + 4  # blobs: 2 targets; digits012: 2 targets x 2 schemes
+    assert len(summary) == 2 * (2 + 4)  # 2 regimes x (blobs: 2 targets; digits012: 2 x 2 schemes)
     assert "±" in (results / "summary.md").read_text()
-    for name in ("overview.png", "convergence/blobs/mlp.png", "convergence/digits012/cnn.png"):
+    findings = pd.read_csv(results / "findings.csv")
+    assert len(findings) == 4 and set(findings["regime"]) == {"full", "retrain_last"}
+    assert (results / "convergence.csv").stat().st_size > 0
+    assert yaml.safe_load((results / "config.yaml").read_text())["grid"]["regimes"] == [
+        "full", "retrain_last"]
+    for name in ("overview.png", "convergence/blobs/mlp/base.png",
+                 "convergence/digits012/cnn/base.png"):
         assert (results / "figures" / name).stat().st_size > 10_000
-    final = metrics[(metrics["dataset"] == "blobs") & (metrics["epoch"] == 60)]
+    final = metrics[(metrics["dataset"] == "blobs") & (metrics["epoch"] == 60)
+                    & (metrics["regime"] == "full")]
     assert (final["train_acc"] == 1.0).all()
 
 
@@ -65,7 +83,7 @@ def test_metrics_agree_with_an_independent_recomputation(finished):
     from sklearn.svm import SVC
 
     metrics = pd.read_parquet(finished / "results" / "metrics.parquet")
-    folder = finished / "results" / "runs" / "blobs/mlp/seed0" / "features"
+    folder = finished / "results" / "runs" / "blobs/mlp/base/full/seed0" / "features"
     for path in io.list_feature_files(folder):
         features = io.read_features(path)
         frame = pd.read_parquet(path)
@@ -73,7 +91,7 @@ def test_metrics_agree_with_an_independent_recomputation(finished):
         h = train[["h_0", "h_1"]].to_numpy(np.float64)
         y = np.where(train["label"].to_numpy() == 1, 1.0, -1.0)
         row = metrics[(metrics["dataset"] == "blobs") & (metrics["epoch"] == features.epoch)
-                      & (metrics["target"] == "svc")].iloc[0]
+                      & (metrics["target"] == "svc") & (metrics["regime"] == "full")].iloc[0]
         w = features.W[1] - features.W[0]
         b = features.b[1] - features.b[0]
         margin_nn = np.min(y * (h @ w + b)) / np.linalg.norm(w)

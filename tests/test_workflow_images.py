@@ -29,8 +29,8 @@ def test_every_output_exists_and_the_data_is_prepared_once(image_run):
     data = sorted(p.relative_to(image_run / "results" / "data").as_posix()
                   for p in (image_run / "results" / "data").rglob("*.npz"))
     assert data == ["mnist01/fixed.npz", "mnist012/fixed.npz"]
-    for run in ("mnist01/resnet/seed0", "mnist01/resnet/seed1", "mnist012/densenet40/seed0",
-                "mnist012/densenet40/seed1"):
+    for run in ("mnist01/resnet/base/full/seed0", "mnist01/resnet/base/full/seed1",
+                "mnist012/densenet40/base/full/seed0", "mnist012/densenet40/base/full/seed1"):
         assert (image_run / "results" / "runs" / run / "metrics.parquet").stat().st_size > 0
         assert (image_run / "results" / "figures" / "runs" / f"{run}.png").stat().st_size > 0
     metrics = pd.read_parquet(image_run / "results" / "metrics.parquet")
@@ -52,7 +52,7 @@ def test_training_jobs_declare_the_configured_resources(image_run):
 
 
 def test_seeds_share_the_prepared_data_but_not_the_weights(image_run):
-    runs = image_run / "results" / "runs" / "mnist01" / "resnet"
+    runs = image_run / "results" / "runs" / "mnist01" / "resnet" / "base" / "full"
     a = json.loads((runs / "seed0" / "svm.json").read_text())
     b = json.loads((runs / "seed1" / "svm.json").read_text())
     assert a != b

@@ -10,8 +10,10 @@ import importlib
 import sys
 
 STAGES = {
+    "config": "check a config file, or record the validated config",
     "prepare": "make, split and standardise a dataset",
     "train": "train a bottleneck network, save checkpoints",
+    "retrain": "retrain_last: re-initialise and retrain the last layer of a trained network",
     "features": "dump the last hidden layer of every checkpoint to Parquet",
     "svm": "fit the hard-margin SVM targets on each checkpoint's train features",
     "metrics": "compare the network's last layer with the SVMs",

@@ -24,14 +24,16 @@ import numpy as np
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 DATASETS = (
-    "blobs", "blobs3", "moons", "sectors", "digits01", "digits012", "mnist5k01",
-    "mnist01", "mnist012", "fashion01", "cifar10_0v2",
+    "blobs", "blobs3", "moons", "sectors", "sectors_nonsep", "linear_margin", "circle",
+    "digits01", "digits012", "mnist5k01", "mnist01", "mnist012", "fashion01", "cifar10_0v2",
 )
 IMAGE_DATASETS = (
     "digits01", "digits012", "mnist5k01", "mnist01", "mnist012", "fashion01", "cifar10_0v2",
 )
 # Generated from the run's seed: prepared once per seed. Every other set is prepared once.
-SEEDED_DATASETS = ("blobs", "blobs3", "moons", "sectors")
+SEEDED_DATASETS = (
+    "blobs", "blobs3", "moons", "sectors", "sectors_nonsep", "linear_margin", "circle",
+)
 # Read through torchvision.datasets from `data_root`, with their official train/test split.
 TORCHVISION_DATASETS = ("mnist01", "mnist012", "fashion01", "cifar10_0v2")
 ARCHS = ("mlp", "cnn", "resnet", "densenet40")
@@ -40,6 +42,7 @@ IMAGE_ONLY_ARCHS = ("cnn", "resnet", "densenet40")
 # Training for the max-margin experiments: no weight decay, no label smoothing, no dropout, no EMA.
 DEFAULT_TRAIN: dict[str, Any] = {
     "optimizer": "momentum",
+    "loss": "cross_entropy",
     "lr": 0.01,
     "momentum": 0.9,
     "epochs": 1000,
@@ -53,6 +56,19 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "compile": False,
     "channels_last": True,
     "log_every": 100,
+}
+
+# The retrain_last regime: the full model at `from_epoch` (None: its last epoch), the last layer
+# re-initialised (`init`) and trained alone on the frozen features, with its own optimizer.
+DEFAULT_RETRAIN: dict[str, Any] = {
+    "from_epoch": None,
+    "init": "original",
+    "optimizer": "sgd",
+    "lr": 1.0,
+    "lr_relative": True,
+    **{key: DEFAULT_TRAIN[key] for key in ("momentum", "epochs", "batch_size", "checkpoints",
+                                           "n_checkpoints", "weight_decay", "device",
+                                           "log_every")},
 }
 
 # Per training job; sized per dataset x arch in the config (see train_resources).
@@ -93,6 +109,9 @@ DEFAULT_DATASET: dict[str, dict[str, Any]] = {
     "blobs3": {"n_samples": 5000},
     "moons": {"n_samples": 5000, "noise": 0.05},
     "sectors": {"n_samples": 5000},
+    "sectors_nonsep": {"n_samples": 5000},
+    "linear_margin": {"n_samples": 5000},
+    "circle": {"n_samples": 5000},
     "digits01": {},
     "digits012": {},
     "mnist5k01": {},
@@ -103,7 +122,8 @@ DEFAULT_DATASET: dict[str, dict[str, Any]] = {
 }
 
 # Keys every dataset accepts: the archs that fit it and its layered train settings and resources.
-LAYERED_DATASET_KEYS = ("archs", "train", "resources")
+LAYERED_DATASET_KEYS = ("archs", "train", "retrain", "resources")
+LAYERED_ARCH_KEYS = ("train", "retrain", "resources")
 
 # Settings a dataset accepts besides LAYERED_DATASET_KEYS (the schema allows the union).
 DATASET_KEYS: dict[str, tuple[str, ...]] = {
@@ -111,6 +131,9 @@ DATASET_KEYS: dict[str, tuple[str, ...]] = {
     "blobs3": ("n_samples",),
     "moons": ("n_samples", "noise"),
     "sectors": ("n_samples",),
+    "sectors_nonsep": ("n_samples",),
+    "linear_margin": ("n_samples",),
+    "circle": ("n_samples",),
     "digits01": (),
     "digits012": (),
     "mnist5k01": (),
@@ -127,16 +150,84 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class Run:
-    """One training run of the grid."""
+    """One run of the grid: a dataset × arch × seed, a training regime and an ablation variant.
+
+    ``regime``: ``full`` (the whole network trained) or ``retrain_last`` (the ``full`` model at
+    ``retrain.from_epoch``, its last layer re-initialised and trained alone, the rest frozen).
+    ``variant``: ``base`` or the ablation values of the run (:func:`variant_name`).
+    """
 
     dataset: str
     arch: str
     seed: int
+    regime: str = "full"
+    variant: str = "base"
 
     @property
     def path(self) -> str:
         """Relative folder of the run under ``<results>/runs``."""
-        return f"{self.dataset}/{self.arch}/seed{self.seed}"
+        return f"{self.dataset}/{self.arch}/{self.variant}/{self.regime}/seed{self.seed}"
+
+    @property
+    def keys(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "arch": self.arch, "variant": self.variant,
+                "regime": self.regime, "seed": self.seed}
+
+
+REGIMES = ("full", "retrain_last")
+#: The keys that name a run, in table order (feature file metadata, svm.json, metrics columns).
+RUN_KEYS = ("dataset", "arch", "variant", "regime", "seed")
+
+# Ablation axes and the settings block each one sets: a grid names the axes it varies in
+# grid.ablations; every other axis keeps the value the config layers give it.
+ABLATION_AXES: dict[str, str] = {
+    "optimizer": "train",
+    "loss": "train",
+    "activation": "arch",
+    "init": "arch",
+    "bottleneck": "arch",
+}
+BASE_VARIANT = "base"
+
+
+def variant_name(values: dict[str, Any]) -> str:
+    """``base`` for no ablation values, else ``axis-value`` pairs in axis order joined by ``__``
+    (e.g. ``activation-tanh__optimizer-adam``)."""
+    if not values:
+        return BASE_VARIANT
+    return "__".join(f"{axis}-{values[axis]}" for axis in sorted(values))
+
+
+def variant_values(name: str) -> dict[str, Any]:
+    """The inverse of :func:`variant_name` (``bottleneck`` values are integers)."""
+    if name == BASE_VARIANT:
+        return {}
+    values: dict[str, Any] = {}
+    for part in name.split("__"):
+        axis, sep, value = part.partition("-")
+        if not sep or axis not in ABLATION_AXES:
+            raise ValueError(f"variant {name!r}: {part!r} is not axis-value with an axis among "
+                             f"{', '.join(ABLATION_AXES)}")
+        values[axis] = int(value) if axis == "bottleneck" else value
+    return values
+
+
+def variants(config: dict) -> list[str]:
+    """Every variant of the grid. ``grid.ablations`` is a mapping axis → values (the grid is
+    their product) or a list of such mappings (the union of their products, in order, without
+    repeats; ``{}`` stands for the ``base`` variant), e.g. one mapping per axis for
+    one-at-a-time ablations."""
+    blocks = config["grid"].get("ablations") or {}
+    if isinstance(blocks, dict):
+        blocks = [blocks]
+    names: list[str] = []
+    for axes in blocks:
+        keys = sorted(axes)
+        for combo in itertools.product(*(axes[k] for k in keys)):
+            name = variant_name(dict(zip(keys, combo)))
+            if name not in names:
+                names.append(name)
+    return names
 
 
 def data_path(dataset: str, seed: int) -> str:
@@ -163,6 +254,10 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
 
 
 def _format_error(error) -> str:
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        # Report the deepest problem (e.g. the bad value inside the list form), not "matches
+        # none of the alternatives".
+        error = max(error.context, key=lambda e: len(e.absolute_path))
     where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
     message = error.message
     schema = error.schema
@@ -222,7 +317,7 @@ def _semantic_problems(config: dict) -> list[str]:
                     f"{name} is not an image dataset (image datasets: {', '.join(IMAGE_DATASETS)})"
                 )
     for name, settings in config.get("archs", {}).items():
-        allowed = tuple(DEFAULT_ARCH[name]) + ("train", "resources")
+        allowed = tuple(DEFAULT_ARCH[name]) + LAYERED_ARCH_KEYS
         for key in settings:
             if key not in allowed:
                 problems.append(
@@ -253,15 +348,36 @@ def _semantic_problems(config: dict) -> list[str]:
                     f"data_root at the folder that holds it, or set "
                     f"datasets/{dataset}/download: true"
                 )
-    for dataset, arch in itertools.product(grid["datasets"], grid["archs"]):
-        if arch not in fitting_archs(config, dataset):
-            continue
-        train = raw_train_settings(config, dataset, arch)
+    runs_of = [(d, a, v) for d, a in itertools.product(grid["datasets"], grid["archs"])
+               if a in fitting_archs(config, d) for v in variants(config)]
+    for dataset, arch, variant in runs_of:
+        train = raw_train_settings(config, dataset, arch, variant)
+        where = f"{dataset}/{arch}" + ("" if variant == BASE_VARIANT else f"/{variant}")
         late = [e for e in train["checkpoints"] if e > train["epochs"]]
         if late:
             problems.append(
-                f"train checkpoints {late} for {dataset}/{arch} lie beyond the last epoch "
+                f"train checkpoints {late} for {where} lie beyond the last epoch "
                 f"({train['epochs']}); allowed: 1..{train['epochs']}"
+            )
+        if "retrain_last" in grid.get("regimes", []):
+            retrain = raw_retrain_settings(config, dataset, arch, variant)
+            start = retrain["from_epoch"]
+            if start is not None and not 1 <= start <= train["epochs"]:
+                problems.append(
+                    f"retrain from_epoch {start} for {where} is not a trained epoch; "
+                    f"allowed: 1..{train['epochs']} (or null for the last)"
+                )
+            late = [e for e in retrain["checkpoints"] if e > retrain["epochs"]]
+            if late:
+                problems.append(
+                    f"retrain checkpoints {late} for {where} lie beyond the last retrain epoch "
+                    f"({retrain['epochs']}); allowed: 1..{retrain['epochs']}"
+                )
+        if train["label_smoothing"] and train["loss"] != "cross_entropy":
+            problems.append(
+                f"train label_smoothing {train['label_smoothing']} for {where} applies "
+                f"to loss cross_entropy only, but loss is {train['loss']!r}; set "
+                f"label_smoothing: 0 or loss: cross_entropy"
             )
     return problems
 
@@ -282,15 +398,28 @@ def fitting_archs(config: dict, dataset: str) -> list[str]:
 
 
 def runs(config: dict) -> list[Run]:
-    """Every (dataset, arch, seed) of the grid whose arch fits the dataset, in a stable order."""
+    """Every dataset × fitting arch × variant × regime × seed of the grid, in a stable order."""
     grid = config["grid"]
     return [
-        Run(dataset, arch, int(seed))
+        Run(dataset, arch, int(seed), regime, variant)
         for dataset in grid["datasets"]
         for arch in grid["archs"]
         if arch in fitting_archs(config, dataset)
+        for variant in variants(config)
+        for regime in grid.get("regimes", ["full"])
         for seed in grid["seeds"]
     ]
+
+
+def grid_size(config: dict) -> str:
+    """One line stating how many runs the grid expands to, and why (for the dry run)."""
+    grid = config["grid"]
+    pairs = sum(len([a for a in grid["archs"] if a in fitting_archs(config, d)])
+                for d in grid["datasets"])
+    n_variants, regimes = len(variants(config)), grid.get("regimes", ["full"])
+    total = pairs * n_variants * len(regimes) * len(grid["seeds"])
+    return (f"{total} runs = {pairs} dataset x arch pairs x {n_variants} variants x "
+            f"{len(regimes)} regimes ({', '.join(regimes)}) x {len(grid['seeds'])} seeds")
 
 
 def dataset_settings(config: dict, dataset: str) -> dict[str, Any]:
@@ -305,30 +434,56 @@ def dataset_settings(config: dict, dataset: str) -> dict[str, Any]:
     return settings
 
 
-def arch_settings(config: dict, arch: str) -> dict[str, Any]:
+def arch_settings(config: dict, arch: str, variant: str = BASE_VARIANT) -> dict[str, Any]:
+    """Settings of ``arch``: defaults < ``archs.<arch>`` < the variant's arch axes."""
     settings = dict(DEFAULT_ARCH[arch])
     user = config.get("archs", {}).get(arch, {})
-    settings.update({k: v for k, v in user.items() if k not in ("train", "resources")})
+    settings.update({k: v for k, v in user.items() if k not in LAYERED_ARCH_KEYS})
+    settings.update(_axis_values(variant, "arch"))
     return settings
 
 
-def _layered(config: dict, dataset: str, arch: str, key: str,
-             defaults: dict[str, Any]) -> dict[str, Any]:
+def _axis_values(variant: str, block: str) -> dict[str, Any]:
+    """The variant's ablation values that belong to settings ``block`` (train or arch)."""
+    return {axis: value for axis, value in variant_values(variant).items()
+            if ABLATION_AXES[axis] == block}
+
+
+def _layered(config: dict, dataset: str, arch: str, key: str, defaults: dict[str, Any],
+             variant: str = BASE_VARIANT, ablation_overrides: bool = True) -> dict[str, Any]:
     """``defaults`` < ``config[key]`` < ``archs.<arch>.<key>`` < ``datasets.<dataset>.<key>`` <
-    ``<key>`` of every entry of ``overrides`` whose datasets and archs include this run's."""
+    ``<key>`` of every entry of ``overrides`` that matches the run: its ``datasets`` and ``archs``
+    (when given) include the run's, and every value of its ``ablation`` equals the variant's."""
+    values = variant_values(variant)
     settings = dict(defaults)
     settings.update(config.get(key, {}) or {})
     settings.update(config.get("archs", {}).get(arch, {}).get(key, {}))
     settings.update(config.get("datasets", {}).get(dataset, {}).get(key, {}))
     for override in config.get("overrides", []):
-        if dataset in override.get("datasets", [dataset]) and arch in override.get("archs", [arch]):
+        if "ablation" in override and not ablation_overrides:
+            continue
+        if (dataset in override.get("datasets", [dataset])
+                and arch in override.get("archs", [arch])
+                and all(values.get(a, _default_axis_value(config, dataset, arch, a)) == v
+                        for a, v in override.get("ablation", {}).items())):
             settings.update(override.get(key, {}))
     return settings
 
 
-def raw_train_settings(config: dict, dataset: str, arch: str) -> dict[str, Any]:
-    """Training settings of one run, layered as in :func:`_layered` (key ``train``)."""
-    return _layered(config, dataset, arch, "train", DEFAULT_TRAIN)
+def _default_axis_value(config: dict, dataset: str, arch: str, axis: str) -> Any:
+    """The value an ablation axis has when the variant does not set it."""
+    if ABLATION_AXES[axis] == "arch":
+        return arch_settings(config, arch)[axis]
+    return _layered(config, dataset, arch, "train", DEFAULT_TRAIN, ablation_overrides=False)[axis]
+
+
+def raw_train_settings(config: dict, dataset: str, arch: str,
+                       variant: str = BASE_VARIANT) -> dict[str, Any]:
+    """Training settings of one run, layered as in :func:`_layered` (key ``train``), then the
+    variant's train axes (an ablation value always wins)."""
+    settings = _layered(config, dataset, arch, "train", DEFAULT_TRAIN, variant)
+    settings.update(_axis_values(variant, "train"))
+    return settings
 
 
 def train_resources(config: dict, dataset: str, arch: str) -> dict[str, Any]:
@@ -337,9 +492,36 @@ def train_resources(config: dict, dataset: str, arch: str) -> dict[str, Any]:
     return _layered(config, dataset, arch, "resources", DEFAULT_RESOURCES)
 
 
-def train_settings(config: dict, dataset: str, arch: str) -> dict[str, Any]:
-    """:func:`raw_train_settings` with the resolved checkpoint epochs under ``checkpoints``."""
-    settings = raw_train_settings(config, dataset, arch)
+def train_settings(config: dict, dataset: str, arch: str,
+                   variant: str = BASE_VARIANT) -> dict[str, Any]:
+    """:func:`raw_train_settings` with the resolved checkpoint epochs under ``checkpoints``
+    (including ``retrain.from_epoch`` when the grid retrains the last layer)."""
+    settings = raw_train_settings(config, dataset, arch, variant)
+    explicit = list(settings["checkpoints"])
+    epochs = checkpoint_epochs(settings["epochs"], explicit, settings["n_checkpoints"])
+    if "retrain_last" in config.get("grid", {}).get("regimes", []):
+        start = raw_retrain_settings(config, dataset, arch, variant)["from_epoch"]
+        if start is not None and start <= settings["epochs"]:
+            epochs = sorted(set(epochs) | {int(start)})
+    settings["checkpoints"] = epochs
+    return settings
+
+
+def raw_retrain_settings(config: dict, dataset: str, arch: str,
+                         variant: str = BASE_VARIANT) -> dict[str, Any]:
+    """Settings of the ``retrain_last`` step, layered as in :func:`_layered` (key ``retrain``).
+    The loss and label smoothing are the run's training ones."""
+    settings = _layered(config, dataset, arch, "retrain", DEFAULT_RETRAIN, variant)
+    train = raw_train_settings(config, dataset, arch, variant)
+    settings["loss"] = train.get("loss", "cross_entropy")
+    settings["label_smoothing"] = train["label_smoothing"]
+    return settings
+
+
+def retrain_settings(config: dict, dataset: str, arch: str,
+                     variant: str = BASE_VARIANT) -> dict[str, Any]:
+    """:func:`raw_retrain_settings` with the resolved checkpoint epochs."""
+    settings = raw_retrain_settings(config, dataset, arch, variant)
     settings["checkpoints"] = checkpoint_epochs(
         settings["epochs"], settings["checkpoints"], settings["n_checkpoints"]
     )
@@ -397,3 +579,30 @@ def load_config(path: str | Path) -> dict:
 
     with open(path) as handle:
         return validate_config(yaml.safe_load(handle) or {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nnboundary config``: check a config file, or record the validated config as YAML."""
+    import argparse
+    import sys
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="nnboundary config", description=main.__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--check", metavar="FILE", help="a YAML config file to validate")
+    source.add_argument("--config-json", help="a config as a JSON object (the workflow's)")
+    parser.add_argument("--output", help="write the validated config, defaults filled in (YAML)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.check) if args.check else validate_config(json.loads(args.config_json))
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"valid: {grid_size(config)}", file=sys.stderr)
+    if args.output:
+        from .io import atomic_path
+
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    return 0

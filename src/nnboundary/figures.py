@@ -11,11 +11,17 @@ Three subcommands, one PNG each (written atomically):
                  hypothesis holds, the black line lies on the red dashed one, midway between the
                  dotted margins, touching no point. For a 2-D *input* dataset a second panel
                  shows the same network (and the svc SVM pulled back through h(x)) in input space.
-``convergence``  One dataset × arch, every seed: angle to each SVM target and bias offset
-                 against epoch (log x). Convergence = the angle falling towards 0 and the offset
+``convergence``  One dataset × arch × variant, every regime and seed, in the style of Soudry
+                 et al. (JMLR 2018), against epoch t on log axes: the angle gap 1 − cos θ, the
+                 margin gap |1 − γ_NN/γ_SVM|, the bias offset, ‖w‖ and the train loss. Colour =
+                 SVM target, line style = regime (‖w‖ and the loss are the network's own: one
+                 line per regime); the line is the median over seeds, the band their min–max.
+                 The title and the last panel give the 1/log t fit of the angle gap
+                 (:mod:`nnboundary.convergence`) where the runs are long enough.
+                 Convergence = the gaps falling towards 0 (slowly, like 1/log t) and the offset
                  towards 0 for the target the last layer approaches.
 ``overview``     Final checkpoint of every run of the grid: angle and bias offset per
-                 dataset/arch, seeds as points, the two targets side by side.
+                 dataset/arch/variant/regime, seeds as points, the two targets side by side.
 
 Which SVM fit is drawn: the ``binary`` scheme for K = 2; ``crammer_singer`` for K > 2 (the
 multi-class limit of cross-entropy gradient descent), whose metrics are the ``mean`` row over
@@ -60,8 +66,17 @@ CLASS_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:brown", "tab:pink",
 NETWORK_COLOUR = "black"
 #: Target colours, kept apart from the class colours.
 TARGET_COLOURS = {"svc": "tab:red", "homog": "tab:purple"}
-#: Line styles of the targets in the metric plots (svc solid, homog dashed).
-TARGET_STYLES = {"svc": "-", "homog": "--"}
+#: Line styles of the regimes in the convergence figure (whole network solid, last layer
+#: retrained alone dashed); other regimes take :data:`EXTRA_REGIME_STYLES` in turn.
+REGIME_STYLES = {"full": "-", "retrain_last": "--"}
+EXTRA_REGIME_STYLES = (":", "-.")
+#: Colour of the network's own quantities (‖w‖, loss), which do not depend on the target.
+NETWORK_LINE_COLOUR = "0.2"
+#: Floors of the log-scaled convergence panels: smaller values (0 included) are drawn at the
+#: floor, and the axis label says so.
+GAP_FLOOR = {"angle_gap": 1e-12, "margin_gap": 1e-6, "train_loss": 1e-12, "w_norm": 1e-12}
+#: A panel whose values all lie within this factor is drawn with a linear y axis.
+NARROW_RANGE = 1.5
 #: Dash patterns of the SVM boundaries in the ``run`` figure: the homog dashes fill the svc gaps,
 #: so two coinciding boundaries show as one red–purple line instead of one hiding the other.
 BOUNDARY_DASHES = {"svc": (0, (6, 4)), "homog": (4, (4, 6))}
@@ -284,7 +299,7 @@ def _epoch_fits(svm_path: str | Path, features: io.FeatureSet) -> list[dict]:
     if not isinstance(content, dict) or not isinstance(content.get("fits"), list):
         raise io.InputFileError(f"SVM file {svm_path} has no 'fits' list: not an svm.json")
     keys = content.get("keys") or {}
-    for name in ("dataset", "arch", "seed"):
+    for name in ("dataset", "arch", "variant", "regime", "seed"):
         if name in keys and name in features.keys and str(keys[name]) != str(features.keys[name]):
             raise io.InputFileError(
                 f"SVM file {svm_path} is for {name}={keys[name]!r} but the feature files are for "
@@ -312,13 +327,19 @@ def draw_run(features: io.FeatureSet, fits: list[dict], ax, resolution: int) -> 
     # The plane: coordinates Z of the points and each classifier as an affine map of z.
     if d == 2:
         Z = H
-        to_plane = lambda W, b: (W, b)  # noqa: E731
+
+        def to_plane(W, b):
+            return W, b
+
         ax.set_xlabel("h_0")
         ax.set_ylabel("h_1")
     elif d == 1:
         jitter = np.random.default_rng(0).uniform(-1.0, 1.0, size=len(y))
         Z = np.column_stack([H[:, 0], jitter])
-        to_plane = lambda W, b: (np.column_stack([W[:, 0], np.zeros(K)]), b)  # noqa: E731
+
+        def to_plane(W, b):
+            return np.column_stack([W[:, 0], np.zeros(K)]), b
+
         ax.set_xlabel("h_0")
         ax.set_ylabel("random jitter (no meaning)")
         ax.set_yticks([])
@@ -332,7 +353,10 @@ def draw_run(features: io.FeatureSet, fits: list[dict], ax, resolution: int) -> 
         mu = H.mean(axis=0) if len(H) else np.zeros(d)
         r = mu - P @ (P.T @ mu)
         Z = H @ P
-        to_plane = lambda W, b: (W @ P, b + W @ r)  # noqa: E731
+
+        def to_plane(W, b):
+            return W @ P, b + W @ r
+
         ax.set_xlabel(f"h · e₁  (e₁ = {what})")
         ax.set_ylabel("h · e₂  (1st principal direction of the residual)")
         notes.append(f"d = {d}: projected on e₁, e₂; regions on the plane through the mean")
@@ -463,9 +487,11 @@ def run_figure(features_dir, svm_path, checkpoints_path, data_path, output,
     scheme = chosen.get("svc", chosen.get("homog", {})).get("scheme", "")
     kind = "angle to" if K == 2 else f"mean pairwise angle ({scheme}) to"
     keys = features.keys
+    names = [str(keys.get(k, "?")) for k in ("dataset", "arch")]
+    names += [str(keys[k]) for k in ("variant", "regime") if k in keys]
     lines = [
-        f"{keys.get('dataset', '?')}/{keys.get('arch', '?')}  seed {keys.get('seed', '?')}  "
-        f"epoch {features.epoch}  (bottleneck d = {d}, K = {K})",
+        (f"{'/'.join(names)}  seed {keys.get('seed', '?')}  epoch {features.epoch}  "
+         f"(bottleneck d = {d}, K = {K})"),
         f"{kind} SVM: " + (", ".join(angles) if angles else "no SVM fit"),
     ] + notes
     axes[0, 0].set_title("\n".join(lines), fontsize=8.5)
@@ -480,16 +506,11 @@ def run_figure(features_dir, svm_path, checkpoints_path, data_path, output,
 
 def overall_rows(frame):
     """Rows summarising a fit: the binary scheme's only pair, or for multi-class the ``mean``
-    row of crammer_singer (of ovr for a run without crammer_singer)."""
-    if frame.empty:
-        return frame
-    binary = frame["scheme"] == "binary"
-    means = frame[(frame["pair"] == "mean")]
-    keep = binary.copy()
-    for _, group in means.groupby(["dataset", "arch", "seed", "target"]):
-        scheme = "crammer_singer" if (group["scheme"] == "crammer_singer").any() else "ovr"
-        keep |= frame.index.isin(group.index[group["scheme"] == scheme])
-    return frame[keep]
+    row of crammer_singer (of ovr for a run without crammer_singer), with the run keys
+    (:func:`nnboundary.convergence.overall_rows`)."""
+    from .convergence import overall_rows as select
+
+    return select(frame)
 
 
 def _scheme_label(rows) -> str:
@@ -546,6 +567,8 @@ def _set_offset_scale(ax, values: np.ndarray) -> str:
 def _read_metrics(paths: Sequence[str | Path]):
     import pandas as pd
 
+    from .convergence import with_run_keys
+
     frames = [io.read_table(path) for path in paths]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     missing = {"dataset", "arch", "seed", "epoch", "target", "scheme", "pair", "angle_deg",
@@ -555,76 +578,235 @@ def _read_metrics(paths: Sequence[str | Path]):
             f"metrics files {list(map(str, paths))} lack the columns {sorted(missing)}; "
             f"rerun the metrics step"
         )
-    return frame
+    return with_run_keys(frame)
+
+
+def _regime_styles(regimes: Sequence[str]) -> dict[str, str]:
+    """Line style per regime: :data:`REGIME_STYLES`, then :data:`EXTRA_REGIME_STYLES` in turn."""
+    styles, extra = {}, itertools.cycle(EXTRA_REGIME_STYLES)
+    for regime in regimes:
+        styles[regime] = REGIME_STYLES.get(regime) or next(extra)
+    return styles
+
+
+def _band(rows, values: np.ndarray):
+    """Per epoch over seeds: epochs, median, min and max of ``values`` (aligned with rows)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"epoch": rows["epoch"].to_numpy(), "value": values})
+    frame = frame[np.isfinite(frame["value"])]
+    stats = frame.groupby("epoch")["value"].agg(["median", "min", "max"])
+    return (stats.index.to_numpy(dtype=float), stats["median"].to_numpy(),
+            stats["min"].to_numpy(), stats["max"].to_numpy())
+
+
+def _draw_band(ax, rows, values: np.ndarray, colour, style) -> None:
+    """The median over seeds as a line and the min–max over seeds as a band."""
+    epochs, median, low, high = _band(rows, values)
+    if epochs.size == 0:
+        return
+    ax.fill_between(epochs, low, high, color=colour, alpha=0.15, lw=0, zorder=1)
+    ax.plot(epochs, median, color=colour, ls=style, lw=1.7, marker="o", markersize=2.5,
+            zorder=3)
+
+
+def _floored(values: np.ndarray, floor: float) -> tuple[np.ndarray, bool]:
+    """``values`` raised to ``floor`` (for a log axis) and whether any finite value was below."""
+    values = np.asarray(values, dtype=np.float64)
+    below = np.isfinite(values) & (values < floor)
+    return np.where(below, floor, values), bool(below.any())
+
+
+def _set_log_scale(ax, values: np.ndarray) -> None:
+    """Log y, unless every finite value lies within a factor :data:`NARROW_RANGE` (a flat
+    curve, e.g. an untrained network's loss), where log ticks would repeat one label: linear."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() / values.min() < NARROW_RANGE:
+        return
+    ax.set_yscale("log")
+
+
+def _fit_summary(frame) -> tuple[list[str], list[str]]:
+    """Lines for the text panel and short phrases for the title: the mean over seeds of the
+    angle gap's 1/log t fit per regime × target (:func:`convergence.convergence_table`)."""
+    from . import convergence
+
+    table = convergence.convergence_table(frame)
+    means = table[table["seed"] == convergence.MEAN_SEED]
+    details, short = [], []
+    order = sorted(set(means["regime"]), key=convergence.regime_sort_key)
+    for regime in order:
+        for target in ("svc", "homog"):
+            row = means[(means["regime"] == regime) & (means["target"] == target)]
+            if row.empty:
+                continue
+            row = row.iloc[0]
+            if row["long_enough"]:
+                intercept = row["angle_gap_intercept"]
+                intercept = 0.0 if abs(intercept) < 1e-12 else intercept  # rounding noise
+                details.append(
+                    f"{regime} {target}: s = {row['angle_gap_slope']:.3g}, "
+                    f"a = {intercept:.2g}, r² = {row['angle_gap_r2']:.2f} "
+                    f"({int(row['n_fitted'])}/{int(row['n_seeds'])} seeds)")
+                short.append(f"{regime} {target} s = {row['angle_gap_slope']:.3g}")
+            else:
+                details.append(f"{regime} {target}: too short for a fit (last epoch "
+                               f"{int(row['last_epoch'])})")
+    return details, short
 
 
 def convergence_figure(metric_paths: Sequence[str | Path], output,
                        settings: dict[str, Any]) -> None:
-    """Angle and bias offset against epoch for every seed (module docstring); write ``output``."""
+    """Gaps, bias offset, ‖w‖ and loss against epoch for every regime and seed (module
+    docstring); write ``output``."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
+
+    from . import convergence
+
+    frame = _read_metrics(metric_paths)
+    rows = overall_rows(frame).sort_values("epoch", kind="stable")
+    regimes = sorted(set(rows["regime"]), key=convergence.regime_sort_key)
+    styles = _regime_styles(regimes)
+    fig, axes = plt.subplots(2, 3, figsize=(15.0, 8.6))
+    panels = axes.ravel()
+
+    def by_regime_target(regime, target):
+        return rows[(rows["regime"] == regime) & (rows["target"] == target)]
+
+    def reference(regime):
+        """Rows of one target per regime for the network's own quantities (svc if any)."""
+        part = rows[rows["regime"] == regime]
+        target = "svc" if (part["target"] == "svc").any() else "homog"
+        return part[part["target"] == target]
+
+    # Angle gap and margin gap: log-log, per regime × target.
+    gap_panels = (
+        (panels[0], "angle_gap", "angle gap 1 − cos θ",
+         lambda part: convergence.angle_gap(part["angle_deg"].to_numpy(dtype=float))),
+        (panels[1], "margin_gap", "margin gap |1 − γ_NN/γ_SVM|",
+         lambda part: np.abs(convergence.margin_gap(part["margin_ratio"].to_numpy(dtype=float)))
+         if "margin_ratio" in part else np.full(len(part), np.nan)),
+    )
+    for ax, name, label, values_of in gap_panels:
+        clipped, drawn = False, []
+        for regime in regimes:
+            for target in ("svc", "homog"):
+                part = by_regime_target(regime, target)
+                values, below = _floored(values_of(part), GAP_FLOOR[name])
+                clipped |= below
+                drawn.append(values)
+                _draw_band(ax, part, values, TARGET_COLOURS[target], styles[regime])
+                bad = part["degenerate"].astype(bool).to_numpy()
+                ax.plot(part["epoch"][bad], values[bad], color=TARGET_COLOURS[target], ls="",
+                        marker="x", markersize=6, zorder=4)
+        _set_log_scale(ax, np.concatenate(drawn) if drawn else np.array([]))
+        ax.set_ylabel(label + (f"\n(values below {GAP_FLOOR[name]:g} drawn at it)"
+                               if clipped else ""))
+    if "margin_ratio" in rows and (rows["margin_ratio"] > 1).any():
+        panels[1].set_title("margin ratio > 1 somewhere (soft-margin fit): |gap| shown",
+                            fontsize=8)
+
+    # Bias offset: per regime × target, linear or symlog y.
+    ax = panels[2]
+    for regime in regimes:
+        for target in ("svc", "homog"):
+            part = by_regime_target(regime, target)
+            _draw_band(ax, part, part["bias_offset"].to_numpy(dtype=float),
+                       TARGET_COLOURS[target], styles[regime])
+            bad = part["degenerate"].astype(bool).to_numpy()
+            ax.plot(part["epoch"][bad], part["bias_offset"][bad], color=TARGET_COLOURS[target],
+                    ls="", marker="x", markersize=6, zorder=4)
+    ax.set_ylabel("bias offset (SVM margins 1/‖u‖)"
+                  + _set_offset_scale(ax, rows["bias_offset"].to_numpy(dtype=float)))
+
+    # The network's own quantities: one line per regime.
+    own_panels = ((panels[3], "w_norm", "‖w‖ = ‖W₁ − W₀‖ (multi-class: mean over pairs)"),
+                  (panels[4], "train_loss", "train loss (cross-entropy)"))
+    for ax, column, label in own_panels:
+        clipped, drawn = False, []
+        for regime in regimes:
+            part = reference(regime)
+            if column not in part:
+                continue
+            values, below = _floored(part[column].to_numpy(dtype=float), GAP_FLOOR[column])
+            clipped |= below
+            drawn.append(values)
+            _draw_band(ax, part, values, NETWORK_LINE_COLOUR, styles[regime])
+        _set_log_scale(ax, np.concatenate(drawn) if drawn else np.array([]))
+        ax.set_ylabel(label + (f"\n(values below {GAP_FLOOR[column]:g} drawn at it)"
+                               if clipped else ""))
+
     from matplotlib.ticker import FuncFormatter
 
-    rows = overall_rows(_read_metrics(metric_paths)).sort_values("epoch")
-    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.6))
-    panels = (("angle_deg", "angle to the SVM normal (degrees)"),
-              ("bias_offset", "bias offset (SVM margins 1/‖u‖)"))
-    for ax, (column, label) in zip(axes, panels):
-        for target in ("svc", "homog"):
-            part = rows[rows["target"] == target]
-            colour, style = TARGET_COLOURS[target], TARGET_STYLES[target]
-            seeds = sorted(set(part["seed"]))
-            for seed in seeds:
-                line = part[part["seed"] == seed]
-                ax.plot(line["epoch"], line[column], color=colour, ls=style, lw=1.0,
-                        alpha=0.45 if len(seeds) > 1 else 0.9, marker="o", markersize=2.5)
-                bad = line[line["degenerate"].astype(bool)]
-                ax.plot(bad["epoch"], bad[column], color=colour, ls="", marker="x", markersize=6)
-            if len(seeds) > 1:
-                median = part.groupby("epoch")[column].median()
-                ax.plot(median.index, median.to_numpy(), color=colour, ls=style, lw=2.4)
-        if (rows["epoch"] > 0).all() and len(rows):
+    for ax in panels[:5]:
+        if len(rows) and (rows["epoch"] > 0).all():
             ax.set_xscale("log")
         else:
             ax.set_xscale("symlog", linthresh=1.0)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        if column == "angle_deg":
-            _set_angle_scale(ax, rows[column].to_numpy(dtype=float))
-        else:
-            label += _set_offset_scale(ax, rows[column].to_numpy(dtype=float))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.set_xlabel("epoch t")
         ax.grid(True, which="major", alpha=0.3)
-    handles = [Line2D([], [], color=TARGET_COLOURS[t], ls=TARGET_STYLES[t], lw=2.0,
-                      label=f"{t} (bold: median over seeds)") for t in ("svc", "homog")]
+
+    # Legend and the 1/log t fits in the last panel.
+    text_ax = panels[5]
+    text_ax.axis("off")
+    handles = [Line2D([], [], color=TARGET_COLOURS[t], lw=2.0, label=f"target {t}")
+               for t in ("svc", "homog")]
+    handles.append(Line2D([], [], color=NETWORK_LINE_COLOUR, lw=2.0,
+                          label="network (‖w‖, loss)"))
+    handles += [Line2D([], [], color="grey", ls=styles[r], lw=1.7, label=f"regime {r}")
+                for r in regimes]
     handles.append(Line2D([], [], color="grey", ls="", marker="x", label="degenerate (convention)"))
-    axes[0].legend(handles=handles, fontsize=8, loc="best")
-    names = sorted({f"{d}/{a}" for d, a in zip(rows["dataset"], rows["arch"])}) or ["no rows"]
-    n_seeds = rows["seed"].nunique() if len(rows) else 0
-    fig.suptitle(f"{', '.join(names)}: convergence of the last layer to the SVM "
-                 f"({n_seeds} seed{'s' if n_seeds != 1 else ''}; "
-                 f"{_scheme_label(rows) if len(rows) else '-'})", fontsize=10)
+    text_ax.legend(handles=handles, loc="upper left", fontsize=8.5, frameon=False,
+                   title="line: median over seeds; band: min–max", title_fontsize=8.5)
+    details, short = _fit_summary(frame)
+    fit_rule = (f"Fit 1 − cos θ ≈ a + s / log t, least squares over t ≥ {convergence.MIN_EPOCH}\n"
+                f"(needs ≥ {convergence.MIN_FIT_POINTS} such checkpoints and a last epoch "
+                f"≥ {convergence.MIN_LAST_EPOCH}).\nMean over the seeds long enough:")
+    text_ax.text(0.0, 0.42, fit_rule + "\n" + "\n".join(details or ["no runs"]),
+                 transform=text_ax.transAxes, va="top", ha="left", fontsize=8.5)
+
+    names = sorted({"/".join(map(str, key)) for key in
+                    zip(rows["dataset"], rows["arch"], rows["variant"])}) or ["no rows"]
+    seeds = ", ".join(f"{r} {rows.loc[rows['regime'] == r, 'seed'].nunique()}" for r in regimes)
+    slope_line = ("angle-gap 1/log t slope s: " + "; ".join(short) if short else
+                  "runs too short for the 1/log t fit of the angle gap")
+    fig.suptitle(f"{', '.join(names)}: convergence of the last layer to the hard-margin SVMs "
+                 f"(seeds: {seeds or '-'}; {_scheme_label(rows) if len(rows) else '-'})\n"
+                 + slope_line, fontsize=10)
     fig.tight_layout()
     _save(fig, output, int(settings["dpi"]))
 
 
 def final_overall_rows(frame):
-    """:func:`overall_rows` at the last epoch of every run (dataset, arch, seed)."""
+    """:func:`overall_rows` at the last epoch of every run (dataset, arch, variant, regime,
+    seed)."""
+    from .convergence import RUN_KEYS, with_run_keys
+
+    frame = with_run_keys(frame)
     if frame.empty:
         return frame
-    last = frame.groupby(["dataset", "arch", "seed"])["epoch"].transform("max")
+    last = frame.groupby(RUN_KEYS, dropna=False)["epoch"].transform("max")
     return overall_rows(frame[frame["epoch"] == last])
 
 
 def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) -> None:
-    """Final angle and bias offset of every run per dataset/arch (module docstring)."""
+    """Final angle and bias offset of every run per dataset/arch/variant/regime (module
+    docstring)."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
+    from .convergence import RUN_KEYS, regime_sort_key
+
     rows = final_overall_rows(_read_metrics([metrics_path]))
-    categories = sorted({f"{d}/{a}" for d, a in zip(rows["dataset"], rows["arch"])})
+    keys = list(zip(rows["dataset"], rows["arch"], rows["variant"], rows["regime"]))
+    names = ["/".join(map(str, key)) for key in keys]
+    order = {name: (*key[:3], regime_sort_key(key[3])) for name, key in zip(names, keys)}
+    categories = sorted(order, key=order.get)
     where = {name: i for i, name in enumerate(categories)}
-    x_of = np.array([where[f"{d}/{a}"] for d, a in zip(rows["dataset"], rows["arch"])], dtype=float)
+    x_of = np.array([where[name] for name in names], dtype=float)
     rng = np.random.default_rng(0)
     jitter = rng.uniform(-0.07, 0.07, size=len(rows))
     offsets = {"svc": -0.18, "homog": 0.18}
@@ -643,7 +825,7 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
                        zorder=3)
             ax.scatter(x[mask & bad], values[mask & bad], color=colour, marker="x", s=30,
                        zorder=3)
-            for name, i in where.items():  # median over seeds as a short bar
+            for i in where.values():  # median over seeds as a short bar
                 sel = mask & (x_of == i)
                 if sel.any():
                     ax.hlines(np.median(values[sel]), i + offsets[target] - 0.13,
@@ -662,9 +844,9 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
     handles.append(Line2D([], [], color="grey", marker="x", ls="", label="degenerate (convention)"))
     handles.append(Line2D([], [], color="grey", lw=2.0, label="median over seeds"))
     axes[0].legend(handles=handles, fontsize=8, loc="best")
-    n_runs = len(rows.groupby(["dataset", "arch", "seed"])) if len(rows) else 0
+    n_runs = len(rows.groupby(RUN_KEYS)) if len(rows) else 0
     axes[0].set_title(f"Final checkpoint of {n_runs} runs: last layer against the hard-margin "
-                      f"SVMs (binary, or crammer_singer mean over class pairs)", fontsize=10)
+                      f"SVMs\n(binary, or crammer_singer mean over class pairs)", fontsize=10)
     fig.tight_layout()
     _save(fig, output, int(settings["dpi"]))
 
@@ -697,9 +879,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--output", required=True, type=Path, help="PNG file to write")
     run.add_argument("--settings", default="", help=settings_help)
 
-    conv = commands.add_parser("convergence", help="angle and bias offset against epoch")
+    conv = commands.add_parser("convergence",
+                               help="gaps, bias offset, ‖w‖ and loss against epoch (log-log)")
     conv.add_argument("--metrics", required=True, nargs="+", type=Path,
-                      help="per-run metrics files of one dataset × arch")
+                      help="per-run metrics files of one dataset × arch × variant: every "
+                           "regime and seed")
     conv.add_argument("--output", required=True, type=Path, help="PNG file to write")
     conv.add_argument("--settings", default="", help=settings_help)
 

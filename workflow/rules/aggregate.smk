@@ -9,10 +9,23 @@ rule aggregate:
             category="Tables",
         ),
         md="results/summary.md",
+        findings=report(
+            "results/findings.csv",
+            caption="../report/findings.rst",
+            category="Tables",
+        ),
+        findings_md="results/findings.md",
+        convergence=report(
+            "results/convergence.csv",
+            caption="../report/convergence_table.rst",
+            category="Tables",
+        ),
     log:
         "results/logs/aggregate/aggregate.log",
     conda:
         "../../envs/analysis.yaml"
     shell:
         "python -m nnboundary aggregate --inputs {input} --metrics {output.metrics}"
-        " --summary-csv {output.csv} --summary-md {output.md} > {log} 2>&1"
+        " --summary-csv {output.csv} --summary-md {output.md}"
+        " --findings-csv {output.findings} --findings-md {output.findings_md}"
+        " --convergence-csv {output.convergence} > {log} 2>&1"

@@ -29,9 +29,20 @@ config.update(nbconfig.validate_config(config))
 RUNS = nbconfig.runs(config)
 
 
+# A run's folder: dataset x arch x ablation variant x regime x seed.
+RUN = "results/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}"
+RUN_FULL = "results/runs/{dataset}/{arch}/{variant}/full/seed{seed}"
+RUN_RETRAIN = "results/runs/{dataset}/{arch}/{variant}/retrain_last/seed{seed}"
+
+# How many runs the grid expands to, stated before anything is scheduled (also in a dry run).
+print(f"nnboundary grid: {nbconfig.grid_size(config)}", file=sys.stderr)
+
+
 wildcard_constraints:
     dataset="|".join(nbconfig.DATASETS),
     arch="|".join(nbconfig.ARCHS),
+    variant=r"base|[a-z]+-[A-Za-z0-9_.]+(__[a-z]+-[A-Za-z0-9_.]+)*",
+    regime="|".join(nbconfig.REGIMES),
     seed=r"\d+",
     # A prepared dataset: seed{N} for sets generated from the seed, fixed for the others.
     part=r"seed\d+|fixed",
@@ -39,16 +50,20 @@ wildcard_constraints:
 
 def all_outputs():
     """Every table and figure of the grid."""
-    pairs = sorted({(r.dataset, r.arch) for r in RUNS})
+    groups = sorted({(r.dataset, r.arch, r.variant) for r in RUNS})
     return (
         [
             "results/metrics.parquet",
             "results/summary.csv",
             "results/summary.md",
+            "results/findings.csv",
+            "results/findings.md",
+            "results/convergence.csv",
+            "results/config.yaml",
             "results/figures/overview.png",
         ]
         + [f"results/figures/runs/{r.path}.png" for r in RUNS]
-        + [f"results/figures/convergence/{d}/{a}.png" for d, a in pairs]
+        + [f"results/figures/convergence/{d}/{a}/{v}.png" for d, a, v in groups]
     )
 
 
@@ -58,11 +73,12 @@ def run_metrics_files(wildcards=None):
 
 
 def seed_metrics_files(wildcards):
-    """The metrics tables of every seed of one dataset x arch."""
+    """The metrics tables of every seed and regime of one dataset x arch x variant."""
+    key = (wildcards.dataset, wildcards.arch, wildcards.variant)
     return [
         f"results/runs/{r.path}/metrics.parquet"
         for r in RUNS
-        if (r.dataset, r.arch) == (wildcards.dataset, wildcards.arch)
+        if (r.dataset, r.arch, r.variant) == key
     ]
 
 
@@ -92,13 +108,30 @@ def prepare_settings(wildcards):
 
 
 def arch_settings(wildcards):
-    return nbconfig.to_json(nbconfig.arch_settings(config, wildcards.arch))
+    return nbconfig.to_json(
+        nbconfig.arch_settings(config, wildcards.arch, wildcards.variant)
+    )
 
 
 def train_settings(wildcards):
     return nbconfig.to_json(
-        nbconfig.train_settings(config, wildcards.dataset, wildcards.arch)
+        nbconfig.train_settings(
+            config, wildcards.dataset, wildcards.arch, wildcards.variant
+        )
     )
+
+
+def retrain_settings(wildcards):
+    return nbconfig.to_json(
+        nbconfig.retrain_settings(
+            config, wildcards.dataset, wildcards.arch, wildcards.variant
+        )
+    )
+
+
+def config_json(wildcards):
+    """The validated config with its defaults filled in, for results/config.yaml."""
+    return nbconfig.to_json(config)
 
 
 def train_resource(name):

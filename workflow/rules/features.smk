@@ -1,11 +1,11 @@
 rule features:
     input:
-        checkpoints="results/runs/{dataset}/{arch}/seed{seed}/checkpoints.pt",
+        checkpoints=f"{RUN}/checkpoints.pt",
         data=data_file,
     output:
-        directory("results/runs/{dataset}/{arch}/seed{seed}/features"),
+        directory(f"{RUN}/features"),
     log:
-        "results/logs/features/{dataset}/{arch}/seed{seed}.log",
+        "results/logs/features/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
     conda:
         "../../envs/torch.yaml"
     threads: train_resource("threads")

@@ -1,19 +1,25 @@
 rule run_figure:
     input:
-        features="results/runs/{dataset}/{arch}/seed{seed}/features",
-        svm="results/runs/{dataset}/{arch}/seed{seed}/svm.json",
-        checkpoints="results/runs/{dataset}/{arch}/seed{seed}/checkpoints.pt",
+        features=f"{RUN}/features",
+        svm=f"{RUN}/svm.json",
+        checkpoints=f"{RUN}/checkpoints.pt",
         data=data_file,
     output:
         report(
-            "results/figures/runs/{dataset}/{arch}/seed{seed}.png",
+            "results/figures/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}.png",
             caption="../report/run.rst",
             category="Decision boundaries",
             subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "arch": "{arch}", "seed": "{seed}"},
+            labels={
+                "dataset": "{dataset}",
+                "arch": "{arch}",
+                "variant": "{variant}",
+                "regime": "{regime}",
+                "seed": "{seed}",
+            },
         ),
     log:
-        "results/logs/figures/runs/{dataset}/{arch}/seed{seed}.log",
+        "results/logs/figures/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
     conda:
         "../../envs/torch.yaml"
     params:
@@ -29,13 +35,13 @@ rule convergence_figure:
         seed_metrics_files,
     output:
         report(
-            "results/figures/convergence/{dataset}/{arch}.png",
+            "results/figures/convergence/{dataset}/{arch}/{variant}.png",
             caption="../report/convergence.rst",
             category="Convergence",
-            labels={"dataset": "{dataset}", "arch": "{arch}"},
+            labels={"dataset": "{dataset}", "arch": "{arch}", "variant": "{variant}"},
         ),
     log:
-        "results/logs/figures/convergence/{dataset}/{arch}.log",
+        "results/logs/figures/convergence/{dataset}/{arch}/{variant}.log",
     conda:
         "../../envs/torch.yaml"
     params:

@@ -1,11 +1,11 @@
 rule metrics:
     input:
-        features="results/runs/{dataset}/{arch}/seed{seed}/features",
-        svm="results/runs/{dataset}/{arch}/seed{seed}/svm.json",
+        features=f"{RUN}/features",
+        svm=f"{RUN}/svm.json",
     output:
-        "results/runs/{dataset}/{arch}/seed{seed}/metrics.parquet",
+        f"{RUN}/metrics.parquet",
     log:
-        "results/logs/metrics/{dataset}/{arch}/seed{seed}.log",
+        "results/logs/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -1,10 +1,10 @@
 rule svm:
     input:
-        "results/runs/{dataset}/{arch}/seed{seed}/features",
+        f"{RUN}/features",
     output:
-        "results/runs/{dataset}/{arch}/seed{seed}/svm.json",
+        f"{RUN}/svm.json",
     log:
-        "results/logs/svm/{dataset}/{arch}/seed{seed}.log",
+        "results/logs/svm/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -2,12 +2,12 @@ rule train:
     input:
         data=data_file,
     output:
-        checkpoints="results/runs/{dataset}/{arch}/seed{seed}/checkpoints.pt",
-        history="results/runs/{dataset}/{arch}/seed{seed}/history.tsv",
+        checkpoints=f"{RUN_FULL}/checkpoints.pt",
+        history=f"{RUN_FULL}/history.tsv",
     log:
-        "results/logs/train/{dataset}/{arch}/seed{seed}.log",
+        "results/logs/train/{dataset}/{arch}/{variant}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{arch}/seed{seed}.tsv"
+        "results/benchmarks/train/{dataset}/{arch}/{variant}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: train_resource("threads")
@@ -20,6 +20,7 @@ rule train:
         settings=train_settings,
     shell:
         "python -m nnboundary train --data {input.data} --arch {wildcards.arch}"
-        " --seed {wildcards.seed} --arch-settings {params.arch:q} --settings {params.settings:q}"
+        " --seed {wildcards.seed} --variant {wildcards.variant}"
+        " --arch-settings {params.arch:q} --settings {params.settings:q}"
         " --threads {threads} --checkpoints {output.checkpoints} --history {output.history}"
         " > {log} 2>&1"

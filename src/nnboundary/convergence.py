@@ -1,0 +1,264 @@
+"""Convergence rates of the last layer towards the SVM, in the style of Soudry et al. (JMLR 2018).
+
+Soudry et al. show that gradient descent on separable data with an exponentially tailed loss
+(logistic, cross-entropy) gives w(t) = ŵ·log t + ρ(t) with ρ(t) bounded, ŵ the hard-margin SVM
+normal. Hence the *direction* converges only logarithmically: the angle θ(t) between w(t) and ŵ,
+and the normalised margin gap, fall like 1/log t. They plot these gaps on log-log axes against
+the iteration t. The gaps used here:
+
+- angle gap      g_θ(t) = 1 − cos θ(t)        (:func:`angle_gap`; θ = ``angle_deg``)
+- margin gap     g_γ(t) = 1 − γ_NN/γ_SVM      (:func:`margin_gap`; ratio = ``margin_ratio``)
+
+Note: 1 − cos θ ≈ θ²/2 for small θ, so where θ falls like 1/log t the angle gap falls like
+1/log² t; it is still monotone in θ and is what Soudry et al. draw. The table therefore also
+fits θ itself (radians, :func:`angle_rad`) and the margin gap. A fit of g ≈ a + s/log t
+(:func:`slope_vs_inverse_log`) then reads: a ≈ 0 and s > 0 for a gap still closing at the
+logarithmic rate (s is the rate constant; a curve bending towards 1/log² t gives a smaller s
+and a slightly negative a), a > 0 for a gap that levels off above 0 (not converging to that
+target), s < 0 for a gap that grows.
+
+:func:`convergence_table` applies the fit to every run of a metrics table (per target, both
+gaps) and adds the mean over seeds. The module also holds the two helpers the aggregate and
+figures stages share to read metrics tables: :func:`with_run_keys` (a table without
+``regime``/``variant`` is a whole-network, base run) and :func:`overall_rows` (which row of a
+fit summarises it). No torch: this module is imported by the light stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Columns that identify one run. ``regime``: "full" (whole network trained) or
+#: "retrain_last" (last layer re-initialised and retrained alone); ``variant``: "base" or an
+#: ablation such as "loss-hinge".
+RUN_KEYS = ["dataset", "arch", "variant", "regime", "seed"]
+#: Values given to tables written before the two columns existed.
+DEFAULT_REGIME = "full"
+DEFAULT_VARIANT = "base"
+#: Preferred order of the regimes in tables, sentences and legends (others follow, sorted).
+REGIME_ORDER = ("full", "retrain_last")
+
+#: Only checkpoints with t ≥ MIN_EPOCH enter the fit: the 1/log t law is asymptotic, and early
+#: epochs (before the data are separated, log t ≈ 0) would dominate it.
+MIN_EPOCH = 10
+#: A run is long enough for a fit with at least MIN_FIT_POINTS checkpoints at t ≥ MIN_EPOCH ...
+MIN_FIT_POINTS = 4
+#: ... and a last checkpoint at t ≥ MIN_LAST_EPOCH (1/log t spans 0.43 → 0.22 from 10 to 100).
+MIN_LAST_EPOCH = 100
+
+#: Schemes that summarise a fit, by preference: binary, else the Crammer–Singer ``mean`` row,
+#: else the one-vs-rest ``mean`` row.
+SCHEME_PREFERENCE = {"binary": 0, "crammer_singer": 1, "ovr": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading metrics tables
+# --------------------------------------------------------------------------------------------
+
+
+def with_run_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``variant`` and ``regime`` columns: missing ones are inserted right after
+    ``arch`` as "base" and "full", missing values (a table concatenated with an older one) are
+    filled the same way. Returns a copy; the input is not changed."""
+    frame = frame.copy()
+    defaults = {"variant": DEFAULT_VARIANT, "regime": DEFAULT_REGIME}  # config.RUN_KEYS order
+    where = frame.columns.get_loc("arch") + 1 if "arch" in frame.columns else len(frame.columns)
+    for name, value in defaults.items():
+        if name in frame.columns:
+            frame[name] = frame[name].fillna(value).astype(str)
+        else:
+            frame.insert(min(where, len(frame.columns)), name, value)
+            where += 1
+    return frame
+
+
+def regime_sort_key(regime: str) -> tuple[int, str]:
+    """Sort key putting the regimes of :data:`REGIME_ORDER` first, in that order."""
+    order = REGIME_ORDER.index(regime) if regime in REGIME_ORDER else len(REGIME_ORDER)
+    return order, str(regime)
+
+
+def overall_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that summarise each fit of each run (every epoch): the ``binary`` scheme's only
+    pair for K = 2; for K > 2 the ``mean`` row over class pairs of ``crammer_singer`` (of
+    ``ovr`` for a run and target without a crammer_singer fit). Adds the run keys
+    (:func:`with_run_keys`)."""
+    frame = with_run_keys(frame)
+    if frame.empty:
+        return frame
+    candidates = frame[(frame["scheme"] == "binary") | (frame["pair"] == "mean")]
+    rank = candidates["scheme"].map(SCHEME_PREFERENCE).fillna(len(SCHEME_PREFERENCE))
+    keys = [candidates[k] for k in RUN_KEYS + ["target"]]
+    best = rank.groupby(keys, dropna=False, sort=False).transform("min")
+    return candidates[rank == best]
+
+
+# --------------------------------------------------------------------------------------------
+# Gaps and the 1/log t fit
+# --------------------------------------------------------------------------------------------
+
+
+def angle_gap(angle_deg: Any) -> Any:
+    """1 − cos θ for θ in degrees (0 when aligned, 1 at 90°, 2 when opposite)."""
+    return 1.0 - np.cos(np.radians(angle_deg))
+
+
+def margin_gap(margin_ratio: Any) -> Any:
+    """1 − γ_NN/γ_SVM: 0 at the SVM's margin; above 1 when the network's margin is negative (a
+    training point misclassified); it may dip below 0 for a soft-margin fit on non-separable
+    features, whose margin a network can exceed."""
+    return 1.0 - np.asarray(margin_ratio, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """gap ≈ intercept + slope · (1/log t), least squares over ``n_points`` checkpoints."""
+
+    slope: float
+    intercept: float
+    r2: float
+    n_points: int
+
+
+def slope_vs_inverse_log(epochs: Any, gap: Any) -> SlopeFit | None:
+    """Least-squares fit of gap(t) ≈ a + s · x with x = 1/log t (natural log), over the
+    checkpoints with t ≥ :data:`MIN_EPOCH` and a finite gap.
+
+    With x̄, ḡ the means: s = Σ(x − x̄)(g − ḡ) / Σ(x − x̄)², a = ḡ − s·x̄, and
+    r² = 1 − Σ(g − a − s·x)² / Σ(g − ḡ)² (1 when the gap is constant: the fit is exact).
+
+    Returns None when the run is not long enough: fewer than :data:`MIN_FIT_POINTS` such
+    checkpoints, or a last checkpoint before :data:`MIN_LAST_EPOCH`.
+    """
+    t = np.asarray(epochs, dtype=np.float64).ravel()
+    g = np.asarray(gap, dtype=np.float64).ravel()
+    if t.shape != g.shape:
+        raise ValueError(f"slope_vs_inverse_log: {t.size} epochs against {g.size} gap values")
+    if t.size == 0 or np.nanmax(t) < MIN_LAST_EPOCH:
+        return None
+    keep = (t >= MIN_EPOCH) & np.isfinite(g)
+    x, g = 1.0 / np.log(t[keep]), g[keep]  # t ≥ MIN_EPOCH > 1: log t > 0
+    if np.unique(x).size < MIN_FIT_POINTS:
+        return None
+    x_centred, g_centred = x - x.mean(), g - g.mean()
+    slope = float(np.sum(x_centred * g_centred) / np.sum(x_centred**2))
+    intercept = float(g.mean() - slope * x.mean())
+    residual = float(np.sum((g - intercept - slope * x) ** 2))
+    total = float(np.sum(g_centred**2))
+    if total <= 1e-300:
+        r2 = 1.0
+    else:
+        r2 = 1.0 - residual / total
+    return SlopeFit(slope=slope, intercept=intercept, r2=r2, n_points=int(x.size))
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------
+
+def angle_rad(angle_deg: Any) -> Any:
+    """θ in radians: the direction error ‖w/‖w‖ − û‖ ≈ θ that Soudry et al. bound by 1/log t."""
+    return np.radians(np.asarray(angle_deg, dtype=np.float64))
+
+
+#: The quantities fitted per run: column prefix → (metrics column, function of it). The angle
+#: gap is the one drawn; θ itself and the margin gap are the ones the theory gives as 1/log t.
+GAPS = {"angle_gap": ("angle_deg", angle_gap), "angle_rad": ("angle_deg", angle_rad),
+        "margin_gap": ("margin_ratio", margin_gap)}
+#: Columns of :func:`convergence_table`, in order.
+CONVERGENCE_COLUMNS = (
+    RUN_KEYS[:4] + ["target", "seed", "scheme", "last_epoch", "n_checkpoints", "n_seeds",
+                    "n_fitted", "long_enough", "final_angle_deg", "final_angle_gap",
+                    "final_margin_gap"]
+    + [f"{gap}_{part}" for gap in GAPS for part in ("slope", "intercept", "r2")]
+    + ["n_fit_points"]
+)
+#: ``seed`` of the rows holding the mean over seeds.
+MEAN_SEED = -1
+
+
+def _run_row(run: pd.DataFrame) -> dict[str, Any]:
+    run = run.sort_values("epoch")
+    last = run.iloc[-1]
+    row: dict[str, Any] = {
+        "scheme": "/".join(sorted(set(run["scheme"].astype(str)))),
+        "last_epoch": int(last["epoch"]),
+        "n_checkpoints": int(run["epoch"].nunique()),
+        "n_seeds": 1,
+        "final_angle_deg": float(last["angle_deg"]),
+        "final_angle_gap": float(angle_gap(last["angle_deg"])),
+        "final_margin_gap": float(margin_gap(last["margin_ratio"]))
+        if "margin_ratio" in run else float("nan"),
+    }
+    angle_fit = None
+    for prefix, (column, gap_of) in GAPS.items():
+        fit = None
+        if column in run:
+            fit = slope_vs_inverse_log(run["epoch"], gap_of(run[column].to_numpy(dtype=float)))
+        if prefix == "angle_gap":
+            angle_fit = fit
+        row[f"{prefix}_slope"] = fit.slope if fit else float("nan")
+        row[f"{prefix}_intercept"] = fit.intercept if fit else float("nan")
+        row[f"{prefix}_r2"] = fit.r2 if fit else float("nan")
+    row["long_enough"] = angle_fit is not None
+    row["n_fitted"] = int(angle_fit is not None)
+    row["n_fit_points"] = angle_fit.n_points if angle_fit else 0
+    return row
+
+
+def convergence_table(metrics: pd.DataFrame, with_means: bool = True) -> pd.DataFrame:
+    """One row per dataset, arch, variant, regime, target and seed (the fit's summarising rows,
+    :func:`overall_rows`): the run's last epoch and number of checkpoints, the final angle and
+    gaps, and the 1/log t fit (:func:`slope_vs_inverse_log`) of the angle gap 1 − cos θ, of θ
+    in radians and of the margin gap (``<name>_slope``, ``<name>_intercept``, ``<name>_r2``
+    for name in :data:`GAPS`; NaN with ``long_enough`` False when the run is too short for the
+    angle fit; ``n_fit_points``: checkpoints in it).
+
+    With ``with_means``, each dataset × arch × variant × regime × target also gets a row with
+    ``seed`` = :data:`MEAN_SEED` (-1): ``n_seeds`` seeds in all, ``n_fitted`` of them long
+    enough; the final values are the mean over all seeds, the fit columns the mean over the
+    ``n_fitted`` long-enough seeds (NaN when none), ``long_enough`` = n_fitted > 0.
+    Per-seed rows have n_seeds = 1 and n_fitted = 0 or 1.
+    """
+    rows = overall_rows(metrics)
+    records = []
+    for keys, run in rows.groupby(RUN_KEYS[:4] + ["target", "seed"], sort=True):
+        record = dict(zip(RUN_KEYS[:4] + ["target", "seed"], keys))
+        record.update(_run_row(run))
+        records.append(record)
+    table = pd.DataFrame(records, columns=CONVERGENCE_COLUMNS)
+    if with_means and len(table):
+        table = pd.concat([table, _means(table)], ignore_index=True)
+    if len(table):
+        table["seed"] = table["seed"].astype(int)
+        table["long_enough"] = table["long_enough"].astype(bool)
+        table = table.sort_values(RUN_KEYS[:4] + ["target", "seed"], kind="stable")
+    return table.reset_index(drop=True)
+
+
+def _means(table: pd.DataFrame) -> pd.DataFrame:
+    fit_columns = [f"{gap}_{part}" for gap in GAPS for part in ("slope", "intercept", "r2")]
+    final_columns = ["final_angle_deg", "final_angle_gap", "final_margin_gap"]
+    records = []
+    for keys, group in table.groupby(RUN_KEYS[:4] + ["target"], sort=True):
+        fitted = group[group["long_enough"].astype(bool)]
+        record = dict(zip(RUN_KEYS[:4] + ["target"], keys))
+        record.update({
+            "seed": MEAN_SEED,
+            "scheme": "/".join(sorted(set("/".join(group["scheme"]).split("/")))),
+            "last_epoch": int(group["last_epoch"].max()),
+            "n_checkpoints": int(group["n_checkpoints"].max()),
+            "n_seeds": len(group),
+            "n_fitted": len(fitted),
+            "long_enough": bool(len(fitted)),
+            "n_fit_points": int(fitted["n_fit_points"].max()) if len(fitted) else 0,
+        })
+        record.update({c: float(group[c].mean()) for c in final_columns})
+        record.update({c: float(fitted[c].mean()) if len(fitted) else float("nan")
+                       for c in fit_columns})
+        records.append(record)
+    return pd.DataFrame(records, columns=CONVERGENCE_COLUMNS)

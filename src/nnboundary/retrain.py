@@ -1,0 +1,147 @@
+"""Stage ``retrain``: the ``retrain_last`` regime.
+
+Take the ``full`` run's network at epoch ``from_epoch`` (default: its last checkpoint), freeze
+every parameter, replace the last layer by a freshly initialised ``nn.Linear(d, K)`` (``init``:
+``original`` = truncated normal std 0.01 and bias 0.1, or ``pytorch``'s default; seeded by the
+run's seed) and train only that layer, with its own optimizer, learning rate, epochs and
+checkpoints, on the run's training loss (``lr_relative``: lr in units of 1/L, see
+:func:`curvature_bound`). Nothing else changes: the network runs in eval mode
+(BatchNorm uses its running statistics), so the features h are fixed. They are computed once and
+the last layer is trained on them: (W, b) then is a linear model on fixed features, for which
+gradient descent on an exponential-tailed loss converges in direction to the ``homog`` SVM
+(Soudry et al., JMLR 2018).
+
+Output: a checkpoint file in the ``train`` stage's format (so the feature, SVM and metric stages
+treat both regimes alike): every saved state is the whole network, the frozen part identical to
+the full run's at ``from_epoch``, with keys ``regime = retrain_last``; plus ``from_epoch``,
+``initial_last`` (the re-initialised layer before training) and ``retrain_settings``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import io
+from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, checkpoint_epochs, parse_settings
+from .features import forward_features
+from .models import initialise
+from .prepare import Dataset, load_dataset
+from .train import (
+    add_output_arguments,
+    load_checkpoints,
+    make_optimizer,
+    make_step,
+    model_at,
+    optimise,
+    resolve_device,
+    save_checkpoints,
+    set_determinism,
+    write_history,
+)
+
+# Settings the last layer's training shares with the train stage's (make_step, make_optimizer).
+_STEP_DEFAULTS = {"amp": "none", "compile": False, "channels_last": False}
+
+
+def curvature_bound(H: torch.Tensor) -> float:
+    """L = max_i (‖h_i‖² + 1) / 2: the mean cross-entropy of a linear layer (W, b) on features
+    H has a Hessian whose largest eigenvalue is at most L (the softmax covariance is at most
+    1/2 in operator norm, and [h, 1] is the layer's input), so gradient descent with step 1/L
+    is stable whatever the features' scale. ``lr_relative`` expresses lr in units of 1/L."""
+    if H.shape[0] == 0:
+        return 1.0
+    return float(((H.double() ** 2).sum(dim=1).max() + 1.0) / 2.0)
+
+
+def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, Any],
+                log=sys.stderr) -> dict[str, Any]:
+    """Retrain the last layer of ``checkpoints`` (a full run) on ``data``; see the module docstring."""
+    keys = dict(checkpoints["keys"])
+    if keys.get("dataset") != data.name:
+        raise io.InputFileError(
+            f"checkpoints are for dataset {keys.get('dataset')!r} but the data file holds {data.name!r}"
+        )
+    seed = int(keys["seed"])
+    device = resolve_device(settings["device"])
+    set_determinism(seed, device)
+    start = settings["from_epoch"] or checkpoints["epochs"][-1]
+    if start not in checkpoints["states"]:
+        raise io.InputFileError(
+            f"retrain from_epoch {start} is not saved in the full run's checkpoints (saved: "
+            f"{checkpoints['epochs']}); rerun its train step so that it saves epoch {start}"
+        )
+    network = model_at(checkpoints, start).to(device)
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    frozen = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()
+              if not k.startswith("last.")}
+    H, _ = forward_features(network, data.X_train, device)
+    H = torch.from_numpy(H).to(device)
+    y = torch.from_numpy(data.y_train).to(device)
+
+    torch.manual_seed(seed)
+    last = nn.Linear(network.last.in_features, network.last.out_features).to(device)
+    initialise(last, settings["init"])
+    initial = {name: value.detach().cpu().clone() for name, value in last.state_dict().items()}
+
+    step_settings = {**DEFAULT_TRAIN, **settings, **_STEP_DEFAULTS}
+    if settings.get("lr_relative", True):
+        step_settings["lr"] = float(settings["lr"]) / curvature_bound(H)
+    optimizer = make_optimizer(last.parameters(), step_settings)
+    step = make_step(last, optimizer, step_settings)
+    epochs = int(settings["epochs"])
+    save_at = set(checkpoint_epochs(epochs, settings["checkpoints"], settings["n_checkpoints"]))
+    n = H.shape[0]
+    batch = n if settings["batch_size"] in (0, None) else min(int(settings["batch_size"]), n)
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        # The frozen tensors are the same objects in every state: torch.save stores them once.
+        state = dict(frozen)
+        state.update({f"last.{k}": v.detach().cpu().clone() for k, v in last.state_dict().items()})
+        return state
+
+    run = (f"dataset {keys['dataset']}, arch {keys['arch']}, variant "
+           f"{keys.get('variant', 'base')}, seed {seed}, regime retrain_last")
+    print(f"retraining the last layer of {keys['dataset']}/{keys['arch']} seed {seed} from "
+          f"epoch {start} on {device}: {n} samples, batch {batch}, {epochs} epochs, "
+          f"{settings['optimizer']} lr {step_settings['lr']:.4g}, loss {settings['loss']}", file=log)
+    states, history = optimise(
+        last, step, H, y, batch, epochs, save_at, snapshot, step_settings,
+        torch.Generator(device=device).manual_seed(seed), run, "retrain", log,
+    )
+    keys["regime"] = "retrain_last"
+    return {
+        "keys": keys,
+        "arch_settings": dict(checkpoints["arch_settings"]),
+        "train_settings": dict(checkpoints["train_settings"]),
+        "retrain_settings": dict(settings),
+        "from_epoch": int(start),
+        "initial_last": initial,
+        "input_shape": list(checkpoints["input_shape"]),
+        "n_classes": int(checkpoints["n_classes"]),
+        "device": str(device),
+        "epochs": sorted(states),
+        "states": states,
+        "history": history,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnboundary retrain", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoints", required=True, help="the full run's checkpoint file")
+    parser.add_argument("--data", required=True, help="prepared dataset (.npz)")
+    parser.add_argument("--settings", default="", help="JSON object of retrain settings")
+    add_output_arguments(parser, "--output")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    defaults = {**DEFAULT_RETRAIN, "loss": "cross_entropy", "label_smoothing": 0.0}
+    settings = parse_settings(args.settings, defaults)
+    result = retrain_run(load_checkpoints(args.checkpoints), load_dataset(args.data), settings)
+    write_history(args.history, result["history"])
+    save_checkpoints(args.output, result)
+    return 0
