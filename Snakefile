@@ -1,6 +1,6 @@
 # Does the last layer of a network trained with cross-entropy converge to a linear SVM fitted on
 # its last hidden layer? prepare -> train -> features -> svm -> metrics -> aggregate -> figures,
-# over the dataset x arch x seed grid of config.yaml. Logic lives in the nnboundary package (src/).
+# over the dataset x arch x variant x regime x seed grid of config.yaml. Logic lives in the nnboundary package (src/).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -10,6 +10,18 @@ configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"
+
+
+# Cheap steps run where Snakemake runs, also with a cluster executor: preparing data (which may
+# download it: compute nodes often have no internet), tables, figures and the config record.
+localrules:
+    all,
+    prepare,
+    aggregate,
+    run_figure,
+    convergence_figure,
+    overview_figure,
+    config_record,
 
 
 include: "workflow/rules/common.smk"

@@ -132,6 +132,11 @@ def test_report_is_generated(finished):
     snakemake(finished, "--report", "report.html")
     html = (finished / "report.html").read_text(errors="replace")
     assert len(html) > 50_000
+    for name in ("findings.csv", "summary.csv", "convergence.csv", "config.yaml", "overview.png"):
+        assert name in html, name
+    # Self-contained: it opens offline (no script or stylesheet fetched from the network).
+    assert not re.search(r"<script[^>]*\ssrc=\"https?:", html)
+    assert not re.search(r"<link[^>]*\shref=\"https?:", html)
 
 
 def test_invalid_config_stops_before_any_job(tiny_workdir):

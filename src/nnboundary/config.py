@@ -56,6 +56,7 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "compile": False,
     "channels_last": True,
     "log_every": 100,
+    "resume_every": 50,
 }
 
 # The retrain_last regime: the full model at `from_epoch` (None: its last epoch), the last layer

@@ -38,6 +38,7 @@ from .config import (
     DEFAULT_TRAIN,
     checkpoint_epochs,
     parse_settings,
+    to_json,
 )
 from .models import build_model
 from .prepare import Dataset, load_dataset
@@ -192,19 +193,26 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
 
 def optimise(model: nn.Module, step, X: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
              save_at: set[int], snapshot, settings: dict[str, Any], shuffle: torch.Generator,
-             run: str, block: str, log, fmt: torch.memory_format = torch.contiguous_format):
+             run: str, block: str, log, fmt: torch.memory_format = torch.contiguous_format,
+             resume: Resume | None = None):
     """The epoch loop shared by ``train`` and ``retrain``: batches are slices of a seeded
     permutation of the device-resident (X, y) (the whole set when ``batch`` ≥ n); ``snapshot()``
     is stored at every epoch of ``save_at``. Returns (states by epoch, history rows).
+
+    With ``resume``, the loop continues where its last resumable checkpoint left it and writes a
+    new one every ``resume.every`` epochs (see :class:`Resume`).
 
     A non-finite epoch loss stops at once with :class:`TrainingDiverged` naming ``run``, the
     epoch and the ``block`` (train or retrain) settings to change.
     """
     n = X.shape[0]
     states: dict[int, dict[str, torch.Tensor]] = {}
-    history = []
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    history: list[tuple] = []
+    first = 1
+    if resume is not None:
+        first, states, history = resume.restore(log)
+    start = time.perf_counter() - (history[-1][3] if history else 0.0)
+    for epoch in range(first, epochs + 1):
         model.train()
         order = torch.randperm(n, generator=shuffle, device=X.device) if batch < n else None
         loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
@@ -231,12 +239,78 @@ def optimise(model: nn.Module, step, X: torch.Tensor, y: torch.Tensor, batch: in
         if epoch % int(settings["log_every"]) == 0 or epoch == epochs:
             print(f"epoch {epoch:6d}  loss {epoch_loss:.3e}  train_acc {history[-1][2]:.4f}  "
                   f"{history[-1][3]:.1f}s", file=log)
+        if resume is not None and resume.due(epoch, epochs):
+            resume.save(epoch, states, history)
     return states, history
 
 
+class Resume:
+    """A resumable checkpoint of one training job, written atomically (temporary file, then
+    rename) every ``every`` epochs to ``path``: the epoch, the model's and the optimizer's
+    state, every random generator the loop draws from (torch's global CPU and CUDA generators
+    and the batch-order generator), the checkpoints and history so far, and a fingerprint of
+    the run's settings. A job started again with the same settings continues after that epoch;
+    on the CPU it ends with exactly the weights an uninterrupted job ends with. A file whose
+    fingerprint differs (other settings) is ignored and replaced. The job deletes it once its
+    outputs are written."""
+
+    def __init__(self, path: str | Path, every: int, fingerprint: str, model: nn.Module,
+                 optimizer: torch.optim.Optimizer, shuffle: torch.Generator):
+        self.path, self.every, self.fingerprint = Path(path), int(every), fingerprint
+        self.model, self.optimizer, self.shuffle = model, optimizer, shuffle
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        return self.every > 0 and epoch % self.every == 0 and epoch < epochs
+
+    def save(self, epoch: int, states: dict, history: list) -> None:
+        payload = {
+            "fingerprint": self.fingerprint,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "shuffle_rng": self.shuffle.get_state(),
+            "states": states,
+            "history": [list(row) for row in history],
+        }
+        with io.atomic_path(self.path) as tmp:
+            torch.save(payload, tmp)
+
+    def restore(self, log) -> tuple[int, dict, list]:
+        """(first epoch to run, states, history): from the file if it fits, else a fresh start."""
+        if not self.path.exists():
+            return 1, {}, []
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a foreign or damaged file: start over, say so
+            print(f"ignoring unreadable resumable checkpoint {self.path} ({err})", file=log)
+            return 1, {}, []
+        if payload.get("fingerprint") != self.fingerprint:
+            print(f"ignoring resumable checkpoint {self.path}: written with other settings",
+                  file=log)
+            return 1, {}, []
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        self.shuffle.set_state(payload["shuffle_rng"])
+        epoch = int(payload["epoch"])
+        print(f"resumed from {self.path} after epoch {epoch}", file=log)
+        return epoch + 1, dict(payload["states"]), [tuple(row) for row in payload["history"]]
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
-              settings: dict[str, Any], log=sys.stderr, variant: str = BASE_VARIANT) -> dict[str, Any]:
-    """Train one run; return the checkpoint dict (see the module docstring) with its history."""
+              settings: dict[str, Any], log=sys.stderr, variant: str = BASE_VARIANT,
+              resume_path: str | Path | None = None) -> dict[str, Any]:
+    """Train one run; return the checkpoint dict (see the module docstring) with its history.
+
+    With ``resume_path``, a resumable checkpoint is kept there every ``settings["resume_every"]``
+    epochs and a job started again continues from it (:class:`Resume`)."""
     device = resolve_device(settings["device"])
     set_determinism(seed, device)
     if device.type == "cuda":
@@ -263,9 +337,16 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     def snapshot() -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
+    resume = None
+    if resume_path is not None:
+        fingerprint = to_json({"keys": [data.name, arch, variant, seed], "data": data.meta,
+                               "arch": arch_settings, "train": settings})
+        resume = Resume(resume_path, int(settings.get("resume_every", 0)), fingerprint, model,
+                        optimizer, shuffle)
     states, history = optimise(
         model, step, X, y, batch, epochs, save_at, snapshot, settings, shuffle,
         f"dataset {data.name}, arch {arch}, variant {variant}, seed {seed}", "train", log, fmt,
+        resume,
     )
     return {
         "keys": {"dataset": data.name, "arch": arch, "variant": variant, "regime": "full",
@@ -334,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     arch_settings = parse_settings(args.arch_settings, DEFAULT_ARCH[args.arch])
     settings = parse_settings(args.settings, DEFAULT_TRAIN)
     data = load_dataset(args.data)
-    result = train_run(data, args.arch, args.seed, arch_settings, settings, variant=args.variant)
+    resume_path = f"{args.checkpoints}.resume"
+    result = train_run(data, args.arch, args.seed, arch_settings, settings, variant=args.variant,
+                       resume_path=resume_path)
     write_history(args.history, result["history"])
     save_checkpoints(args.checkpoints, result)
+    Path(resume_path).unlink(missing_ok=True)  # the outputs are complete: nothing to resume
     return 0

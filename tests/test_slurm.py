@@ -1,0 +1,177 @@
+"""The SLURM profile against a real SLURM: a single-node cluster on localhost started by
+``scripts/slurm-local.sh`` (apt packages, needs root), stopped again whatever happens.
+
+Checks: every non-local job goes through sbatch (SLURM logs kept, ``sacct`` shows each job
+COMPLETED), training jobs ask for ``--gpus=1``, the results equal a local run's, and a training
+job cancelled with ``scancel`` is resubmitted and resumes from its last resumable checkpoint.
+Skipped, with the reason, where no local SLURM can be set up (not root, no apt-get).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, TINY_CONFIG, snakemake
+
+pytestmark = pytest.mark.slurm
+
+SCRIPT = REPO / "scripts" / "slurm-local.sh"
+PROFILE = REPO / "workflow" / "profiles" / "slurm"
+# Rules that run on the submit host (localrules); every other job must go through sbatch.
+LOCAL_RULES = {"prepare", "aggregate", "run_figure", "convergence_figure", "overview_figure",
+               "config_record", "all"}
+# Poll SLURM every few seconds instead of the profile's 20 s: the jobs here take seconds.
+FAST_POLL = ("--slurm-init-seconds-before-status-checks", "3")
+
+
+def _script(action: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), action], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """A running local SLURM for this module; stopped (jobs cancelled first) on the way out."""
+    if os.geteuid() != 0:
+        pytest.skip("a local SLURM needs root (scripts/slurm-local.sh)")
+    if shutil.which("sbatch") is None:
+        if shutil.which("apt-get") is None:
+            pytest.skip("no sbatch and no apt-get to install SLURM with")
+        installed = _script("install")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+    try:
+        started = _script("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        print(started.stdout)
+        yield
+    finally:
+        subprocess.run(["scancel", "--user", "root"], capture_output=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            queue = subprocess.run(["squeue", "-h", "-u", "root"], capture_output=True, text=True)
+            if queue.returncode != 0 or not queue.stdout.strip():
+                break
+            time.sleep(1)
+        stopped = _script("stop")
+        print(stopped.stdout + stopped.stderr)
+
+
+def _run_on_slurm(workdir: Path, *extra: str, timeout: float = 420) -> subprocess.CompletedProcess:
+    """snakemake --profile <slurm profile> in ``workdir``; SIGINT on timeout (Snakemake then
+    cancels its SLURM jobs; SIGTERM would leave it waiting for them)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile",
+               str(PROFILE), *FAST_POLL, *extra]
+    job = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        job.send_signal(signal.SIGINT)
+        out, _ = job.communicate(timeout=120)
+        raise AssertionError(f"snakemake on SLURM did not finish in {timeout} s:\n{out[-6000:]}")
+    return subprocess.CompletedProcess(command, job.returncode, out, "")
+
+
+def _slurm_logs(workdir: Path) -> dict[str, list[int]]:
+    """SLURM job ids per rule, from the plugin's kept logs .snakemake/slurm_logs/rule_<r>/…/<id>.log."""
+    found: dict[str, list[int]] = {}
+    for path in (workdir / ".snakemake" / "slurm_logs").rglob("*.log"):
+        rule = next(p for p in path.relative_to(workdir).parts if p.startswith("rule_"))[5:]
+        found.setdefault(rule, []).append(int(path.stem))
+    return found
+
+
+def _sacct(job_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """State and requested TRES of each job, from SLURM's accounting database."""
+    result = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", ",".join(map(str, job_ids)),
+         "-o", "JobIDRaw,State,ReqTRES"], capture_output=True, text=True, check=True)
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.strip()]
+    return {int(r[0]): (r[1], r[2]) for r in rows}
+
+
+def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path):
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    for workdir in (local, cluster):
+        workdir.mkdir()
+        shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    started = time.monotonic()
+    result = _run_on_slurm(cluster)
+    print(f"SLURM run: {time.monotonic() - started:.0f} s\n{result.stdout[-3000:]}")
+    assert result.returncode == 0, result.stdout[-6000:]
+
+    jobs = _slurm_logs(cluster)
+    expected = {"train": 2, "retrain": 2, "features": 4, "svm": 4, "metrics": 4}
+    assert {rule: len(ids) for rule, ids in jobs.items()} == expected
+    assert not set(jobs) & LOCAL_RULES
+    records = _sacct([i for ids in jobs.values() for i in ids])
+    print("sacct:\n" + "\n".join(f"{i} {state} {tres}" for i, (state, tres) in sorted(records.items())))
+    assert len(records) == sum(expected.values())
+    assert all(state == "COMPLETED" for state, _ in records.values()), records
+    for rule, ids in jobs.items():
+        for job_id in ids:
+            asks_gpu = "gres/gpu=1" in records[job_id][1]
+            assert asks_gpu == (rule in ("train", "retrain", "features")), (rule, records[job_id])
+
+    snakemake(local, "--cores", "2")
+    for name in ("metrics.parquet", "findings.csv"):
+        a = pd.read_parquet(local / "results" / name) if name.endswith(".parquet") else \
+            pd.read_csv(local / "results" / name)
+        b = pd.read_parquet(cluster / "results" / name) if name.endswith(".parquet") else \
+            pd.read_csv(cluster / "results" / name)
+        pd.testing.assert_frame_equal(a, b)
+    for path in (local / "results" / "runs").rglob("*.parquet"):
+        twin = cluster / path.relative_to(local)
+        assert path.read_bytes() == twin.read_bytes(), path
+
+
+def test_a_cancelled_training_job_is_resubmitted_and_resumes(slurm, tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["grid"] = {"datasets": ["blobs"], "archs": ["mlp"], "seeds": [0], "regimes": ["full"]}
+    config["train"].update(epochs=4000, batch_size=32, resume_every=50, log_every=500)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    resume = tmp_path / "results/runs/blobs/mlp/base/full/seed0/checkpoints.pt.resume"
+
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile",
+               str(PROFILE), *FAST_POLL]
+    job = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not resume.exists() and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.5)
+        assert resume.exists(), "the training job wrote no resumable checkpoint"
+        queue = subprocess.run(["squeue", "-h", "-u", "root", "-o", "%i %k"], capture_output=True,
+                               text=True, check=True).stdout
+        train_jobs = [line.split()[0] for line in queue.splitlines() if "rule_train" in line]
+        assert len(train_jobs) == 1, queue
+        subprocess.run(["scancel", train_jobs[0]], check=True)
+        out, _ = job.communicate(timeout=420)
+    except BaseException:
+        job.send_signal(signal.SIGINT)
+        job.communicate(timeout=120)
+        raise
+    assert job.returncode == 0, out[-6000:]
+    log = (tmp_path / "results/logs/train/blobs/mlp/base/seed0.log").read_text()
+    match = re.search(r"resumed from \S+ after epoch (\d+)", log)
+    assert match, log[-3000:]
+    assert 0 < int(match.group(1)) < 4000
+    history = pd.read_csv(tmp_path / "results/runs/blobs/mlp/base/full/seed0/history.tsv", sep="\t")
+    assert history["epoch"].tolist() == list(range(1, 4001))
+    assert not resume.exists()
+    cancelled = _sacct([int(train_jobs[0])])
+    assert cancelled[int(train_jobs[0])][0].startswith("CANCELLED")
