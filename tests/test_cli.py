@@ -54,3 +54,20 @@ def test_stages_chain_without_snakemake(tmp_path):
 def test_unknown_settings_keys_are_refused(tmp_path, stage, args):
     result = nnboundary(stage, *args, check=False)
     assert result.returncode != 0 and "unknown keys" in result.stderr
+
+
+def test_a_bad_input_ends_with_the_message_and_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    result = subprocess.run(
+        [sys.executable, "-m", "nnboundary", "train", "--data", str(bad), "--arch", "mlp", "--seed",
+         "0", "--checkpoints", str(tmp_path / "c.pt"), "--history", str(tmp_path / "h.tsv")],
+        capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("nnboundary train: error: prepared dataset ")
+    assert "rerun the prepare step" in result.stderr and "Traceback" not in result.stderr

@@ -23,6 +23,18 @@ STAGES = {
 }
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .io import InputFileError
+
+    errors: list[type[BaseException]] = [ConfigError, InputFileError]
+    if "torch" in sys.modules:  # only stages that train import torch, and only they diverge
+        from .train import TrainingDiverged
+
+        errors.append(TrainingDiverged)
+    return tuple(errors)
+
+
 def usage() -> str:
     lines = ["usage: nnboundary <stage> [options]   (nnboundary <stage> --help for its options)", ""]
     lines += [f"  {name:<10} {text}" for name, text in STAGES.items()]
@@ -40,4 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print(usage(), file=sys.stderr)
         return 2
     module = importlib.import_module(f"nnboundary.{stage}")
-    return int(module.main(rest) or 0)
+    try:
+        return int(module.main(rest) or 0)
+    except _expected_errors() as err:
+        # A bad input, config or run: the message says what and what to do; no traceback.
+        print(f"nnboundary {stage}: error: {err}", file=sys.stderr)
+        return 1

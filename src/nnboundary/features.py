@@ -45,26 +45,28 @@ def dump_run(checkpoints: dict, data: Dataset, out_dir: str | Path,
              device: torch.device, log=sys.stderr) -> list[Path]:
     """Write one feature file per checkpoint epoch of ``checkpoints``; return their paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     keys = checkpoints["keys"]
     if keys["dataset"] != data.name:
         raise io.InputFileError(
             f"checkpoints are for dataset {keys['dataset']!r} but the data file holds {data.name!r}"
         )
     written = []
-    for epoch in checkpoints["epochs"]:
-        model = model_at(checkpoints, epoch).to(device)
-        parts = {}
-        for split, X, y in (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test)):
-            h, logits = forward_features(model, X, device)
-            parts[split] = (y, h, logits)
-        W = model.last.weight.detach().cpu().numpy()
-        b = model.last.bias.detach().cpu().numpy()
-        path = out_dir / io.feature_file_name(epoch)
-        file_keys = dict(keys, epoch=epoch, n_classes=W.shape[0], feature_dim=W.shape[1])
-        io.write_features(path, file_keys, W, b, parts)
-        written.append(path)
-        print(f"epoch {epoch}: wrote {path}", file=log)
+    # The folder appears under its name only once every file is in it.
+    with io.atomic_dir(out_dir) as tmp:
+        for epoch in checkpoints["epochs"]:
+            model = model_at(checkpoints, epoch).to(device)
+            parts = {}
+            for split, X, y in (("train", data.X_train, data.y_train),
+                                ("test", data.X_test, data.y_test)):
+                h, logits = forward_features(model, X, device)
+                parts[split] = (y, h, logits)
+            W = model.last.weight.detach().cpu().numpy()
+            b = model.last.bias.detach().cpu().numpy()
+            name = io.feature_file_name(epoch)
+            file_keys = dict(keys, epoch=epoch, n_classes=W.shape[0], feature_dim=W.shape[1])
+            io.write_features(tmp / name, file_keys, W, b, parts)
+            written.append(out_dir / name)
+            print(f"epoch {epoch}: wrote {name}", file=log)
     return written
 
 

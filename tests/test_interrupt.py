@@ -1,0 +1,78 @@
+"""Interrupting a run (SIGINT, as Ctrl-C) and starting it again with the local profile
+(workflow/profiles/default, which reruns the jobs the interruption left incomplete) finishes
+with the same results as an uninterrupted run; truncated inputs stop a stage with the file and
+the fix named."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO, TINY_CONFIG, snakemake
+from nnboundary import io
+from nnboundary.train import load_checkpoints
+
+pytestmark = pytest.mark.e2e
+
+
+def test_an_interrupted_run_finishes_with_the_uninterrupted_results(tmp_path):
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    for workdir in (whole, interrupted):
+        workdir.mkdir()
+        shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    snakemake(whole, "--cores", "2")
+
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    job = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                            "--cores", "2"], cwd=interrupted, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = interrupted / "results/runs/blobs/mlp/base/full/seed0/features"
+    deadline = time.monotonic() + 180
+    while not first.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.poll() is None, "the run finished before it could be interrupted"
+    job.send_signal(signal.SIGINT)
+    out, _ = job.communicate(timeout=120)
+    assert job.returncode != 0, out[-3000:]
+    assert not (interrupted / "results/metrics.parquet").exists()
+
+    # Jobs that were running when Snakemake was interrupted are marked incomplete; the local
+    # profile reruns them (rerun-incomplete) instead of stopping to ask.
+    again = snakemake(interrupted, "--workflow-profile", str(REPO / "workflow/profiles/default"),
+                      "--cores", "2")
+    assert "Nothing to be done" not in again.stdout + again.stderr
+    a = pd.read_parquet(whole / "results/metrics.parquet")
+    b = pd.read_parquet(interrupted / "results/metrics.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    for path in (whole / "results/runs").rglob("*.parquet"):
+        assert path.read_bytes() == (interrupted / path.relative_to(whole)).read_bytes(), path
+
+
+def test_truncated_checkpoint_and_feature_files_name_the_file_and_the_fix(tmp_path):
+    from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
+    from nnboundary.features import dump_run
+    from nnboundary.prepare import make_dataset
+    from nnboundary.train import save_checkpoints, train_run
+
+    data = make_dataset("blobs", 0, {"n_samples": 100, "test_fraction": 0.2, "seed": 1})
+    result = train_run(data, "mlp", 0, dict(DEFAULT_ARCH["mlp"], hidden=8),
+                       dict(DEFAULT_TRAIN, epochs=3, n_checkpoints=1, log_every=100))
+    checkpoint = tmp_path / "checkpoints.pt"
+    save_checkpoints(checkpoint, result)
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    with pytest.raises(io.InputFileError, match=r"checkpoints.pt is missing or corrupt.*--forcerun train"):
+        load_checkpoints(checkpoint)
+
+    *_, path = dump_run(result, data, tmp_path / "features", torch.device("cpu"))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(io.InputFileError, match=r"epoch000003.parquet is missing or corrupt.*--forcerun features"):
+        io.read_features(path)
