@@ -175,3 +175,16 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(slurm, tmp_path):
     assert not resume.exists()
     cancelled = _sacct([int(train_jobs[0])])
     assert cancelled[int(train_jobs[0])][0].startswith("CANCELLED")
+
+
+def test_a_failing_job_is_reported_with_its_slurm_log(slurm, tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["grid"] = {"datasets": ["blobs"], "archs": ["mlp"], "seeds": [0], "regimes": ["full"]}
+    config["train"].update(optimizer="sgd", lr=1.0e30)  # diverges at once
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = _run_on_slurm(tmp_path, "--retries", "0", timeout=240)
+    assert result.returncode != 0
+    logs = list((tmp_path / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
+    assert len(logs) == 1
+    assert str(logs[0]) in result.stdout, result.stdout[-4000:]
+    assert "training diverged" in (tmp_path / "results/logs/train/blobs/mlp/base/seed0.log").read_text()
