@@ -18,7 +18,7 @@ def test_shipped_config_is_valid(base):
     config = nbconfig.validate_config(base)
     runs = nbconfig.runs(config)
     # 4 simulated sets x mlp + digits01/digits012 x (mlp, cnn) + mnist5k01 x cnn, 3 seeds each
-    assert len(runs) == (4 + 4 + 1) * 3
+    assert len(runs) == (4 + 4 + 1) * 3 * 2  # both regimes
     assert {r.arch for r in runs if r.dataset == "blobs"} == {"mlp"}
 
 

@@ -101,6 +101,8 @@ def test_paper_config_expands_to_the_paper_grid_on_top_of_the_shipped_config(tmp
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # 4 experiments x 5 seeds; each dataset prepared once.
-    assert counts["train"] == 20 and counts["features"] == 20 and counts["prepare"] == 4
+    # 4 experiments x 5 seeds x 2 regimes; each dataset prepared once.
+    assert counts["train"] == 20 and counts["retrain"] == 20 and counts["prepare"] == 4
+    assert counts["features"] == 40
+    assert "40 runs = 4 dataset x arch pairs x 1 variants x 2 regimes" in result.stderr
     assert "blobs" not in result.stdout
