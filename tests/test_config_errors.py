@@ -8,8 +8,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import TINY_CONFIG, snakemake
+
 from nnboundary.config import ConfigError, validate_config
 
 

@@ -15,8 +15,8 @@ import time
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, TINY_CONFIG, snakemake
+
 from nnboundary import io
 from nnboundary.train import load_checkpoints
 

@@ -13,8 +13,8 @@ import time
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO
+
 from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN, to_json
 from nnboundary.prepare import make_dataset, save_dataset
 from nnboundary.train import load_checkpoints

@@ -8,8 +8,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_CONFIG, snakemake
+
 from nnboundary import config as nbconfig
 from nnboundary.config import DEFAULT_ARCH, DEFAULT_RETRAIN, DEFAULT_TRAIN, ConfigError
 from nnboundary.features import forward_features

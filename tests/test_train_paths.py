@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import REPO, snakemake
+
 from nnboundary.benchmark import benchmark_train
 from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
 from nnboundary.models import build_model
