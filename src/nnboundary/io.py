@@ -30,6 +30,15 @@ class InputFileError(RuntimeError):
     """An input file is missing, truncated or not what the step expects."""
 
 
+def _ordinary_permissions(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create owner-only entries; give ``path`` the permissions an ordinary
+    file (0666) or folder (0777) gets, less the umask, so others on a shared machine can read
+    the results."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
@@ -40,11 +49,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # mkstemp creates the file readable by its owner only; give the result the permissions
-        # an ordinary file gets (0666 less the umask), so others on a shared machine can read it.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
+        _ordinary_permissions(tmp_path, 0o666)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -60,9 +65,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+        _ordinary_permissions(tmp, 0o777)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

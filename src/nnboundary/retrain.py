@@ -27,13 +27,14 @@ import torch
 from torch import nn
 
 from . import io
-from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, checkpoint_epochs, parse_settings
+from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, parse_settings
 from .features import forward_features
 from .models import initialise
 from .prepare import Dataset, load_dataset
 from .train import (
     add_output_arguments,
     load_checkpoints,
+    loop_plan,
     make_optimizer,
     make_step,
     model_at,
@@ -94,10 +95,8 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
         step_settings["lr"] = float(settings["lr"]) / curvature_bound(H)
     optimizer = make_optimizer(last.parameters(), step_settings)
     step = make_step(last, optimizer, step_settings)
-    epochs = int(settings["epochs"])
-    save_at = set(checkpoint_epochs(epochs, settings["checkpoints"], settings["n_checkpoints"]))
     n = H.shape[0]
-    batch = n if settings["batch_size"] in (0, None) else min(int(settings["batch_size"]), n)
+    epochs, batch, save_at = loop_plan(settings, n)
 
     def snapshot() -> dict[str, torch.Tensor]:
         # The frozen tensors are the same objects in every state: torch.save stores them once.

@@ -300,8 +300,14 @@ class Resume:
         print(f"resumed from {self.path} after epoch {epoch}", file=log)
         return epoch + 1, dict(payload["states"]), [tuple(row) for row in payload["history"]]
 
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+
+def loop_plan(settings: dict[str, Any], n: int) -> tuple[int, int, set[int]]:
+    """(epochs, batch size, checkpoint epochs) of a training loop over ``n`` samples;
+    ``batch_size`` 0 means the full set (full-batch gradient descent)."""
+    epochs = int(settings["epochs"])
+    batch = n if settings["batch_size"] in (0, None) else min(int(settings["batch_size"]), n)
+    save_at = set(checkpoint_epochs(epochs, settings["checkpoints"], settings["n_checkpoints"]))
+    return epochs, batch, save_at
 
 
 def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
@@ -315,9 +321,6 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     set_determinism(seed, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed batch shape
-    epochs = int(settings["epochs"])
-    save_at = set(checkpoint_epochs(epochs, settings["checkpoints"], settings["n_checkpoints"]))
-
     fmt = memory_format(settings, data.X_train.ndim)
     model = build_model(arch, data.input_shape, data.n_classes, arch_settings)
     model = model.to(device=device, memory_format=fmt)
@@ -325,7 +328,7 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     X = torch.from_numpy(data.X_train).to(device).contiguous(memory_format=fmt)
     y = torch.from_numpy(data.y_train).to(device)
     n = X.shape[0]
-    batch = n if settings["batch_size"] in (0, None) else min(int(settings["batch_size"]), n)
+    epochs, batch, save_at = loop_plan(settings, n)
     optimizer = make_optimizer(model.parameters(), settings)
     step = make_step(model, optimizer, settings)
     shuffle = torch.Generator(device=device).manual_seed(seed)
