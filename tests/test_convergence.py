@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnboundary import convergence
+from nnboundary import convergence, validity
 from nnboundary.convergence import (
     MEAN_SEED,
     angle_gap,
@@ -23,8 +23,8 @@ from nnboundary.convergence import (
 
 EPOCHS = (1, 3, 10, 30, 100, 300, 1000)
 #: Metric columns the synthetic table sets to 0 (the summary reads them).
-OTHER_METRICS = ("margin_nn", "margin_svm", "agreement_test", "agreement_grid", "sv_overlap",
-                 "dead_units", "matrix_angle_deg")
+OTHER_METRICS = ("margin_svm", "agreement_test", "agreement_grid", "sv_overlap",
+                 "matrix_angle_deg", "svm_bias_gap", "svm_midpoint_position", "bias_offset_abs")
 
 
 def angle_for_gap(gap):
@@ -34,36 +34,50 @@ def angle_for_gap(gap):
 
 def synthetic_metrics(dataset="blobs", arch="mlp", variant="base",
                       regimes=("full", "retrain_last"), seeds=(0, 1, 2), epochs=EPOCHS,
-                      slopes=None, intercept=0.0, keys=True) -> pd.DataFrame:
+                      slopes=None, intercept=0.0, keys=True, steps_per_epoch=1) -> pd.DataFrame:
     """A binary metrics table: for t ≥ 10 the angle gap is intercept + slope/log t, with
     slope = slopes[(regime, target)] + 0.1·seed (default 1 for svc, 2 for homog, +1 for
-    retrain_last); before t = 10 it is 0.9 (which must not enter the fit). The margin ratio
-    is 1 − 0.5/log t (t ≥ 10), the bias offset 1/log t, ‖w‖ = log t + 1, the loss 1/t.
-    Without ``keys`` the table has no regime/variant columns (an old table)."""
+    retrain_last); before t = 10 it is 0.9 and the checkpoint is invalid (a misclassified train
+    point: train_acc 0.9, margin_nn < 0). t is the step, epoch × ``steps_per_epoch``. The margin
+    ratio is 1 − 0.5/log t (t ≥ 10), the bias offset and the bias gap 1/log t, the angle between
+    the targets 1°, ‖w‖ = log t + 1, the loss 1/t. Without ``keys`` the table has no
+    regime/variant (nor validity) columns (an old table)."""
     rows = []
     for regime in regimes:
         for seed in seeds:
             for epoch in epochs:
-                log_t = np.log(epoch)
+                step = epoch * steps_per_epoch
+                log_t = np.log(step)
                 for target in ("svc", "homog"):
                     default = (1.0 if target == "svc" else 2.0) + (regime == "retrain_last")
                     base = (slopes or {}).get((regime, target), default)
                     slope = base + 0.1 * seed
-                    gap = intercept + slope / log_t if epoch >= 10 else 0.9
+                    late = step >= 10
+                    gap = intercept + slope / log_t if late else 0.9
                     row = {"dataset": dataset, "arch": arch, "variant": variant, "regime": regime,
-                           "seed": seed, "epoch": epoch, "target": target, "scheme": "binary",
-                           "pair": "0-1", "separable": True, "hard_margin": True,
-                           "angle_deg": float(angle_for_gap(gap)),
-                           "margin_ratio": 1.0 - 0.5 / log_t if epoch >= 10 else -0.5,
-                           "bias_offset": 1.0 / log_t if epoch > 1 else 5.0,
+                           "seed": seed, "epoch": epoch, "step": step, "target": target,
+                           "scheme": "binary", "pair": "0-1", "separable": True,
+                           "hard_margin": True, "angle_deg": float(angle_for_gap(gap)),
+                           "margin_nn": 0.1 if late else -0.05,
+                           "margin_ratio": 1.0 - 0.5 / log_t if late else -0.5,
+                           "bias_offset": 1.0 / log_t if step > 1 else 5.0,
+                           "bias_gap": 1.0 / log_t if step > 1 else 5.0,
                            "midpoint_position": 0.5, "w_norm": log_t + 1.0,
-                           "train_loss": 1.0 / epoch, "train_acc": 1.0, "test_acc": 1.0,
-                           "degenerate": False}
+                           "svc_homog_angle_deg": 1.0,
+                           "train_loss": 1.0 / step, "train_acc": 1.0 if late else 0.9,
+                           "test_acc": 1.0, "dead_units": 0, "degenerate": False,
+                           "diverged": False, "optimizer": "sgd", "loss": "cross_entropy",
+                           "lr": 0.5}
                     row.update({name: 0.0 for name in OTHER_METRICS})
+                    row["bias_gap_abs"] = abs(row["bias_gap"])
+                    row["bias_gap_vs_svm_abs"] = abs(row["bias_gap"] - row["svm_bias_gap"])
                     if not keys:
                         del row["regime"], row["variant"]
                     rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if keys:
+        frame = validity.with_validity(frame)
+    return frame
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,9 +105,9 @@ def test_slope_of_an_exact_inverse_log_gap():
 
 
 def test_slope_is_none_for_a_short_run():
-    t = np.array([1, 2, 5, 10, 20, 50, 99])  # last epoch < MIN_LAST_EPOCH
+    t = np.array([1, 2, 5, 10, 20, 50, 99])  # last step < MIN_LAST_STEP
     assert slope_vs_inverse_log(t, 1.0 / np.log(t + 1.0)) is None
-    # long enough in time, but only 3 checkpoints at t ≥ MIN_EPOCH
+    # long enough in time, but only 3 checkpoints at t ≥ MIN_STEP
     assert slope_vs_inverse_log([1, 2, 3, 10, 50, 100], [1, 1, 1, 0.5, 0.4, 0.3]) is None
     assert slope_vs_inverse_log([], []) is None
 
@@ -109,6 +123,19 @@ def test_slope_ignores_non_finite_gaps_and_constant_gap_is_exact():
     assert fit.r2 == 1.0
 
 
+def test_slope_uses_only_the_kept_checkpoints():
+    t = np.array([10, 20, 50, 100, 200, 500, 1000])
+    gap = 1.0 / np.log(t)
+    gap[3] = 50.0  # an invalid checkpoint (say, a train point misclassified)
+    keep = np.ones(t.size, bool)
+    keep[3] = False
+    fit = slope_vs_inverse_log(t, gap, keep)
+    assert fit.n_points == 6 and fit.slope == pytest.approx(1.0) and fit.r2 == pytest.approx(1.0)
+    assert slope_vs_inverse_log(t, gap).slope < 0  # with it, the fit is wrong
+    # Too few valid checkpoints left: no fit.
+    assert slope_vs_inverse_log(t, gap, t < 100) is None
+
+
 def test_slope_r2_below_one_for_a_noisy_gap():
     t = np.geomspace(10, 10_000, 12)
     noise = np.random.default_rng(0).normal(scale=0.05, size=t.size)
@@ -118,7 +145,7 @@ def test_slope_r2_below_one_for_a_noisy_gap():
 
 
 def test_slope_refuses_mismatched_lengths():
-    with pytest.raises(ValueError, match="epochs against"):
+    with pytest.raises(ValueError, match="steps against"):
         slope_vs_inverse_log([10, 100], [0.1])
 
 
@@ -176,12 +203,52 @@ def test_convergence_table_fits_each_run_and_averages_seeds():
     assert row["margin_gap_intercept"] == pytest.approx(0.0, abs=1e-9)
     assert row["n_fit_points"] == 5 and row["last_epoch"] == 1000 and row["n_checkpoints"] == 7
     assert row["final_angle_gap"] == pytest.approx(0.01 + 3.2 / np.log(1000))
+    assert row["n_valid_checkpoints"] == 5 and row["final_valid"] and row["last_step"] == 1000
     means = table[table["seed"] == MEAN_SEED]
     assert len(means) == 4
     mean = means[(means["regime"] == "full") & (means["target"] == "svc")].iloc[0]
-    assert mean["angle_gap_slope"] == pytest.approx(1.1)  # seeds 1.0, 1.1, 1.2
+    assert mean["angle_gap_slope"] == pytest.approx(1.1)  # seeds 1.0, 1.1, 1.2: the median
+    assert mean["angle_gap_slope_min"] == pytest.approx(1.0)
+    assert mean["angle_gap_slope_max"] == pytest.approx(1.2)
     assert mean["n_seeds"] == 3 and mean["n_fitted"] == 3 and mean["long_enough"]
     assert list(table.columns) == convergence.CONVERGENCE_COLUMNS
+
+
+def test_convergence_summary_is_a_median_that_one_bad_seed_cannot_move():
+    frame = synthetic_metrics(regimes=("full",), seeds=(0, 1, 2, 3, 4))
+    bad = (frame["seed"] == 4) & (frame["target"] == "svc") & (frame["epoch"] >= 10)
+    frame.loc[bad, "angle_deg"] = angle_for_gap(0.01 + 0.9 * np.arange(bad.sum()) / bad.sum())
+    mean = convergence_table(frame)
+    mean = mean[(mean["seed"] == MEAN_SEED) & (mean["target"] == "svc")].iloc[0]
+    # slopes 1.0 … 1.3 and the outlier's negative one: the median is 1.1, the mean would be < 0.9
+    assert mean["angle_gap_slope"] == pytest.approx(1.1)
+    assert mean["angle_gap_slope_min"] < 0  # the outlier's growing gap shows in the range
+
+
+def test_convergence_is_fitted_against_steps_over_valid_checkpoints():
+    """The same table with 10 steps per epoch: the fit runs over t = steps, so it needs no
+    epoch ≥ 10; the checkpoints at steps < 10 and the invalid ones are left out."""
+    frame = synthetic_metrics(regimes=("full",), seeds=(0,), epochs=(1, 2, 5, 10, 20, 50, 100),
+                              steps_per_epoch=10)
+    frame.loc[frame["epoch"] == 20, ["train_acc", "valid"]] = (0.99, False)
+    frame.loc[frame["epoch"] == 20, "angle_deg"] = 80.0
+    table = convergence_table(frame, with_means=False)
+    row = table[table["target"] == "svc"].iloc[0]
+    assert row["n_fit_points"] == 6  # steps 10, 20, 50, 100, 500, 1000: 7 valid, one not
+    assert row["angle_gap_slope"] == pytest.approx(1.0) and row["angle_gap_r2"] == pytest.approx(1.0)
+    assert row["last_step"] == 1000 and row["last_epoch"] == 100
+
+
+def test_an_invalid_final_checkpoint_gives_no_final_values():
+    frame = synthetic_metrics(regimes=("full",), seeds=(0, 1))
+    last = (frame["seed"] == 1) & (frame["epoch"] == 1000)
+    frame.loc[last, ["dead_units", "valid"]] = (1, False)
+    table = convergence_table(frame)
+    seed1 = table[(table["seed"] == 1) & (table["target"] == "svc")].iloc[0]
+    assert not seed1["final_valid"] and np.isnan(seed1["final_angle_deg"])
+    mean = table[(table["seed"] == MEAN_SEED) & (table["target"] == "svc")].iloc[0]
+    assert mean["n_valid"] == 1
+    assert mean["final_angle_gap"] == pytest.approx(1.0 / np.log(1000))  # seed 0 alone
 
 
 def test_convergence_table_marks_short_runs():

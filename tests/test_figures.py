@@ -210,7 +210,8 @@ def test_convergence_figure_two_regimes_three_seeds(tmp_path):
     details, short = figures._fit_summary(pd.concat([io.read_table(p) for p in paths]))
     assert len(details) == 4 and len(short) == 4
     assert short[0].startswith("full svc s = ")
-    assert any(line.startswith("retrain_last homog: s = 3.1,") for line in details)
+    # median and range over the seeds' slopes 3.0, 3.1, 3.2
+    assert any(line.startswith("retrain_last homog: s = 3.1 [3, 3.2],") for line in details)
 
 
 def test_overview_figure(runs, tmp_path):
@@ -276,3 +277,13 @@ def test_overview_figure_groups_by_variant_and_regime(tmp_path):
                          "--output", str(output), "--settings", json.dumps(FAST)]) == 0
     # Three categories: width max(6.5, 1.0 × 3 + 3) inches.
     assert_png(output, round(7.2 * FAST["dpi"]), round(6.5 * FAST["dpi"]))
+
+
+def test_bands_hold_valid_rows_only():
+    """An invalid checkpoint (a dead unit's 90°, a misclassified point) enters neither the
+    median nor the band of the convergence figure."""
+    rows = pd.DataFrame({"t": [10, 10, 10, 100, 100], "valid": [True, True, False, True, False]})
+    steps, median, low, high = figures._band(rows, np.array([1.0, 3.0, 90.0, 0.5, 80.0]))
+    np.testing.assert_array_equal(steps, [10.0, 100.0])
+    np.testing.assert_array_equal(median, [2.0, 0.5])
+    np.testing.assert_array_equal(high, [3.0, 0.5])

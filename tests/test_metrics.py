@@ -212,7 +212,16 @@ def test_degenerate_conventions():
 # The stage end to end
 # --------------------------------------------------------------------------------------------
 
+TRAINING = {"optimizer": "momentum", "lr": 0.05, "loss": "cross_entropy", "schedule": "constant",
+            "epochs": 10, "batch_size": 2, "steps_per_epoch": 3, "n_train": 6}
 KEYS = {"dataset": "toy", "arch": "mlp", "seed": 3}
+FILE_KEYS = {**KEYS, "training": json.dumps(TRAINING)}
+
+
+def no_nan(frame) -> bool:
+    """No NaN in the numeric columns, except where a column does not apply (documented)."""
+    numbers = frame.select_dtypes("number").drop(columns=list(metrics.NOT_APPLICABLE_NAN))
+    return not numbers.isna().any().any()
 
 
 def write_run(folder: Path, W, b, train, test, epochs) -> list[Path]:
@@ -222,7 +231,7 @@ def write_run(folder: Path, W, b, train, test, epochs) -> list[Path]:
     paths = []
     for epoch in epochs:
         path = folder / io.feature_file_name(epoch)
-        io.write_features(path, {**KEYS, "epoch": epoch}, W, b, parts)
+        io.write_features(path, {**FILE_KEYS, "epoch": epoch}, W, b, parts)
         paths.append(path)
     return paths
 
@@ -272,7 +281,7 @@ def test_run_metrics_binary(tmp_path):
     frame = metrics.run_metrics(files, svm, grid_points=50)
     assert list(frame.columns) == metrics.COLUMNS
     assert len(frame) == 4 and set(frame["pair"]) == {"0-1"}
-    assert not frame.select_dtypes("number").isna().any().any()
+    assert no_nan(frame)
     equal = frame[frame["target"] == "svc"]
     np.testing.assert_allclose(equal["angle_deg"], 0.0, atol=1e-9)
     np.testing.assert_allclose(equal["margin_ratio"], 1.0, rtol=1e-6)
@@ -292,6 +301,16 @@ def test_run_metrics_binary(tmp_path):
     assert frame["dead_units"].tolist() == [0] * 4
     assert frame["epoch"].tolist() == [1, 1, 10, 10]
     assert frame["dataset"].iloc[0] == "toy" and frame["seed"].iloc[0] == 3
+    # The training record travels into every row; steps = epoch x steps per epoch.
+    assert frame["step"].tolist() == [3, 3, 30, 30]
+    assert (frame["lr"] == 0.05).all() and (frame["optimizer"] == "momentum").all()
+    assert (frame["loss"] == "cross_entropy").all() and (frame["batch_size"] == 2).all()
+    # The two targets are 30 degrees apart; the network equals svc, so it is valid and exact.
+    np.testing.assert_allclose(frame["svc_homog_angle_deg"], 30.0, atol=1e-9)
+    np.testing.assert_allclose(equal["bias_gap"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(equal["svm_midpoint_position"], 0.5, atol=1e-6)
+    np.testing.assert_allclose(equal["svm_bias_gap"], 0.0, atol=1e-6)
+    assert frame["valid"].all() and (frame["invalid_reason"] == "").all()
 
 
 def test_run_metrics_three_classes_and_main(tmp_path):
@@ -322,7 +341,7 @@ def test_run_metrics_three_classes_and_main(tmp_path):
     assert list(frame.columns) == metrics.COLUMNS
     assert len(frame) == 8
     assert frame["pair"].tolist() == ["0-1", "0-2", "1-2", "mean"] * 2
-    assert not frame.select_dtypes("number").isna().any().any()
+    assert no_nan(frame)
     same = frame[frame["target"] == "svc"]
     np.testing.assert_allclose(same["angle_deg"], 0.0, atol=1e-9)
     np.testing.assert_allclose(same["matrix_angle_deg"], 0.0, atol=1e-6)
@@ -332,7 +351,7 @@ def test_run_metrics_three_classes_and_main(tmp_path):
     pairs = same[same["pair"] != "mean"]
     mean = same[same["pair"] == "mean"].iloc[0]
     for name in metrics.PAIR_METRICS:
-        assert mean[name] == pytest.approx(pairs[name].mean())
+        assert mean[name] == pytest.approx(pairs[name].mean(), nan_ok=True)
     # Pair 0-2 margin by hand: w = W₂ − W₀ on classes 0 (−1) and 2 (+1).
     w, bb = W[2] - W[0], b[2] - b[0]
     mask = labels != 1
@@ -346,6 +365,13 @@ def test_run_metrics_three_classes_and_main(tmp_path):
     assert frame["train_acc"].nunique() == 1 and frame["train_loss"].nunique() == 1
     other = frame[frame["target"] == "homog"]
     assert other["matrix_angle_deg"].nunique() == 1
+    # One-vs-rest: no max-margin pair boundary, so no margin ratio (NaN, not a convention).
+    assert other["margin_ratio"].isna().all() and same["margin_ratio"].notna().all()
+    # No other target of the same scheme: the angle between the targets does not apply.
+    assert frame["svc_homog_angle_deg"].isna().all()
+    # The mean row holds the mean |bias gap| over pairs: signed values cannot cancel in it.
+    assert mean["bias_gap_abs"] == pytest.approx(pairs["bias_gap"].abs().mean())
+    assert mean["bias_gap_abs"] >= abs(mean["bias_gap"])
 
 
 def test_degenerate_run_dead_bottleneck(tmp_path):
@@ -359,11 +385,14 @@ def test_degenerate_run_dead_bottleneck(tmp_path):
     io.write_json(svm, {"keys": KEYS, "fits": [zero_fit, none_fit]})
     frame = metrics.run_metrics(files, svm, grid_points=10)
     assert len(frame) == 2
-    assert not frame.select_dtypes("number").isna().any().any()
+    assert no_nan(frame)
     assert frame["degenerate"].all()
     assert frame["dead_units"].tolist() == [2, 2]
     assert frame["angle_deg"].tolist() == [90.0, 90.0]
     assert frame["midpoint_position"].tolist() == [0.5, 0.5]
+    assert not frame["valid"].any()
+    for reason in ("not_separable", "soft_margin", "dead_unit", "convention"):
+        assert frame["invalid_reason"].str.contains(reason).all()
 
 
 def test_zero_network_normal_is_flagged(tmp_path):
@@ -374,7 +403,7 @@ def test_zero_network_normal_is_flagged(tmp_path):
     U, c = binary_layer(U_TOY, C_TOY)
     io.write_json(svm, {"keys": KEYS, "fits": [fit_record(2, "svc", "binary", U, c, [0])]})
     frame = metrics.run_metrics(files, svm)
-    assert not frame.select_dtypes("number").isna().any().any()
+    assert no_nan(frame)
     row = frame.iloc[0]
     assert row["degenerate"] and row["angle_deg"] == 90.0 and row["margin_nn"] == 0.0
     assert row["margin_svm"] == pytest.approx(MARGIN_TOY)
@@ -396,3 +425,54 @@ def test_margin_ratio_is_flagged_for_a_soft_fit():
     assert margin_ratio(0.5, 0.25, return_flag=True) == (2.0, False)
     assert margin_ratio(0.5, 1e-12, hard=False, return_flag=True) == (0.0, True)
     assert margin_ratio(0.5, -0.1, return_flag=True) == (0.0, True)
+
+
+# --------------------------------------------------------------------------------------------
+# The bias gap: the shift of the boundary, unmoved by a rotation
+# --------------------------------------------------------------------------------------------
+
+
+def test_bias_gap_is_one_minus_twice_the_midpoint_position():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        w, b = rng.normal(size=2), rng.normal()
+        gap = metrics.bias_gap(w, b, H_TOY, Y_TOY)
+        assert gap == pytest.approx(1.0 - 2.0 * metrics.midpoint_position(w, b, H_TOY, Y_TOY))
+
+
+def test_bias_gap_of_a_pure_shift_is_its_known_value():
+    """Along the SVM normal the toy classes' closest points are ±√2 (the margin): moving the
+    boundary by s towards class +1 gives bias_gap −s/√2, the same as the bias offset to the
+    hard-margin SVM (both in units of the half gap); touching a class gives ∓1."""
+    unit = U_TOY / np.linalg.norm(U_TOY)
+    for s in (0.0, 0.3, math.sqrt(2) / 2, -1.0):
+        b = C_TOY - s * np.linalg.norm(U_TOY)  # boundary at −b/‖w‖ = s along û
+        assert metrics.bias_gap(U_TOY, b, H_TOY, Y_TOY) == pytest.approx(-s / math.sqrt(2))
+        assert metrics.bias_offset(U_TOY, b, U_TOY, C_TOY) == pytest.approx(-s / math.sqrt(2))
+    assert metrics.bias_gap(unit, -math.sqrt(2), H_TOY, Y_TOY) == pytest.approx(-1.0)
+    assert metrics.bias_gap(unit, math.sqrt(2), H_TOY, Y_TOY) == pytest.approx(1.0)
+
+
+def test_a_rotation_about_the_midpoint_moves_the_offset_but_not_the_bias_gap():
+    """The toy set moved 100 SVM margins along its boundary: the set is symmetric about P, so
+    every boundary through P is midway along its own normal. Rotating the SVM's boundary by
+    0.3° about P leaves bias_gap at 0 but moves bias_offset by −100·sin(0.3°) ≈ −0.52."""
+    margin = MARGIN_TOY
+    along = rotate(U_TOY / np.linalg.norm(U_TOY), 90.0)
+    P = 100.0 * margin * along
+    H = H_TOY + P
+    c = -float(U_TOY @ P)  # the SVM moves with the set: its boundary still passes through P
+    w = rotate(U_TOY, 0.3)
+    b = -float(w @ P)
+    assert metrics.bias_gap(w, b, H, Y_TOY) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.bias_gap(U_TOY, c, H, Y_TOY) == pytest.approx(0.0, abs=1e-9)
+    expected = -100.0 * math.sin(math.radians(0.3))
+    assert metrics.bias_offset(w, b, U_TOY, c) == pytest.approx(expected, rel=1e-6)
+    assert round(expected, 2) == -0.52
+
+
+def test_bias_gap_conventions():
+    assert metrics.bias_gap(np.zeros(2), 1.0, H_TOY, Y_TOY, return_flag=True) == (0.0, True)
+    one_class = metrics.bias_gap(U_TOY, 0.0, H_TOY[:3], Y_TOY[:3], return_flag=True)
+    assert one_class == (0.0, True)
+    assert metrics.bias_gap(U_TOY, 0.0, H_TOY, Y_TOY, return_flag=True) == (0.0, False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import yaml
 
 from conftest import REPO, TINY_CONFIG, snakemake
 from nnboundary import io
+from nnboundary.metrics import NOT_APPLICABLE_NAN
 
 pytestmark = pytest.mark.e2e
 
@@ -60,8 +62,19 @@ def test_every_output_exists_and_is_not_trivial(finished):
     assert set(metrics["regime"]) == {"full", "retrain_last"} and set(metrics["variant"]) == {"base"}
     assert set(metrics["target"]) == {"svc", "homog"}
     assert set(metrics[metrics["dataset"] == "digits012"]["pair"]) == {"0-1", "0-2", "1-2", "mean"}
-    numeric = metrics.select_dtypes("number")
+    numeric = metrics.select_dtypes("number").drop(columns=list(NOT_APPLICABLE_NAN))
     assert not numeric.isna().any().any()
+    # Every row says what its run trained with: the config's settings, resolved.
+    full = metrics[metrics["regime"] == "full"]
+    assert set(full["optimizer"]) == {"adam"} and set(full["lr"]) == {0.01}
+    assert set(metrics["loss"]) == {"cross_entropy"} and (metrics["step"] == metrics["epoch"]).all()
+    retrain = metrics[metrics["regime"] == "retrain_last"]
+    assert set(retrain["optimizer"]) == {"sgd"} and (retrain["lr"] < 1.0).all()  # 1/L units
+    assert metrics["valid"].dtype == bool and "invalid_reason" in metrics
+    seeds = pd.read_csv(results / "seeds.csv")
+    assert len(seeds) == len(RUNS) and (pd.read_csv(results / "claims.csv")["claim"].nunique()
+                                        == 3)
+    assert len(pd.read_csv(results / "excluded.csv")) == (~seeds["valid"]).sum()
     summary = pd.read_csv(results / "summary.csv")
     assert len(summary) == 2 * (2 + 4)  # 2 regimes x (blobs: 2 targets; digits012: 2 x 2 schemes)
     assert "±" in (results / "summary.md").read_text()
@@ -132,7 +145,8 @@ def test_report_is_generated(finished):
     snakemake(finished, "--report", "report.html")
     html = (finished / "report.html").read_text(errors="replace")
     assert len(html) > 50_000
-    for name in ("findings.csv", "summary.csv", "convergence.csv", "config.yaml", "overview.png"):
+    for name in ("findings.csv", "summary.csv", "convergence.csv", "claims.csv", "excluded.csv",
+                 "seeds.csv", "config.yaml", "overview.png"):
         assert name in html, name
     # Self-contained: it opens offline (no script or stylesheet fetched from the network).
     assert not re.search(r"<script[^>]*\ssrc=\"https?:", html)
@@ -161,3 +175,21 @@ def test_snakefmt_check():
     result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *paths],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_schedules_each_training_job_with_its_intended_lr(tmp_path):
+    """A config with a base lr, a dataset-level and ablation-level overrides: the train jobs of a
+    dry run carry exactly the lr the specificity rule gives them."""
+    from test_config import INTENDED, SPECIFICITY
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(SPECIFICITY))
+    result = snakemake(tmp_path, "-n", "-p", "--cores", "1")
+    output = result.stdout + result.stderr
+    scheduled = {}
+    for line in output.splitlines():
+        match = re.search(r"nnboundary train --data results/data/(\w+)/\S+ --arch mlp --seed 0 "
+                          r"--variant (\S+) .*--settings '(\{.*?\})'", line)
+        if match:
+            settings = json.loads(match.group(3))
+            scheduled[(match.group(1), match.group(2))] = (settings["lr"], settings["epochs"])
+    assert scheduled == INTENDED

@@ -5,8 +5,10 @@ command-line stages, so both read the settings in exactly one way. Imports neith
 Snakemake: parsing the workflow stays fast.
 
 Settings are layered: built-in defaults < ``train`` < ``archs.<arch>.train`` <
-``datasets.<dataset>.train`` < each matching entry of ``overrides`` (dataset × arch); the
-training jobs' ``resources`` (gpu, threads, mem_mb, runtime) are layered the same way.
+``datasets.<dataset>.train`` < each matching entry of ``overrides``, the more specific ones
+later (:func:`override_specificity`: an entry naming an ablation value beats one that does not,
+then more selectors beat fewer, then file order); the training jobs' ``resources`` (gpu,
+threads, mem_mb, runtime) are layered the same way.
 Each stage receives only its own resolved slice.
 """
 
@@ -398,15 +400,58 @@ def fitting_archs(config: dict, dataset: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
+def run_signature(config: dict, dataset: str, arch: str, variant: str) -> str:
+    """Everything a dataset × arch × variant trains with (arch, train and, when the grid
+    retrains the last layer, retrain settings, all resolved), as canonical JSON: two variants
+    with the same signature are the same experiment under two names."""
+    parts = {"arch": arch_settings(config, arch, variant),
+             "train": train_settings(config, dataset, arch, variant)}
+    if "retrain_last" in config["grid"].get("regimes", ["full"]):
+        parts["retrain"] = retrain_settings(config, dataset, arch, variant)
+    return to_json(parts)
+
+
+def pair_variants(config: dict, dataset: str, arch: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The variants that run for ``dataset`` × ``arch``, and the ones skipped as duplicates.
+
+    A variant whose resolved settings (:func:`run_signature`) equal those of a variant earlier
+    in :func:`variants` is not run a second time under another name: e.g. ``optimizer-adam`` on
+    a dataset whose base run already uses Adam with the same lr. Returns (variants to run,
+    [(skipped variant, the variant it equals)])."""
+    kept: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for variant in variants(config):
+        signature = run_signature(config, dataset, arch, variant)
+        if signature in seen:
+            skipped.append((variant, seen[signature]))
+        else:
+            seen[signature] = variant
+            kept.append(variant)
+    return kept, skipped
+
+
+def _pairs(config: dict) -> list[tuple[str, str]]:
+    grid = config["grid"]
+    return [(dataset, arch) for dataset in grid["datasets"] for arch in grid["archs"]
+            if arch in fitting_archs(config, dataset)]
+
+
+def duplicate_variants(config: dict) -> list[tuple[str, str, str, str]]:
+    """(dataset, arch, skipped variant, the variant it equals) for every duplicate of the grid
+    (:func:`pair_variants`)."""
+    return [(d, a, skipped, same) for d, a in _pairs(config)
+            for skipped, same in pair_variants(config, d, a)[1]]
+
+
 def runs(config: dict) -> list[Run]:
-    """Every dataset × fitting arch × variant × regime × seed of the grid, in a stable order."""
+    """Every dataset × fitting arch × variant × regime × seed of the grid, in a stable order;
+    a variant that duplicates another for a dataset × arch is run once (:func:`pair_variants`)."""
     grid = config["grid"]
     return [
         Run(dataset, arch, int(seed), regime, variant)
-        for dataset in grid["datasets"]
-        for arch in grid["archs"]
-        if arch in fitting_archs(config, dataset)
-        for variant in variants(config)
+        for dataset, arch in _pairs(config)
+        for variant in pair_variants(config, dataset, arch)[0]
         for regime in grid.get("regimes", ["full"])
         for seed in grid["seeds"]
     ]
@@ -415,12 +460,16 @@ def runs(config: dict) -> list[Run]:
 def grid_size(config: dict) -> str:
     """One line stating how many runs the grid expands to, and why (for the dry run)."""
     grid = config["grid"]
-    pairs = sum(len([a for a in grid["archs"] if a in fitting_archs(config, d)])
-                for d in grid["datasets"])
+    pairs = _pairs(config)
     n_variants, regimes = len(variants(config)), grid.get("regimes", ["full"])
-    total = pairs * n_variants * len(regimes) * len(grid["seeds"])
-    return (f"{total} runs = {pairs} dataset x arch pairs x {n_variants} variants x "
+    duplicates = duplicate_variants(config)
+    total = len(runs(config))
+    line = (f"{total} runs = {len(pairs)} dataset x arch pairs x {n_variants} variants x "
             f"{len(regimes)} regimes ({', '.join(regimes)}) x {len(grid['seeds'])} seeds")
+    if duplicates:
+        line += (f", less {len(duplicates)} duplicate variants run once (same settings): "
+                 + "; ".join(f"{d}/{a} {skipped} = {same}" for d, a, skipped, same in duplicates))
+    return line
 
 
 def dataset_settings(config: dict, dataset: str) -> dict[str, Any]:
@@ -453,22 +502,53 @@ def _axis_values(variant: str, block: str) -> dict[str, Any]:
 def _layered(config: dict, dataset: str, arch: str, key: str, defaults: dict[str, Any],
              variant: str = BASE_VARIANT, ablation_overrides: bool = True) -> dict[str, Any]:
     """``defaults`` < ``config[key]`` < ``archs.<arch>.<key>`` < ``datasets.<dataset>.<key>`` <
-    ``<key>`` of every entry of ``overrides`` that matches the run: its ``datasets`` and ``archs``
-    (when given) include the run's, and every value of its ``ablation`` equals the variant's."""
-    values = variant_values(variant)
+    ``<key>`` of every entry of ``overrides`` that matches the run, the more specific entries
+    last (:func:`matching_overrides`)."""
     settings = dict(defaults)
     settings.update(config.get(key, {}) or {})
     settings.update(config.get("archs", {}).get(arch, {}).get(key, {}))
     settings.update(config.get("datasets", {}).get(dataset, {}).get(key, {}))
-    for override in config.get("overrides", []):
-        if "ablation" in override and not ablation_overrides:
+    for override in matching_overrides(config, dataset, arch, variant, ablation_overrides):
+        settings.update(override.get(key, {}))
+    return settings
+
+
+#: The keys of an ``overrides`` entry that choose the runs it applies to.
+OVERRIDE_SELECTORS = ("datasets", "archs", "ablation")
+
+
+def override_specificity(override: dict) -> tuple[int, int, int]:
+    """How specific an ``overrides`` entry is; a more specific entry is applied later, so it
+    wins where two entries set the same key. In order of precedence:
+
+    1. it names an ablation value (a non-empty ``ablation``) — it beats every entry that does not;
+    2. how many of ``datasets``, ``archs`` and ``ablation`` it names (more beats fewer);
+    3. how many ablation axes it names (more beats fewer).
+
+    Between entries equal on all three, the later one in the file wins."""
+    ablation = override.get("ablation") or {}
+    named = sum(1 for k in OVERRIDE_SELECTORS if override.get(k))
+    return int(bool(ablation)), named, len(ablation)
+
+
+def matching_overrides(config: dict, dataset: str, arch: str, variant: str = BASE_VARIANT,
+                       ablation_overrides: bool = True) -> list[dict]:
+    """The ``overrides`` entries that apply to a run, least specific first
+    (:func:`override_specificity`; file order between equals): an entry applies when its
+    ``datasets`` and ``archs`` (when given) include the run's and every value of its
+    ``ablation`` equals the variant's (an axis the variant does not vary matches the value the
+    config gives it without ablation entries)."""
+    values = variant_values(variant)
+    chosen = []
+    for position, override in enumerate(config.get("overrides", [])):
+        if override.get("ablation") and not ablation_overrides:
             continue
         if (dataset in override.get("datasets", [dataset])
                 and arch in override.get("archs", [arch])
                 and all(values.get(a, _default_axis_value(config, dataset, arch, a)) == v
-                        for a, v in override.get("ablation", {}).items())):
-            settings.update(override.get(key, {}))
-    return settings
+                        for a, v in (override.get("ablation") or {}).items())):
+            chosen.append((override_specificity(override), position, override))
+    return [override for _, _, override in sorted(chosen, key=lambda c: c[:2])]
 
 
 def _default_axis_value(config: dict, dataset: str, arch: str, axis: str) -> Any:

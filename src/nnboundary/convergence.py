@@ -9,6 +9,15 @@ the iteration t. The gaps used here:
 - angle gap      g_θ(t) = 1 − cos θ(t)        (:func:`angle_gap`; θ = ``angle_deg``)
 - margin gap     g_γ(t) = 1 − γ_NN/γ_SVM      (:func:`margin_gap`; ratio = ``margin_ratio``)
 
+t is the number of optimizer steps (the metrics table's ``step``: epoch × steps per epoch, so
+mini-batch runs are not compressed by their epoch count), and only valid checkpoints
+(:mod:`nnboundary.validity`) enter a fit: a checkpoint where the network still misclassifies a
+train point or the features are not separable has no max-margin target to converge to.
+
+For a linear model on fixed features (``retrain_last``) the SVM is fixed and the 1/log t law is
+the theory's. For ``full`` the features, and with them the SVM target, move with t: the fit is
+then only a reference curve, not a test of the law.
+
 Note: 1 − cos θ ≈ θ²/2 for small θ, so where θ falls like 1/log t the angle gap falls like
 1/log² t; it is still monotone in θ and is what Soudry et al. draw. The table therefore also
 fits θ itself (radians, :func:`angle_rad`) and the margin gap. A fit of g ≈ a + s/log t
@@ -32,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .validity import with_validity
+
 #: Columns that identify one run. ``regime``: "full" (whole network trained) or
 #: "retrain_last" (last layer re-initialised and retrained alone); ``variant``: "base" or an
 #: ablation such as "loss-hinge".
@@ -42,13 +53,13 @@ DEFAULT_VARIANT = "base"
 #: Preferred order of the regimes in tables, sentences and legends (others follow, sorted).
 REGIME_ORDER = ("full", "retrain_last")
 
-#: Only checkpoints with t ≥ MIN_EPOCH enter the fit: the 1/log t law is asymptotic, and early
-#: epochs (before the data are separated, log t ≈ 0) would dominate it.
-MIN_EPOCH = 10
-#: A run is long enough for a fit with at least MIN_FIT_POINTS checkpoints at t ≥ MIN_EPOCH ...
+#: Only valid checkpoints with t ≥ MIN_STEP optimizer steps enter the fit: the 1/log t law is
+#: asymptotic, and early steps (log t ≈ 0) would dominate it.
+MIN_STEP = 10
+#: A run is long enough for a fit with at least MIN_FIT_POINTS such checkpoints ...
 MIN_FIT_POINTS = 4
-#: ... and a last checkpoint at t ≥ MIN_LAST_EPOCH (1/log t spans 0.43 → 0.22 from 10 to 100).
-MIN_LAST_EPOCH = 100
+#: ... and a last checkpoint at t ≥ MIN_LAST_STEP (1/log t spans 0.43 → 0.22 from 10 to 100).
+MIN_LAST_STEP = 100
 
 #: Schemes that summarise a fit, by preference: binary, else the Crammer–Singer ``mean`` row,
 #: else the one-vs-rest ``mean`` row.
@@ -124,24 +135,26 @@ class SlopeFit:
     n_points: int
 
 
-def slope_vs_inverse_log(epochs: Any, gap: Any) -> SlopeFit | None:
-    """Least-squares fit of gap(t) ≈ a + s · x with x = 1/log t (natural log), over the
-    checkpoints with t ≥ :data:`MIN_EPOCH` and a finite gap.
+def slope_vs_inverse_log(steps: Any, gap: Any, keep: Any = None) -> SlopeFit | None:
+    """Least-squares fit of gap(t) ≈ a + s · x with x = 1/log t (natural log, t in optimizer
+    steps), over the checkpoints with t ≥ :data:`MIN_STEP`, a finite gap and ``keep`` (default:
+    all; the table passes the checkpoints' validity).
 
     With x̄, ḡ the means: s = Σ(x − x̄)(g − ḡ) / Σ(x − x̄)², a = ḡ − s·x̄, and
     r² = 1 − Σ(g − a − s·x)² / Σ(g − ḡ)² (1 when the gap is constant: the fit is exact).
 
     Returns None when the run is not long enough: fewer than :data:`MIN_FIT_POINTS` such
-    checkpoints, or a last checkpoint before :data:`MIN_LAST_EPOCH`.
+    checkpoints, or none at t ≥ :data:`MIN_LAST_STEP`.
     """
-    t = np.asarray(epochs, dtype=np.float64).ravel()
+    t = np.asarray(steps, dtype=np.float64).ravel()
     g = np.asarray(gap, dtype=np.float64).ravel()
     if t.shape != g.shape:
-        raise ValueError(f"slope_vs_inverse_log: {t.size} epochs against {g.size} gap values")
-    if t.size == 0 or np.nanmax(t) < MIN_LAST_EPOCH:
+        raise ValueError(f"slope_vs_inverse_log: {t.size} steps against {g.size} gap values")
+    chosen = np.ones(t.shape, bool) if keep is None else np.asarray(keep, bool).ravel()
+    chosen = chosen & (t >= MIN_STEP) & np.isfinite(g)
+    if not chosen.any() or np.max(t[chosen]) < MIN_LAST_STEP:
         return None
-    keep = (t >= MIN_EPOCH) & np.isfinite(g)
-    x, g = 1.0 / np.log(t[keep]), g[keep]  # t ≥ MIN_EPOCH > 1: log t > 0
+    x, g = 1.0 / np.log(t[chosen]), g[chosen]  # t ≥ MIN_STEP > 1: log t > 0
     if np.unique(x).size < MIN_FIT_POINTS:
         return None
     x_centred, g_centred = x - x.mean(), g - g.mean()
@@ -169,41 +182,54 @@ def angle_rad(angle_deg: Any) -> Any:
 #: gap is the one drawn; θ itself and the margin gap are the ones the theory gives as 1/log t.
 GAPS = {"angle_gap": ("angle_deg", angle_gap), "angle_rad": ("angle_deg", angle_rad),
         "margin_gap": ("margin_ratio", margin_gap)}
-#: Columns of :func:`convergence_table`, in order.
+FIT_PARTS = ("slope", "intercept", "r2")
+#: Columns of :func:`convergence_table`, in order. Per-seed rows hold one fit; the rows with
+#: seed = MEAN_SEED hold the median over the fitted seeds and, for the slope, its range.
 CONVERGENCE_COLUMNS = (
-    RUN_KEYS[:4] + ["target", "seed", "scheme", "last_epoch", "n_checkpoints", "n_seeds",
-                    "n_fitted", "long_enough", "final_angle_deg", "final_angle_gap",
-                    "final_margin_gap"]
-    + [f"{gap}_{part}" for gap in GAPS for part in ("slope", "intercept", "r2")]
+    RUN_KEYS[:4] + ["target", "seed", "scheme", "last_epoch", "last_step", "n_checkpoints",
+                    "n_valid_checkpoints", "final_valid", "n_seeds", "n_valid", "n_fitted",
+                    "long_enough", "final_angle_deg", "final_angle_gap", "final_margin_gap"]
+    + [f"{gap}_{part}" for gap in GAPS for part in FIT_PARTS]
+    + [f"{gap}_slope_{end}" for gap in GAPS for end in ("min", "max")]
     + ["n_fit_points"]
 )
-#: ``seed`` of the rows holding the mean over seeds.
+#: ``seed`` of the rows holding the median over seeds.
 MEAN_SEED = -1
 
 
 def _run_row(run: pd.DataFrame) -> dict[str, Any]:
     run = run.sort_values("epoch")
     last = run.iloc[-1]
+    valid = run["valid"].astype(bool).to_numpy() if "valid" in run else np.ones(len(run), bool)
+    steps = run["step"].to_numpy(dtype=float) if "step" in run else np.full(len(run), -1.0)
+    final_valid = bool(valid[-1])
+    nan = float("nan")
     row: dict[str, Any] = {
         "scheme": "/".join(sorted(set(run["scheme"].astype(str)))),
         "last_epoch": int(last["epoch"]),
+        "last_step": int(steps[-1]),
         "n_checkpoints": int(run["epoch"].nunique()),
+        "n_valid_checkpoints": int(valid.sum()),
+        "final_valid": final_valid,
         "n_seeds": 1,
-        "final_angle_deg": float(last["angle_deg"]),
-        "final_angle_gap": float(angle_gap(last["angle_deg"])),
+        "n_valid": int(final_valid),
+        # The final values are measurements only at a valid final checkpoint.
+        "final_angle_deg": float(last["angle_deg"]) if final_valid else nan,
+        "final_angle_gap": float(angle_gap(last["angle_deg"])) if final_valid else nan,
         "final_margin_gap": float(margin_gap(last["margin_ratio"]))
-        if "margin_ratio" in run else float("nan"),
+        if final_valid and "margin_ratio" in run else nan,
     }
     angle_fit = None
     for prefix, (column, gap_of) in GAPS.items():
         fit = None
         if column in run:
-            fit = slope_vs_inverse_log(run["epoch"], gap_of(run[column].to_numpy(dtype=float)))
+            fit = slope_vs_inverse_log(steps, gap_of(run[column].to_numpy(dtype=float)), valid)
         if prefix == "angle_gap":
             angle_fit = fit
-        row[f"{prefix}_slope"] = fit.slope if fit else float("nan")
-        row[f"{prefix}_intercept"] = fit.intercept if fit else float("nan")
-        row[f"{prefix}_r2"] = fit.r2 if fit else float("nan")
+        for part in FIT_PARTS:
+            row[f"{prefix}_{part}"] = getattr(fit, part) if fit else nan
+        for end in ("min", "max"):
+            row[f"{prefix}_slope_{end}"] = fit.slope if fit else nan
     row["long_enough"] = angle_fit is not None
     row["n_fitted"] = int(angle_fit is not None)
     row["n_fit_points"] = angle_fit.n_points if angle_fit else 0
@@ -212,19 +238,20 @@ def _run_row(run: pd.DataFrame) -> dict[str, Any]:
 
 def convergence_table(metrics: pd.DataFrame, with_means: bool = True) -> pd.DataFrame:
     """One row per dataset, arch, variant, regime, target and seed (the fit's summarising rows,
-    :func:`overall_rows`): the run's last epoch and number of checkpoints, the final angle and
-    gaps, and the 1/log t fit (:func:`slope_vs_inverse_log`) of the angle gap 1 − cos θ, of θ
-    in radians and of the margin gap (``<name>_slope``, ``<name>_intercept``, ``<name>_r2``
-    for name in :data:`GAPS`; NaN with ``long_enough`` False when the run is too short for the
-    angle fit; ``n_fit_points``: checkpoints in it).
+    :func:`overall_rows`): the run's last epoch and step, its checkpoints and how many are valid,
+    the final angle and gaps (NaN when the final checkpoint is invalid), and the 1/log t fit
+    (:func:`slope_vs_inverse_log`) over its valid checkpoints, x = optimizer steps, of the angle
+    gap 1 − cos θ, of θ in radians and of the margin gap (``<name>_slope``, ``_intercept``,
+    ``_r2`` for name in :data:`GAPS`; NaN with ``long_enough`` False when the run has too few
+    valid checkpoints for the angle fit; ``n_fit_points``: checkpoints in it).
 
     With ``with_means``, each dataset × arch × variant × regime × target also gets a row with
-    ``seed`` = :data:`MEAN_SEED` (-1): ``n_seeds`` seeds in all, ``n_fitted`` of them long
-    enough; the final values are the mean over all seeds, the fit columns the mean over the
-    ``n_fitted`` long-enough seeds (NaN when none), ``long_enough`` = n_fitted > 0.
-    Per-seed rows have n_seeds = 1 and n_fitted = 0 or 1.
+    ``seed`` = :data:`MEAN_SEED` (-1): ``n_seeds`` seeds in all, ``n_valid`` with a valid final
+    checkpoint, ``n_fitted`` long enough; the final values are the median over the valid
+    seeds, the fit columns the median over the fitted seeds and ``<name>_slope_min`` /
+    ``_slope_max`` their range (NaN when none): a median, so that one bad seed cannot dominate.
     """
-    rows = overall_rows(metrics)
+    rows = overall_rows(with_validity(metrics))
     records = []
     for keys, run in rows.groupby(RUN_KEYS[:4] + ["target", "seed"], sort=True):
         record = dict(zip(RUN_KEYS[:4] + ["target", "seed"], keys))
@@ -232,33 +259,44 @@ def convergence_table(metrics: pd.DataFrame, with_means: bool = True) -> pd.Data
         records.append(record)
     table = pd.DataFrame(records, columns=CONVERGENCE_COLUMNS)
     if with_means and len(table):
-        table = pd.concat([table, _means(table)], ignore_index=True)
+        table = pd.concat([table, _medians(table)], ignore_index=True)
     if len(table):
         table["seed"] = table["seed"].astype(int)
         table["long_enough"] = table["long_enough"].astype(bool)
+        table["final_valid"] = table["final_valid"].astype(bool)
         table = table.sort_values(RUN_KEYS[:4] + ["target", "seed"], kind="stable")
     return table.reset_index(drop=True)
 
 
-def _means(table: pd.DataFrame) -> pd.DataFrame:
-    fit_columns = [f"{gap}_{part}" for gap in GAPS for part in ("slope", "intercept", "r2")]
+def _medians(table: pd.DataFrame) -> pd.DataFrame:
+    fit_columns = [f"{gap}_{part}" for gap in GAPS for part in FIT_PARTS]
     final_columns = ["final_angle_deg", "final_angle_gap", "final_margin_gap"]
     records = []
     for keys, group in table.groupby(RUN_KEYS[:4] + ["target"], sort=True):
         fitted = group[group["long_enough"].astype(bool)]
+        valid = group[group["final_valid"].astype(bool)]
         record = dict(zip(RUN_KEYS[:4] + ["target"], keys))
         record.update({
             "seed": MEAN_SEED,
             "scheme": "/".join(sorted(set("/".join(group["scheme"]).split("/")))),
             "last_epoch": int(group["last_epoch"].max()),
+            "last_step": int(group["last_step"].max()),
             "n_checkpoints": int(group["n_checkpoints"].max()),
+            "n_valid_checkpoints": int(group["n_valid_checkpoints"].sum()),
+            "final_valid": bool(len(valid)),
             "n_seeds": len(group),
+            "n_valid": len(valid),
             "n_fitted": len(fitted),
             "long_enough": bool(len(fitted)),
             "n_fit_points": int(fitted["n_fit_points"].max()) if len(fitted) else 0,
         })
-        record.update({c: float(group[c].mean()) for c in final_columns})
-        record.update({c: float(fitted[c].mean()) if len(fitted) else float("nan")
+        record.update({c: float(valid[c].median()) if len(valid) else float("nan")
+                       for c in final_columns})
+        record.update({c: float(fitted[c].median()) if len(fitted) else float("nan")
                        for c in fit_columns})
+        for gap in GAPS:
+            slopes = fitted[f"{gap}_slope"].dropna()
+            record[f"{gap}_slope_min"] = float(slopes.min()) if len(slopes) else float("nan")
+            record[f"{gap}_slope_max"] = float(slopes.max()) if len(slopes) else float("nan")
         records.append(record)
     return pd.DataFrame(records, columns=CONVERGENCE_COLUMNS)

@@ -2,7 +2,9 @@
 
 For each checkpoint epoch one file ``epoch{E:06d}.parquet`` in the output folder, one row per
 train and test sample, with the bottleneck output ``h_*``, the logits and the prediction; the
-run keys and the last layer's weights are in the file's metadata (format: :mod:`nnboundary.io`).
+run keys, the last layer's weights and the settings the run trained with (``training``, see
+:func:`nnboundary.train.training_record`) are in the file's metadata (format:
+:mod:`nnboundary.io`).
 Each file is written in one batch, atomically.
 """
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from . import io
+from .config import to_json
 from .prepare import Dataset, load_dataset
 from .train import load_checkpoints, model_at, resolve_device
 
@@ -64,6 +67,8 @@ def dump_run(checkpoints: dict, data: Dataset, out_dir: str | Path,
             b = model.last.bias.detach().cpu().numpy()
             name = io.feature_file_name(epoch)
             file_keys = dict(keys, epoch=epoch, n_classes=W.shape[0], feature_dim=W.shape[1])
+            if checkpoints.get("training"):
+                file_keys["training"] = to_json(checkpoints["training"])
             io.write_features(tmp / name, file_keys, W, b, parts)
             written.append(out_dir / name)
             print(f"epoch {epoch}: wrote {name}", file=log)

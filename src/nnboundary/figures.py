@@ -12,16 +12,20 @@ Three subcommands, one PNG each (written atomically):
                  dotted margins, touching no point. For a 2-D *input* dataset a second panel
                  shows the same network (and the svc SVM pulled back through h(x)) in input space.
 ``convergence``  One dataset × arch × variant, every regime and seed, in the style of Soudry
-                 et al. (JMLR 2018), against epoch t on log axes: the angle gap 1 − cos θ, the
-                 margin gap |1 − γ_NN/γ_SVM|, the bias offset, ‖w‖ and the train loss. Colour =
-                 SVM target, line style = regime (‖w‖ and the loss are the network's own: one
-                 line per regime); the line is the median over seeds, the band their min–max.
-                 The title and the last panel give the 1/log t fit of the angle gap
-                 (:mod:`nnboundary.convergence`) where the runs are long enough.
-                 Convergence = the gaps falling towards 0 (slowly, like 1/log t) and the offset
-                 towards 0 for the target the last layer approaches.
-``overview``     Final checkpoint of every run of the grid: angle and bias offset per
-                 dataset/arch/variant/regime, seeds as points, the two targets side by side.
+                 et al. (JMLR 2018), against optimizer steps t on log axes: the angle gap
+                 1 − cos θ, the margin gap |1 − γ_NN/γ_SVM|, the bias gap (the network's, and each
+                 SVM's own), ‖w‖ and the train loss. Colour = SVM target, line style = regime
+                 (‖w‖, the loss and the network's bias gap are the network's own: one line per
+                 regime); the line is the median over the seeds whose checkpoint is valid
+                 (:mod:`nnboundary.validity`), the band their min–max; invalid checkpoints are
+                 crosses outside both. The last panel gives the 1/log t fit of the angle gap
+                 (:mod:`nnboundary.convergence`), median and range over seeds, where the runs
+                 are long enough. Convergence = the gaps falling towards 0 (slowly, like
+                 1/log t) for the target the last layer approaches. For ``full`` the target
+                 moves with t, so the 1/log t law is only a reference there.
+``overview``     Final checkpoint of every run of the grid: angle and bias gap per
+                 dataset/arch/variant/regime, seeds as points (invalid seeds as crosses), the two
+                 targets side by side, the median over valid seeds as a bar.
 
 Which SVM fit is drawn: the ``binary`` scheme for K = 2; ``crammer_singer`` for K > 2 (the
 multi-class limit of cross-entropy gradient descent), whose metrics are the ``mean`` row over
@@ -550,35 +554,28 @@ def _set_angle_scale(ax, values: np.ndarray) -> None:
         ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _set_offset_scale(ax, values: np.ndarray) -> str:
-    """Symlog y (linear within ±1 SVM margin) when offsets reach beyond ±10, so early epochs
-    of thousands of margins do not flatten the final ones; returns a note for the label."""
-    from matplotlib.ticker import FuncFormatter
-
-    values = values[np.isfinite(values)]
-    ax.axhline(0.0, color="grey", lw=0.8, zorder=0)
-    if values.size and np.abs(values).max() > 10:
-        ax.set_yscale("symlog", linthresh=1.0)
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        return "\n(symlog: linear within ±1)"
-    return ""
-
-
 def _read_metrics(paths: Sequence[str | Path]):
     import pandas as pd
 
     from .convergence import with_run_keys
 
+    from .validity import with_validity
+
     frames = [io.read_table(path) for path in paths]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    missing = {"dataset", "arch", "seed", "epoch", "target", "scheme", "pair", "angle_deg",
-               "bias_offset", "degenerate"} - set(frame.columns)
+    missing = {"dataset", "arch", "seed", "epoch", "step", "target", "scheme", "pair",
+               "angle_deg", "bias_gap", "svm_bias_gap", "degenerate", "valid"} - set(frame.columns)
     if missing:
         raise io.InputFileError(
             f"metrics files {list(map(str, paths))} lack the columns {sorted(missing)}; "
             f"rerun the metrics step"
         )
-    return with_run_keys(frame)
+    frame = with_validity(with_run_keys(frame))
+    # The x axis: optimizer steps; a table without them (steps unknown, -1) falls back to epochs.
+    known = frame["step"] > 0
+    frame["t"] = np.where(known, frame["step"], frame["epoch"])
+    frame.attrs["t_name"] = "optimizer steps t" if known.all() else "epoch t (steps unknown)"
+    return frame
 
 
 def _regime_styles(regimes: Sequence[str]) -> dict[str, str]:
@@ -590,24 +587,48 @@ def _regime_styles(regimes: Sequence[str]) -> dict[str, str]:
 
 
 def _band(rows, values: np.ndarray):
-    """Per epoch over seeds: epochs, median, min and max of ``values`` (aligned with rows)."""
+    """Per step t over the valid seeds: t, median, min and max of ``values`` (aligned with
+    rows); invalid rows never enter it."""
     import pandas as pd
 
-    frame = pd.DataFrame({"epoch": rows["epoch"].to_numpy(), "value": values})
-    frame = frame[np.isfinite(frame["value"])]
-    stats = frame.groupby("epoch")["value"].agg(["median", "min", "max"])
+    frame = pd.DataFrame({"t": rows["t"].to_numpy(), "value": values,
+                          "valid": rows["valid"].to_numpy(dtype=bool)})
+    frame = frame[np.isfinite(frame["value"]) & frame["valid"]]
+    stats = frame.groupby("t")["value"].agg(["median", "min", "max"])
     return (stats.index.to_numpy(dtype=float), stats["median"].to_numpy(),
             stats["min"].to_numpy(), stats["max"].to_numpy())
 
 
-def _draw_band(ax, rows, values: np.ndarray, colour, style) -> None:
-    """The median over seeds as a line and the min–max over seeds as a band."""
-    epochs, median, low, high = _band(rows, values)
-    if epochs.size == 0:
-        return
-    ax.fill_between(epochs, low, high, color=colour, alpha=0.15, lw=0, zorder=1)
-    ax.plot(epochs, median, color=colour, ls=style, lw=1.7, marker="o", markersize=2.5,
-            zorder=3)
+#: The bias-gap axes span ±BIAS_GAP_LIMIT: a valid row's bias gap lies in (−1, 1) (every train
+#: point on its side puts the boundary inside the gap); invalid ones beyond are drawn at the edge.
+BIAS_GAP_LIMIT = 1.1
+
+
+def _draw_band(ax, rows, values: np.ndarray, colour, style, lw: float = 1.7,
+               clip: tuple[float, float] | None = None) -> None:
+    """The median over valid seeds as a line, their min–max as a band, and every invalid
+    checkpoint as a cross (outside both; with ``clip``, crosses beyond it sit at its edge)."""
+    values = np.asarray(values, dtype=np.float64)
+    steps, median, low, high = _band(rows, values)
+    if steps.size:
+        ax.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0, zorder=1)
+        ax.plot(steps, median, color=colour, ls=style, lw=lw, marker="o", markersize=2.5,
+                zorder=3)
+    bad = ~rows["valid"].to_numpy(dtype=bool)
+    if bad.any():
+        crosses = values[bad] if clip is None else np.clip(values[bad], *clip)
+        ax.plot(rows["t"].to_numpy()[bad], crosses, color=colour, ls="", marker="x",
+                markersize=6, zorder=4)
+
+
+def _bias_gap_axis(ax) -> str:
+    """Linear y over ±:data:`BIAS_GAP_LIMIT` with the midway line and the class edges ±1;
+    returns a note for the axis label."""
+    ax.axhline(0.0, color="grey", lw=0.8, zorder=0)
+    for edge in (-1.0, 1.0):
+        ax.axhline(edge, color="grey", lw=0.6, ls=":", zorder=0)
+    ax.set_ylim(-BIAS_GAP_LIMIT, BIAS_GAP_LIMIT)
+    return f"\n(invalid beyond ±{BIAS_GAP_LIMIT:g} drawn at the edge)"
 
 
 def _floored(values: np.ndarray, floor: float) -> tuple[np.ndarray, bool]:
@@ -628,17 +649,18 @@ def _set_log_scale(ax, values: np.ndarray) -> None:
 
 
 def _fit_summary(frame) -> tuple[list[str], list[str]]:
-    """Lines for the text panel and short phrases for the title: the mean over seeds of the
-    angle gap's 1/log t fit per regime × target (:func:`convergence.convergence_table`)."""
+    """Lines for the text panel and short phrases for the title: the median and range over
+    seeds of the angle gap's 1/log t slope per regime × target
+    (:func:`convergence.convergence_table`)."""
     from . import convergence
 
     table = convergence.convergence_table(frame)
-    means = table[table["seed"] == convergence.MEAN_SEED]
+    medians = table[table["seed"] == convergence.MEAN_SEED]
     details, short = [], []
-    order = sorted(set(means["regime"]), key=convergence.regime_sort_key)
+    order = sorted(set(medians["regime"]), key=convergence.regime_sort_key)
     for regime in order:
         for target in ("svc", "homog"):
-            row = means[(means["regime"] == regime) & (means["target"] == target)]
+            row = medians[(medians["regime"] == regime) & (medians["target"] == target)]
             if row.empty:
                 continue
             row = row.iloc[0]
@@ -646,19 +668,20 @@ def _fit_summary(frame) -> tuple[list[str], list[str]]:
                 intercept = row["angle_gap_intercept"]
                 intercept = 0.0 if abs(intercept) < 1e-12 else intercept  # rounding noise
                 details.append(
-                    f"{regime} {target}: s = {row['angle_gap_slope']:.3g}, "
+                    f"{regime} {target}: s = {row['angle_gap_slope']:.3g} "
+                    f"[{row['angle_gap_slope_min']:.2g}, {row['angle_gap_slope_max']:.2g}], "
                     f"a = {intercept:.2g}, r² = {row['angle_gap_r2']:.2f} "
                     f"({int(row['n_fitted'])}/{int(row['n_seeds'])} seeds)")
                 short.append(f"{regime} {target} s = {row['angle_gap_slope']:.3g}")
             else:
-                details.append(f"{regime} {target}: too short for a fit (last epoch "
-                               f"{int(row['last_epoch'])})")
+                details.append(f"{regime} {target}: too few valid checkpoints for a fit "
+                               f"(last step {int(row['last_step'])})")
     return details, short
 
 
 def convergence_figure(metric_paths: Sequence[str | Path], output,
                        settings: dict[str, Any]) -> None:
-    """Gaps, bias offset, ‖w‖ and loss against epoch for every regime and seed (module
+    """Gaps, bias gap, ‖w‖ and loss against optimizer steps for every regime and seed (module
     docstring); write ``output``."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
@@ -666,7 +689,7 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
     from . import convergence
 
     frame = _read_metrics(metric_paths)
-    rows = overall_rows(frame).sort_values("epoch", kind="stable")
+    rows = overall_rows(frame).sort_values("t", kind="stable")
     regimes = sorted(set(rows["regime"]), key=convergence.regime_sort_key)
     styles = _regime_styles(regimes)
     fig, axes = plt.subplots(2, 3, figsize=(15.0, 8.6))
@@ -696,30 +719,26 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
                 part = by_regime_target(regime, target)
                 values, below = _floored(values_of(part), GAP_FLOOR[name])
                 clipped |= below
-                drawn.append(values)
+                drawn.append(values[part["valid"].to_numpy(dtype=bool)])
                 _draw_band(ax, part, values, TARGET_COLOURS[target], styles[regime])
-                bad = part["degenerate"].astype(bool).to_numpy()
-                ax.plot(part["epoch"][bad], values[bad], color=TARGET_COLOURS[target], ls="",
-                        marker="x", markersize=6, zorder=4)
         _set_log_scale(ax, np.concatenate(drawn) if drawn else np.array([]))
         ax.set_ylabel(label + (f"\n(values below {GAP_FLOOR[name]:g} drawn at it)"
                                if clipped else ""))
-    if "margin_ratio" in rows and (rows["margin_ratio"] > 1).any():
-        panels[1].set_title("margin ratio > 1 somewhere (soft-margin fit): |gap| shown",
-                            fontsize=8)
 
-    # Bias offset: per regime × target, linear or symlog y.
+    # Bias gap: the network's own (one line per regime) and each SVM's own (thin, per target).
     ax = panels[2]
+    edge = (-BIAS_GAP_LIMIT, BIAS_GAP_LIMIT)
     for regime in regimes:
+        part = reference(regime)
+        _draw_band(ax, part, part["bias_gap"].to_numpy(dtype=float), NETWORK_LINE_COLOUR,
+                   styles[regime], clip=edge)
         for target in ("svc", "homog"):
             part = by_regime_target(regime, target)
-            _draw_band(ax, part, part["bias_offset"].to_numpy(dtype=float),
-                       TARGET_COLOURS[target], styles[regime])
-            bad = part["degenerate"].astype(bool).to_numpy()
-            ax.plot(part["epoch"][bad], part["bias_offset"][bad], color=TARGET_COLOURS[target],
-                    ls="", marker="x", markersize=6, zorder=4)
-    ax.set_ylabel("bias offset (SVM margins 1/‖u‖)"
-                  + _set_offset_scale(ax, rows["bias_offset"].to_numpy(dtype=float)))
+            _draw_band(ax, part, part["svm_bias_gap"].to_numpy(dtype=float),
+                       TARGET_COLOURS[target], styles[regime], lw=0.9, clip=edge)
+    _bias_gap_axis(ax)
+    ax.set_ylabel("bias gap 1 − 2·midpoint (0 midway, ±1 at a class)\nthin: each SVM's own; "
+                  f"invalid beyond ±{BIAS_GAP_LIMIT:g} at the edge")
 
     # The network's own quantities: one line per regime.
     own_panels = ((panels[3], "w_norm", "‖w‖ = ‖W₁ − W₀‖ (multi-class: mean over pairs)"),
@@ -741,12 +760,12 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
     from matplotlib.ticker import FuncFormatter
 
     for ax in panels[:5]:
-        if len(rows) and (rows["epoch"] > 0).all():
+        if len(rows) and (rows["t"] > 0).all():
             ax.set_xscale("log")
         else:
             ax.set_xscale("symlog", linthresh=1.0)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        ax.set_xlabel("epoch t")
+        ax.set_xlabel(frame.attrs.get("t_name", "optimizer steps t"))
         ax.grid(True, which="major", alpha=0.3)
 
     # Legend and the 1/log t fits in the last panel.
@@ -755,24 +774,27 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
     handles = [Line2D([], [], color=TARGET_COLOURS[t], lw=2.0, label=f"target {t}")
                for t in ("svc", "homog")]
     handles.append(Line2D([], [], color=NETWORK_LINE_COLOUR, lw=2.0,
-                          label="network (‖w‖, loss)"))
+                          label="network (bias gap, ‖w‖, loss)"))
     handles += [Line2D([], [], color="grey", ls=styles[r], lw=1.7, label=f"regime {r}")
                 for r in regimes]
-    handles.append(Line2D([], [], color="grey", ls="", marker="x", label="degenerate (convention)"))
+    handles.append(Line2D([], [], color="grey", ls="", marker="x",
+                          label="invalid checkpoint (not in line or band)"))
     text_ax.legend(handles=handles, loc="upper left", fontsize=8.5, frameon=False,
-                   title="line: median over seeds; band: min–max", title_fontsize=8.5)
+                   title="line: median over valid seeds; band: their min–max",
+                   title_fontsize=8.5)
     details, short = _fit_summary(frame)
-    fit_rule = (f"Fit 1 − cos θ ≈ a + s / log t, least squares over t ≥ {convergence.MIN_EPOCH}\n"
-                f"(needs ≥ {convergence.MIN_FIT_POINTS} such checkpoints and a last epoch "
-                f"≥ {convergence.MIN_LAST_EPOCH}).\nMean over the seeds long enough:")
+    fit_rule = (f"Fit 1 − cos θ ≈ a + s / log t over valid checkpoints, t ≥ "
+                f"{convergence.MIN_STEP} steps\n(needs ≥ {convergence.MIN_FIT_POINTS} such "
+                f"checkpoints, one at t ≥ {convergence.MIN_LAST_STEP}). Median [range] over "
+                f"seeds.\nfull: the SVM target moves with t, so 1/log t is a reference only.")
     text_ax.text(0.0, 0.42, fit_rule + "\n" + "\n".join(details or ["no runs"]),
                  transform=text_ax.transAxes, va="top", ha="left", fontsize=8.5)
 
     names = sorted({"/".join(map(str, key)) for key in
                     zip(rows["dataset"], rows["arch"], rows["variant"])}) or ["no rows"]
     seeds = ", ".join(f"{r} {rows.loc[rows['regime'] == r, 'seed'].nunique()}" for r in regimes)
-    slope_line = ("angle-gap 1/log t slope s: " + "; ".join(short) if short else
-                  "runs too short for the 1/log t fit of the angle gap")
+    slope_line = ("angle-gap 1/log t slope s (median): " + "; ".join(short) if short else
+                  "too few valid checkpoints for the 1/log t fit of the angle gap")
     fig.suptitle(f"{', '.join(names)}: convergence of the last layer to the hard-margin SVMs "
                  f"(seeds: {seeds or '-'}; {_scheme_label(rows) if len(rows) else '-'})\n"
                  + slope_line, fontsize=10)
@@ -813,27 +835,29 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
     width = max(6.5, 1.0 * len(categories) + 3.0)
     fig, axes = plt.subplots(2, 1, figsize=(width, 7.2), sharex=True)
     panels = (("angle_deg", "final angle to the SVM (degrees)"),
-              ("bias_offset", "final bias offset (SVM margins)"))
+              ("bias_gap", "final bias gap 1 − 2·midpoint\n(network: 0 = midway)"))
+    bad = ~rows["valid"].to_numpy(dtype=bool)
     for ax, (column, label) in zip(axes, panels):
         values = rows[column].to_numpy(dtype=float)
         for target in ("svc", "homog"):
             mask = (rows["target"] == target).to_numpy()
-            bad = rows["degenerate"].astype(bool).to_numpy()
             x = x_of + offsets[target] + jitter
             colour = TARGET_COLOURS[target]
             ax.scatter(x[mask & ~bad], values[mask & ~bad], color=colour, s=22, alpha=0.8,
                        zorder=3)
-            ax.scatter(x[mask & bad], values[mask & bad], color=colour, marker="x", s=30,
-                       zorder=3)
-            for i in where.values():  # median over seeds as a short bar
-                sel = mask & (x_of == i)
+            crosses = values if column == "angle_deg" else np.clip(
+                values, -BIAS_GAP_LIMIT, BIAS_GAP_LIMIT)
+            ax.scatter(x[mask & bad], crosses[mask & bad], color=colour, marker="x", s=30,
+                       alpha=0.6, zorder=3)
+            for i in where.values():  # median over the valid seeds as a short bar
+                sel = mask & ~bad & (x_of == i)
                 if sel.any():
                     ax.hlines(np.median(values[sel]), i + offsets[target] - 0.13,
                               i + offsets[target] + 0.13, color=colour, lw=2.0, zorder=2)
         if column == "angle_deg":
             _set_angle_scale(ax, values)
         else:
-            label += _set_offset_scale(ax, values)
+            label += _bias_gap_axis(ax)
         ax.set_ylabel(label)
         ax.grid(True, axis="y", alpha=0.3)
     axes[1].set_xticks(range(len(categories)))
@@ -841,12 +865,15 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
     axes[1].set_xlim(-0.6, max(len(categories), 1) - 0.4)
     handles = [Line2D([], [], color=TARGET_COLOURS[t], marker="o", ls="", label=t)
                for t in ("svc", "homog")]
-    handles.append(Line2D([], [], color="grey", marker="x", ls="", label="degenerate (convention)"))
-    handles.append(Line2D([], [], color="grey", lw=2.0, label="median over seeds"))
+    handles.append(Line2D([], [], color="grey", marker="x", ls="",
+                          label="invalid seed (not in the median)"))
+    handles.append(Line2D([], [], color="grey", lw=2.0, label="median over valid seeds"))
     axes[0].legend(handles=handles, fontsize=8, loc="best")
     n_runs = len(rows.groupby(RUN_KEYS)) if len(rows) else 0
-    axes[0].set_title(f"Final checkpoint of {n_runs} runs: last layer against the hard-margin "
-                      f"SVMs\n(binary, or crammer_singer mean over class pairs)", fontsize=10)
+    n_bad = len(rows[bad].groupby(RUN_KEYS)) if bad.any() else 0
+    axes[0].set_title(f"Final checkpoint of {n_runs} runs ({n_bad} invalid): last layer against "
+                      f"the hard-margin SVMs\n(binary, or crammer_singer mean over class pairs)",
+                      fontsize=10)
     fig.tight_layout()
     _save(fig, output, int(settings["dpi"]))
 
@@ -880,14 +907,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--settings", default="", help=settings_help)
 
     conv = commands.add_parser("convergence",
-                               help="gaps, bias offset, ‖w‖ and loss against epoch (log-log)")
+                               help="gaps, bias gap, ‖w‖ and loss against steps (log-log)")
     conv.add_argument("--metrics", required=True, nargs="+", type=Path,
                       help="per-run metrics files of one dataset × arch × variant: every "
                            "regime and seed")
     conv.add_argument("--output", required=True, type=Path, help="PNG file to write")
     conv.add_argument("--settings", default="", help=settings_help)
 
-    over = commands.add_parser("overview", help="final angle and bias offset of every run")
+    over = commands.add_parser("overview", help="final angle and bias gap of every run")
     over.add_argument("--metrics", required=True, type=Path, help="aggregated metrics.parquet")
     over.add_argument("--output", required=True, type=Path, help="PNG file to write")
     over.add_argument("--settings", default="", help=settings_help)

@@ -7,7 +7,9 @@ Feature files (one per checkpoint) are Parquet tables with one row per sample an
 ``split`` (``train``/``test``), ``index`` (position within its split), ``label``,
 ``h_0 … h_{d-1}`` (bottleneck output, after its activation), ``logit_0 … logit_{K-1}`` and
 ``pred`` (argmax of the logits). The schema metadata holds the run keys (``dataset``, ``arch``,
-``seed``, ``epoch``) and the last layer as JSON under ``last_layer``: ``{"W": [[…]], "b": […]}``
+``variant``, ``regime``, ``seed``, ``epoch``), the settings the run trained with as JSON under
+``training`` (:func:`nnboundary.train.training_record`) and the last layer as JSON under
+``last_layer``: ``{"W": [[…]], "b": […]}``
 with ``W`` of shape K×d, so that ``logits = h @ W.T + b`` can be recomputed from the file alone.
 """
 
@@ -220,6 +222,8 @@ def read_features(path: str | os.PathLike) -> FeatureSet:
     for name in ("seed", "epoch", "n_classes", "feature_dim"):
         if name in keys:
             keys[name] = int(keys[name])
+    if "training" in keys:
+        keys["training"] = json.loads(keys["training"])
     return FeatureSet(
         keys=keys,
         W=np.asarray(layer["W"], dtype=np.float64),

@@ -16,14 +16,30 @@ seed, epoch
 target, scheme     the SVM fit (``svc``/``homog``; ``binary``/``crammer_singer``/``ovr``)
 pair               ``"i-j"`` for the class pair (``"0-1"`` for binary); ``"mean"`` for the mean row
                    of a multi-class fit (mean over pairs of every per-pair numeric metric)
+step               optimizer steps at the checkpoint: epoch × steps_per_epoch (-1 if unknown)
 separable,         copied from the fit
 hard_margin
 angle_deg          angle between w and u, degrees                             (:func:`angle_deg`)
 margin_nn          min yᵢ(w·hᵢ + b)/‖w‖ over the pair's train points     (:func:`geometric_margin`)
 margin_svm         the same for (u, c)
-margin_ratio       margin_nn / margin_svm                                   (:func:`margin_ratio`)
-bias_offset        (b/‖w‖ − c/‖u‖)·‖u‖                                       (:func:`bias_offset`)
+margin_ratio       margin_nn / margin_svm                                   (:func:`margin_ratio`);
+                   NaN for ``ovr``: a one-vs-rest fit's pairwise margin is no maximum of anything
+bias_gap           (2b/‖w‖ + m₋ + m₊)/(m₊ − m₋) = 1 − 2·midpoint_position: the network's bias
+                   against the max-margin bias for its own normal, unmoved by a rotation
+                   (:func:`bias_gap`); the primary bias measure
+bias_gap_abs       |bias_gap| (the ``mean`` row: the mean of |·| over pairs, so that signed
+                   values of different pairs cannot cancel)
+svm_midpoint_position,
+svm_bias_gap       the same two quantities for the SVM's (u, c) along its own normal: 0.5 and 0
+                   for a hard-margin ``svc`` fit, not for ``homog`` or a Crammer–Singer pair
+bias_gap_vs_svm_abs |bias_gap − svm_bias_gap|: how far the network's bias is from where that SVM
+                   puts its own, each along its own normal (binary svc: = bias_gap_abs)
+bias_offset        (b/‖w‖ − c/‖u‖)·‖u‖ (:func:`bias_offset`); mixes rotation with shift
+bias_offset_abs    |bias_offset| (``mean`` row: mean of |·| over pairs)
 midpoint_position  (−b/‖w‖ − m₋)/(m₊ − m₋)                             (:func:`midpoint_position`)
+svc_homog_angle_deg angle between the svc and the homog fit's normals of the pair and scheme at
+                   this checkpoint: below it, "closer to svc or homog" cannot mean much
+                   (NaN if the other target was not fitted)
 agreement_test     share of the pair's test points where sign(w·h + b) (network: from the stored
                    logits, logit_j − logit_i > 0) equals sign(u·h + c)          (:func:`agreement`)
 agreement_grid     the same on a grid over the bounding box of all train features
@@ -38,16 +54,27 @@ sv_overlap         |S ∩ T|/|S|: S the fit's support vectors of the pair, T the
 matrix_angle_deg   angle between the centred W and U (the same on every row of a fit)
                    (:func:`matrix_angle_deg`)
 degenerate         True when any value of the row used a convention below instead of its formula
+diverged           the checkpoint's features or logits are not all finite
+valid,             whether the row is a measurement, and if not why (:mod:`nnboundary.validity`);
+invalid_reason     tables and figures use valid rows only
+optimizer, loss,   what the run trained with (:func:`nnboundary.train.training_record`): lr is the
+schedule, lr,      step actually used (retrain_last with lr_relative: the absolute step)
+batch_size,
+steps_per_epoch
 ================== =================================================================================
 
-Degenerate cases never raise and never give NaN. Each metric function takes
-``return_flag=True`` to also return whether its convention was used. The conventions:
+Degenerate cases never raise and never give NaN (NaN appears only in the columns of
+:data:`NOT_APPLICABLE_NAN`, where a quantity does not apply to a row). Each metric function takes
+``return_flag=True`` to also return whether its convention was used. A row with a convention
+value is never a measurement: :mod:`nnboundary.validity` marks it invalid, and no table or
+figure averages it. The conventions:
 
 - zero normal (‖w‖ or ‖u‖ ≤ :data:`ZERO_NORM`; e.g. a dead ReLU bottleneck): angle 90°
-  (cos taken as 0), margin 0, bias offset 0, midpoint position 0.5, matrix angle 90°;
+  (cos taken as 0), margin 0, bias offset 0, midpoint position 0.5, bias gap 0, matrix angle
+  90°;
 - margin_svm = 0: margin ratio 0;
-- a pair with only one class among its train points, or m₊ == m₋: midpoint position 0.5
-  (and the row is flagged);
+- a pair with only one class among its train points, or m₊ == m₋: midpoint position 0.5 and
+  bias gap 0 (and the row is flagged);
 - no points (empty split or pair): agreement 1.0 (vacuous), accuracy 0, loss 0, margin 0;
 - no support vectors in the pair: sv_overlap 0;
 - any non-finite value that still comes out (e.g. a diverged network with infinite logits) is
@@ -65,7 +92,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io
+from . import io, validity
 from .config import BASE_VARIANT, RUN_KEYS, ConfigError, parse_settings
 
 #: A normal whose Euclidean norm is at most this is treated as zero (degenerate).
@@ -81,8 +108,15 @@ PAIR_METRICS = [
     "margin_nn",
     "margin_svm",
     "margin_ratio",
+    "bias_gap",
+    "bias_gap_abs",
+    "svm_midpoint_position",
+    "svm_bias_gap",
+    "bias_gap_vs_svm_abs",
     "bias_offset",
+    "bias_offset_abs",
     "midpoint_position",
+    "svc_homog_angle_deg",
     "agreement_test",
     "agreement_grid",
     "w_norm",
@@ -90,13 +124,21 @@ PAIR_METRICS = [
 ]
 #: Metrics of the whole network at one epoch (the same on every row of that epoch).
 NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units"]
+#: What the run trained with (:func:`nnboundary.train.training_record`, from the feature
+#: file's metadata; empty / NaN / -1 for feature files written without it).
+TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_per_epoch"]
+#: Columns that are NaN where they do not apply (not a convention, not a failure):
+#: ``margin_ratio`` for one-vs-rest fits, ``svc_homog_angle_deg`` without the other target's
+#: fit, ``lr`` for feature files without a training record.
+NOT_APPLICABLE_NAN = ("margin_ratio", "svc_homog_angle_deg", "lr")
 
 #: Every column of the table, in order.
 COLUMNS = (
-    list(RUN_KEYS) + ["epoch", "target", "scheme", "pair", "separable", "hard_margin"]
+    list(RUN_KEYS) + ["epoch", "step", "target", "scheme", "pair", "separable", "hard_margin"]
     + PAIR_METRICS
     + NETWORK_METRICS
-    + ["matrix_angle_deg", "degenerate"]
+    + ["matrix_angle_deg", "degenerate", "diverged", "valid", "invalid_reason"]
+    + TRAINING_COLUMNS
 )
 
 #: Settings of the stage (``metrics`` in the config).
@@ -177,6 +219,10 @@ def bias_offset(w: Any, b: float, u: Any, c: float, *, return_flag: bool = False
 
     The boundary w·h + b = 0 lies at signed distance −b/‖w‖ from the origin along w/‖w‖, so
     moving it towards class +1 by half the SVM margin (with w ∥ u) gives −0.5.
+    It mixes rotation with shift: the two distances are taken along different normals, so a
+    boundary rotated by a small angle about a point far from the origin gets a large offset
+    while it still sits midway between the classes (0.3° about a point 100 margins away moves
+    it by about −0.52). :func:`bias_gap` measures the shift alone.
     Degenerate: ‖w‖ or ‖u‖ ≤ ZERO_NORM ⇒ 0.
     """
     w, u = _vector(w), _vector(u)
@@ -184,6 +230,23 @@ def bias_offset(w: Any, b: float, u: Any, c: float, *, return_flag: bool = False
     if _is_zero(norm_w) or _is_zero(norm_u):
         return _out(0.0, True, return_flag)
     return _out((float(b) / norm_w - float(c) / norm_u) * norm_u, False, return_flag)
+
+
+def _class_extremes(w: np.ndarray, H: Any, y: Any) -> tuple[float, float, float] | None:
+    """(‖w‖, m₋, m₊): m₋ the largest projection on w/‖w‖ of class −1, m₊ the smallest of class
+    +1; None when ‖w‖ ≤ ZERO_NORM, a class has no points, or m₊ == m₋ (no gap to measure in)."""
+    H = np.asarray(H, dtype=np.float64).reshape(-1, w.size)
+    y = _vector(y)
+    norm_w = float(np.linalg.norm(w))
+    positive, negative = y > 0, y <= 0
+    if _is_zero(norm_w) or not positive.any() or not negative.any():
+        return None
+    projection = H @ (w / norm_w)
+    m_minus, m_plus = float(np.max(projection[negative])), float(np.min(projection[positive]))
+    gap = m_plus - m_minus
+    if gap == 0.0 or not np.isfinite(gap):
+        return None
+    return norm_w, m_minus, m_plus
 
 
 def midpoint_position(w: Any, b: float, H: Any, y: Any, *, return_flag: bool = False):
@@ -194,19 +257,35 @@ def midpoint_position(w: Any, b: float, H: Any, y: Any, *, return_flag: bool = F
     [0, 1] when the boundary leaves the gap; the sign flips if the classes overlap, m₊ < m₋).
     Degenerate: ‖w‖ ≤ ZERO_NORM, a class without points, or m₊ == m₋ ⇒ 0.5.
     """
-    w = _vector(w)
-    H = np.asarray(H, dtype=np.float64).reshape(-1, w.size)
-    y = _vector(y)
-    norm_w = float(np.linalg.norm(w))
-    positive, negative = y > 0, y <= 0
-    if _is_zero(norm_w) or not positive.any() or not negative.any():
+    extremes = _class_extremes(_vector(w), H, y)
+    if extremes is None:
         return _out(0.5, True, return_flag)
-    projection = H @ (w / norm_w)
-    m_minus, m_plus = np.max(projection[negative]), np.min(projection[positive])
-    gap = m_plus - m_minus
-    if gap == 0.0 or not np.isfinite(gap):
-        return _out(0.5, True, return_flag)
-    return _out((-float(b) / norm_w - m_minus) / gap, False, return_flag)
+    norm_w, m_minus, m_plus = extremes
+    return _out((-float(b) / norm_w - m_minus) / (m_plus - m_minus), False, return_flag)
+
+
+def bias_gap(w: Any, b: float, H: Any, y: Any, *, return_flag: bool = False):
+    """The network's bias minus the max-margin bias for the network's own normal w, in units of
+    that normal's margin; a rotation of the boundary does not move it.
+
+    With m₋, m₊ as in :func:`midpoint_position`, the bias that puts the boundary w·h + b = 0
+    midway between the classes' closest train points along w is b* = −‖w‖(m₋ + m₊)/2, and that
+    normal's half-gap is (m₊ − m₋)/2, so
+
+        bias_gap = (b − b*) / (‖w‖·(m₊ − m₋)/2) = (2b/‖w‖ + m₋ + m₊)/(m₊ − m₋)
+                 = 1 − 2·midpoint_position.
+
+    0 exactly when the boundary lies midway; +1 when it touches class −1 (b too large), −1 when
+    it touches class +1. Unlike :func:`bias_offset` it compares the network with no SVM, so a
+    boundary rotated about its midpoint keeps bias_gap = 0.
+    Degenerate: as :func:`midpoint_position` ⇒ 0 (the value of the midway position 0.5).
+    """
+    extremes = _class_extremes(_vector(w), H, y)
+    if extremes is None:
+        return _out(0.0, True, return_flag)
+    norm_w, m_minus, m_plus = extremes
+    return _out((2.0 * float(b) / norm_w + m_minus + m_plus) / (m_plus - m_minus), False,
+                return_flag)
 
 
 def agreement(pred_a: Any, pred_b: Any, *, return_flag: bool = False):
@@ -415,6 +494,24 @@ def _check_keys(features: io.FeatureSet, svm_keys: dict, path: Path, svm_json: P
                 )
 
 
+def _training_columns(keys: dict[str, Any]) -> dict[str, Any]:
+    """The run's training record (feature-file metadata) as the table's training columns."""
+    record = keys.get("training") or {}
+    return {
+        "optimizer": str(record.get("optimizer", "")),
+        "loss": str(record.get("loss", "")),
+        "schedule": str(record.get("schedule", "")),
+        "lr": float(record.get("lr", float("nan"))),
+        "batch_size": int(record.get("batch_size", -1)),
+        "steps_per_epoch": int(record.get("steps_per_epoch", -1)),
+    }
+
+
+def _partner_fits(fits: list[dict]) -> dict[tuple[str, str], dict]:
+    """The fits of one epoch by (target, scheme), to find each fit's other-target partner."""
+    return {(str(f.get("target")), str(f.get("scheme"))): f for f in fits}
+
+
 def _epoch_rows(
     features: io.FeatureSet, fits: list[dict], svm_json: Path, grid_points: int
 ) -> list[dict[str, Any]]:
@@ -432,6 +529,8 @@ def _epoch_rows(
     logits_train, logits_test = features.logits[train], features.logits[test]
     index_train = features.index[train]
     loss_train = cross_entropy_per_sample(logits_train, y_train)
+    diverged = not (np.isfinite(features.h).all() and np.isfinite(features.logits).all()
+                    and np.isfinite(features.W).all() and np.isfinite(features.b).all())
 
     train_acc, flag_train_acc = accuracy(logits_train, y_train, return_flag=True)
     test_acc, flag_test_acc = accuracy(logits_test, y_test, return_flag=True)
@@ -444,6 +543,8 @@ def _epoch_rows(
     else:
         low = high = np.zeros(d)
     pairs = list(itertools.combinations(range(K), 2))
+    training = _training_columns(features.keys)
+    steps = training["steps_per_epoch"]
 
     common = {
         "dataset": str(features.keys.get("dataset", "")),
@@ -452,14 +553,22 @@ def _epoch_rows(
         "regime": str(features.keys.get("regime", "full")),
         "seed": int(features.keys.get("seed", -1)),
         "epoch": features.epoch,
+        "step": features.epoch * steps if steps > 0 else -1,
         "train_acc": train_acc,
         "test_acc": test_acc,
         "train_loss": train_loss,
         "dead_units": n_dead,
+        "diverged": diverged,
+        **training,
     }
+    by_target_scheme = _partner_fits(fits)
     rows: list[dict[str, Any]] = []
     for fit in fits:
         U, c = _fit_layer(fit, K, d, svm_json)
+        target, scheme = str(fit.get("target")), str(fit.get("scheme"))
+        other = by_target_scheme.get(({"svc": "homog", "homog": "svc"}.get(target, ""), scheme))
+        U_other = None if other is None else _fit_layer(other, K, d, svm_json)[0]
+        hard = bool(fit.get("hard_margin", False))
         support = np.asarray(fit.get("support") or [], dtype=np.int64)
         matrix_angle, flag_matrix = matrix_angle_deg(features.W, U, return_flag=True)
         grid_agree = pair_grid_agreement(
@@ -467,10 +576,10 @@ def _epoch_rows(
         )
         fit_common = {
             **common,
-            "target": str(fit.get("target")),
-            "scheme": str(fit.get("scheme")),
+            "target": target,
+            "scheme": scheme,
             "separable": bool(fit.get("separable", False)),
-            "hard_margin": bool(fit.get("hard_margin", False)),
+            "hard_margin": hard,
             "matrix_angle_deg": matrix_angle,
         }
         pair_rows = []
@@ -484,11 +593,21 @@ def _epoch_rows(
             angle, f_angle = angle_deg(w, u, return_flag=True)
             margin_nn, f_mnn = geometric_margin(w, b, H_pair, y_pair, return_flag=True)
             margin_svm, f_msvm = geometric_margin(u, cc, H_pair, y_pair, return_flag=True)
-            ratio, f_ratio = margin_ratio(
-                margin_nn, margin_svm, hard=bool(fit.get("hard_margin", False)), return_flag=True
-            )
+            if scheme == "ovr":
+                ratio, f_ratio = float("nan"), False  # not defined: no max-margin pair boundary
+            else:
+                ratio, f_ratio = margin_ratio(margin_nn, margin_svm, hard=hard, return_flag=True)
+            gap, f_gap = bias_gap(w, b, H_pair, y_pair, return_flag=True)
+            svm_position, f_svm_position = midpoint_position(u, cc, H_pair, y_pair,
+                                                             return_flag=True)
+            svm_gap, f_svm_gap = bias_gap(u, cc, H_pair, y_pair, return_flag=True)
             offset, f_offset = bias_offset(w, b, u, cc, return_flag=True)
             position, f_position = midpoint_position(w, b, H_pair, y_pair, return_flag=True)
+            if U_other is None:
+                targets_angle, f_targets = float("nan"), False
+            else:
+                targets_angle, f_targets = angle_deg(u, U_other[j] - U_other[i],
+                                                     return_flag=True)
 
             in_test = (y_test == i) | (y_test == j)
             net_side = (logits_test[in_test, j] - logits_test[in_test, i]) > 0
@@ -498,7 +617,8 @@ def _epoch_rows(
             overlap, f_overlap = sv_overlap(
                 support, loss_train[in_train], index_train[in_train], return_flag=True
             )
-            flags = (f_angle, f_mnn, f_msvm, f_ratio, f_offset, f_position, f_agree, f_overlap)
+            flags = (f_angle, f_mnn, f_msvm, f_ratio, f_gap, f_svm_position, f_svm_gap, f_offset,
+                     f_position, f_targets, f_agree, f_overlap)
             pair_rows.append(
                 {
                     **fit_common,
@@ -507,8 +627,15 @@ def _epoch_rows(
                     "margin_nn": margin_nn,
                     "margin_svm": margin_svm,
                     "margin_ratio": ratio,
+                    "bias_gap": gap,
+                    "bias_gap_abs": abs(gap),
+                    "svm_midpoint_position": svm_position,
+                    "svm_bias_gap": svm_gap,
+                    "bias_gap_vs_svm_abs": abs(gap - svm_gap),
                     "bias_offset": offset,
+                    "bias_offset_abs": abs(offset),
                     "midpoint_position": position,
+                    "svc_homog_angle_deg": targets_angle,
                     "agreement_test": agree_test,
                     "agreement_grid": float(grid_value),
                     "w_norm": float(np.linalg.norm(w)),
@@ -560,18 +687,29 @@ def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path, grid_
         rows.extend(_epoch_rows(features, fits, svm_json, int(grid_points)))
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    strings = ("dataset", "arch", "variant", "regime", "target", "scheme", "pair")
-    numeric = [c for c in COLUMNS if c not in strings]
-    numeric = [c for c in numeric if c not in ("separable", "hard_margin", "degenerate")]
-    frame = frame.astype({"seed": "int64", "epoch": "int64", "dead_units": "int64"})
-    floats = [c for c in numeric if c not in ("seed", "epoch", "dead_units")]
+    strings = ("dataset", "arch", "variant", "regime", "target", "scheme", "pair",
+               "invalid_reason", "optimizer", "loss", "schedule")
+    booleans = ("separable", "hard_margin", "degenerate", "diverged", "valid")
+    integers = ("seed", "epoch", "step", "dead_units", "batch_size", "steps_per_epoch")
+    floats = [c for c in COLUMNS if c not in strings + booleans + integers]
+    frame = frame.astype({name: "int64" for name in integers})
     frame[floats] = frame[floats].astype("float64")
-    frame = frame.astype({"separable": bool, "hard_margin": bool, "degenerate": bool})
-    # Safety net: a non-finite value (e.g. logits of a diverged network) becomes 0, flagged.
-    bad = ~np.isfinite(frame[floats].to_numpy())
+    frame = frame.astype({"separable": bool, "hard_margin": bool, "degenerate": bool,
+                          "diverged": bool})
+    # Safety net: a non-finite value (e.g. logits of a diverged network) becomes 0, flagged;
+    # the NaN of a column that does not apply to a row stays (NOT_APPLICABLE_NAN).
+    checked = [c for c in floats if c not in NOT_APPLICABLE_NAN]
+    values = frame[checked].to_numpy()
+    bad = ~np.isfinite(values)
+    for name in NOT_APPLICABLE_NAN:
+        if name != "lr":
+            bad_inf = np.isinf(frame[name].to_numpy())
+            frame.loc[bad_inf, "degenerate"] = True
+            frame.loc[bad_inf, name] = 0.0
     if bad.any():
         frame.loc[bad.any(axis=1), "degenerate"] = True
-        frame[floats] = frame[floats].where(~bad, 0.0)
+        frame[checked] = frame[checked].where(~bad, 0.0)
+    frame["valid"], frame["invalid_reason"] = validity.assess(frame)
     return frame
 
 

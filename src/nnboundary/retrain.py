@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import io
-from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, parse_settings
+from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, parse_settings, to_json
 from .features import forward_features
 from .models import initialise
 from .prepare import Dataset, load_dataset
@@ -42,6 +42,7 @@ from .train import (
     resolve_device,
     save_checkpoints,
     set_determinism,
+    training_record,
     write_history,
 )
 
@@ -104,11 +105,15 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
         state.update({f"last.{k}": v.detach().cpu().clone() for k, v in last.state_dict().items()})
         return state
 
+    record = training_record(step_settings, n, batch, lr_setting=float(settings["lr"]),
+                             lr_relative=bool(settings.get("lr_relative", True)),
+                             from_epoch=int(start))
     run = (f"dataset {keys['dataset']}, arch {keys['arch']}, variant "
            f"{keys.get('variant', 'base')}, seed {seed}, regime retrain_last")
     print(f"retraining the last layer of {keys['dataset']}/{keys['arch']} seed {seed} from "
           f"epoch {start} on {device}: {n} samples, batch {batch}, {epochs} epochs, "
           f"{settings['optimizer']} lr {step_settings['lr']:.4g}, loss {settings['loss']}", file=log)
+    print(f"ran with: {to_json(record)}", file=log)
     states, history = optimise(
         last, step, H, y, batch, epochs, save_at, snapshot, step_settings,
         torch.Generator(device=device).manual_seed(seed), run, "retrain", log,
@@ -119,6 +124,7 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
         "arch_settings": dict(checkpoints["arch_settings"]),
         "train_settings": dict(checkpoints["train_settings"]),
         "retrain_settings": dict(settings),
+        "training": record,
         "from_epoch": int(start),
         "initial_last": initial,
         "input_shape": list(checkpoints["input_shape"]),

@@ -310,6 +310,31 @@ def loop_plan(settings: dict[str, Any], n: int) -> tuple[int, int, set[int]]:
     return epochs, batch, save_at
 
 
+def training_record(settings: dict[str, Any], n: int, batch: int, lr: float | None = None,
+                    **extra: Any) -> dict[str, Any]:
+    """What a training loop actually ran with, after every layer of the config was applied: the
+    optimizer, the learning rate used (``lr``: for ``retrain_last`` with ``lr_relative`` the
+    absolute step, not the configured multiple of 1/L), the loss, the step-size schedule, the
+    epochs, the batch size (the full set for full-batch training), the optimizer steps per epoch
+    (⌈n / batch⌉: the last batch may be smaller), the number of train samples, and the momentum
+    and weight decay. It is stored in the checkpoint file, every feature file and every row of
+    the metrics table, so anyone can check which settings produced a number."""
+    record = {
+        "optimizer": str(settings["optimizer"]),
+        "lr": float(settings["lr"] if lr is None else lr),
+        "loss": str(settings.get("loss", "cross_entropy")),
+        "schedule": "constant",
+        "epochs": int(settings["epochs"]),
+        "batch_size": int(batch),
+        "steps_per_epoch": -(-int(n) // max(int(batch), 1)),
+        "n_train": int(n),
+        "momentum": float(settings["momentum"]) if settings["optimizer"] == "momentum" else 0.0,
+        "weight_decay": float(settings.get("weight_decay", 0.0)),
+    }
+    record.update(extra)
+    return record
+
+
 def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
               settings: dict[str, Any], log=sys.stderr, variant: str = BASE_VARIANT,
               resume_path: str | Path | None = None) -> dict[str, Any]:
@@ -333,9 +358,11 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     step = make_step(model, optimizer, settings)
     shuffle = torch.Generator(device=device).manual_seed(seed)
 
+    record = training_record(settings, n, batch)
     print(f"training {data.name}/{arch}/{variant} seed {seed} on {device}: {n} samples, "
           f"batch {batch}, {epochs} epochs, {settings['optimizer']} lr {settings['lr']}, "
           f"loss {settings.get('loss', 'cross_entropy')}", file=log)
+    print(f"ran with: {to_json(record)}", file=log)
 
     def snapshot() -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -356,6 +383,7 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
                  "seed": seed},
         "arch_settings": dict(arch_settings),
         "train_settings": dict(settings),
+        "training": record,
         "input_shape": list(data.input_shape),
         "n_classes": data.n_classes,
         "device": str(device),

@@ -15,6 +15,21 @@ rule aggregate:
             category="Tables",
         ),
         findings_md="results/findings.md",
+        claims=report(
+            "results/claims.csv",
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
+        seeds=report(
+            "results/seeds.csv",
+            caption="../report/seeds.rst",
+            category="Tables",
+        ),
+        excluded=report(
+            "results/excluded.csv",
+            caption="../report/excluded.rst",
+            category="Tables",
+        ),
         convergence=report(
             "results/convergence.csv",
             caption="../report/convergence_table.rst",
@@ -28,4 +43,6 @@ rule aggregate:
         "python -m nnboundary aggregate --inputs {input} --metrics {output.metrics}"
         " --summary-csv {output.csv} --summary-md {output.md}"
         " --findings-csv {output.findings} --findings-md {output.findings_md}"
+        " --claims-csv {output.claims} --seeds-csv {output.seeds}"
+        " --excluded-csv {output.excluded}"
         " --convergence-csv {output.convergence} > {log} 2>&1"

@@ -1,0 +1,429 @@
+"""What the grid shows, per cell and per claim: the tables behind every sentence about results.
+
+Everything here starts from the final checkpoint of each run and uses **valid seeds only**
+(:mod:`nnboundary.validity`): a seed of a cell is valid when its final rows for every SVM target
+are. Invalid seeds are counted (``n_valid`` beside ``n_seeds``) and listed with their reason;
+none of their values enters a statistic. The row that stands for a fit is the binary one, or for
+K > 2 the Crammer–Singer ``mean`` row over class pairs (:func:`nnboundary.convergence.overall_rows`).
+
+Tables:
+
+- :func:`seed_table` (``seeds.csv``): one row per run at its final checkpoint: per target the
+  angle, margin ratio, |bias offset|, the SVM's own bias gap and the network's bias gap against
+  it; the network's bias gap, the angle between the two targets, loss, accuracies, what it
+  trained with, and its validity.
+- :func:`findings` (``findings.csv``): one row per dataset × arch × variant × regime: mean, sd,
+  median, quartiles and extremes over valid seeds, and three verdicts:
+
+  - ``direction_converged``: the *worst* valid seed's angle to its nearer target is below
+    :data:`DIRECTION_TOL_DEG` (2°);
+  - ``closer_target``: per valid seed, the target with the smaller final angle (a tie within
+    :data:`TIE_DEG` counts for neither); the count goes through a two-sided sign test, and the
+    verdict is ``undecided`` when p ≥ 0.05 or fewer than 5 seeds were compared;
+  - ``bias_midway``: the worst valid seed's |bias gap to the svc SVM| is below
+    :data:`BIAS_GAP_TOL` (0.1 half-gaps).
+- :func:`claims` (``claims.csv``): the paper's three claims per dataset × arch × variant, each a
+  count over valid seeds with a sign test and one word, ``holds``, ``fails`` or ``undecided``
+  (:func:`nnboundary.stats.count_verdict`).
+- :func:`excluded` (``excluded.csv``): every invalid seed with its reason.
+
+The bias measure is ``bias_gap_svc_abs`` = |bias_gap − svm_bias_gap| of the svc row: how far
+the network's boundary sits from where the free-bias SVM puts its own, each along its own
+normal, in units of the half gap between the classes. For a binary hard-margin fit the SVM's
+bias gap is 0, so this is |bias_gap| = |1 − 2·midpoint|; for K > 2 it is the mean over class
+pairs of the distance to the Crammer–Singer pair's own position (which is not midway).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .convergence import RUN_KEYS, overall_rows, regime_sort_key
+from .validity import with_validity
+
+TARGETS = ("svc", "homog")
+#: One row of the findings table per cell.
+FINDINGS_GROUP = ["dataset", "arch", "variant", "regime"]
+#: A seed's direction ``has converged`` when its final angle to its nearer target is below this.
+DIRECTION_TOL_DEG = 2.0
+#: A boundary sits ``midway`` when its |bias gap| is below this many half gaps (±1 = touching a
+#: class), i.e. within 5% of the gap's width from its middle.
+BIAS_GAP_TOL = 0.1
+#: Final angles to the two targets closer than this (degrees) are a tie for that seed.
+TIE_DEG = 0.01
+#: Shown instead of numbers where a cell has no valid seed.
+NO_VALID = "no valid seed"
+
+#: Per-target columns of :func:`seed_table`: metrics column → column prefix.
+PER_TARGET = {"angle_deg": "angle", "margin_ratio": "margin_ratio",
+              "bias_offset_abs": "bias_offset_abs", "svm_bias_gap": "svm_bias_gap",
+              "bias_gap_vs_svm_abs": "bias_gap_vs_svm_abs"}
+#: Columns of the network alone, taken from the svc row (else homog).
+NETWORK = ["scheme", "epoch", "step", "bias_gap", "bias_gap_abs", "svc_homog_angle_deg",
+           "train_loss", "train_acc", "test_acc", "dead_units", "optimizer", "loss", "lr",
+           "batch_size"]
+
+
+# --------------------------------------------------------------------------------------------
+# Per seed
+# --------------------------------------------------------------------------------------------
+
+
+def final_overall_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The row summarising each fit (binary, or the Crammer–Singer ``mean`` row) at the last
+    epoch of each run, with ``valid`` and ``invalid_reason``."""
+    rows = overall_rows(with_validity(metrics))
+    if rows.empty:
+        return rows
+    last = rows.groupby(RUN_KEYS, dropna=False)["epoch"].transform("max")
+    return rows[rows["epoch"] == last]
+
+
+def seed_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (:data:`RUN_KEYS`) at its final checkpoint (module docstring).
+
+    ``valid``: every target's final row is valid; ``invalid_reason``: the union of their
+    reasons (``target: reason`` where the targets differ). ``bias_gap_svc_abs``: the bias
+    measure of the module docstring (NaN without an svc fit). ``angle_nearer``: the smaller of
+    the two targets' final angles."""
+    final = final_overall_rows(metrics)
+    records = []
+    for keys, run in final.groupby(RUN_KEYS, sort=True):
+        record = dict(zip(RUN_KEYS, keys))
+        by_target = {str(t): row for t, row in zip(run["target"], run.to_dict("records"))}
+        reference = by_target.get("svc") or next(iter(by_target.values()))
+        record.update({name: reference.get(name, np.nan) for name in NETWORK})
+        for column, prefix in PER_TARGET.items():
+            for target in TARGETS:
+                row = by_target.get(target)
+                record[f"{prefix}_{target}"] = np.nan if row is None else row.get(column, np.nan)
+        svc = by_target.get("svc")
+        record["bias_gap_svc_abs"] = np.nan if svc is None else svc.get("bias_gap_vs_svm_abs")
+        angles = [record[f"angle_{t}"] for t in TARGETS if t in by_target]
+        record["angle_nearer"] = float(np.min(angles)) if angles else np.nan
+        reasons = {t: row["invalid_reason"] for t, row in by_target.items() if row["invalid_reason"]}
+        record["valid"] = all(bool(row["valid"]) for row in by_target.values())
+        if len(set(reasons.values())) <= 1 and len(reasons) == len(by_target):
+            record["invalid_reason"] = next(iter(reasons.values()), "")
+        else:
+            record["invalid_reason"] = "; ".join(f"{t}: {r}" for t, r in sorted(reasons.items()))
+        record["targets"] = "/".join(t for t in TARGETS if t in by_target)
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def excluded(seeds: pd.DataFrame) -> pd.DataFrame:
+    """The invalid seeds of :func:`seed_table`, with their reason and what they measured (the
+    network's own accuracy and loss, which are not conventions)."""
+    columns = RUN_KEYS + ["epoch", "invalid_reason", "train_acc", "test_acc", "train_loss",
+                          "dead_units"]
+    if seeds.empty:
+        return pd.DataFrame(columns=columns)
+    return seeds.loc[~seeds["valid"].astype(bool), columns].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Per cell
+# --------------------------------------------------------------------------------------------
+
+
+def distinct_values(values: pd.Series) -> str:
+    """The distinct values of a column as one string: ``0.01``, ``0.01/0.1``, or for more than
+    two distinct numbers their range ``0.0285–0.0455`` (e.g. the absolute step of
+    ``retrain_last`` with ``lr_relative``, which differs per seed)."""
+    distinct, numbers = [], []
+    for value in values:
+        if isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(value, bool):
+            if not np.isfinite(value):
+                continue
+            numbers.append(float(value))
+            text = f"{value:.3g}"
+        else:
+            text = str(value)
+        if text not in distinct and text not in ("", "nan"):
+            distinct.append(text)
+    if len(distinct) > 2 and len(numbers) == len(values):
+        return f"{min(numbers):.3g}–{max(numbers):.3g}"
+    return "/".join(distinct)
+
+
+def md_cell(text) -> str:
+    """A Markdown table cell: a '|' inside it (as in |bias gap|) would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
+def md_row(cells) -> str:
+    return "| " + " | ".join(md_cell(c) for c in cells) + " |"
+
+
+def _put(record: dict, prefix: str, values, parts=("mean", "sd", "median", "q25", "q75")):
+    summary = stats.describe(values)
+    for part in parts:
+        record[f"{prefix}_{part}"] = summary[part]
+
+
+def closer_count(valid: pd.DataFrame) -> dict:
+    """Per valid seed, which target its final angle is closer to; the sign test over the seeds
+    that are not tied (|angle_svc − angle_homog| ≤ :data:`TIE_DEG`)."""
+    difference = (valid["angle_svc"] - valid["angle_homog"]).to_numpy(dtype=float)
+    difference = difference[np.isfinite(difference)]
+    svc, homog = int((difference < -TIE_DEG).sum()), int((difference > TIE_DEG).sum())
+    count = stats.count_verdict(svc, svc + homog)
+    if count.verdict == "undecided":
+        closer = "undecided"
+    else:
+        closer = "svc" if count.verdict == "holds" else "homog"
+    return {"seeds_closer_svc": svc, "seeds_closer_homog": homog,
+            "seeds_tied": int(difference.size - svc - homog), "closer_p_value": count.p,
+            "closer_target": closer}
+
+
+def _yes_no(condition: bool) -> str:
+    return "yes" if condition else "no"
+
+
+def findings(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset × arch × variant × regime (module docstring), sorted by cell."""
+    seeds = seed_table(metrics)
+    records = []
+    if seeds.empty:
+        return pd.DataFrame()
+    for keys, group in seeds.groupby(FINDINGS_GROUP, sort=False):
+        record: dict = dict(zip(FINDINGS_GROUP, keys))
+        valid = group[group["valid"].astype(bool)]
+        record.update({
+            "scheme": distinct_values(group["scheme"]),
+            "final_epoch": int(group["epoch"].max()),
+            "final_step": int(group["step"].max()),
+            "n_seeds": int(group["seed"].nunique()),
+            "n_valid": int(valid["seed"].nunique()),
+            "optimizer": distinct_values(group["optimizer"]),
+            "loss": distinct_values(group["loss"]),
+            "lr": distinct_values(group["lr"]),
+        })
+        for target in TARGETS:
+            _put(record, f"angle_{target}", valid[f"angle_{target}"],
+                 ("mean", "sd", "median", "q25", "q75", "max"))
+            _put(record, f"margin_ratio_{target}", valid[f"margin_ratio_{target}"],
+                 ("mean", "median", "min"))
+            _put(record, f"bias_offset_abs_{target}", valid[f"bias_offset_abs_{target}"],
+                 ("mean",))
+            _put(record, f"svm_bias_gap_{target}", valid[f"svm_bias_gap_{target}"], ("median",))
+        _put(record, "angle_nearer", valid["angle_nearer"], ("median", "max"))
+        _put(record, "bias_gap", valid["bias_gap"])
+        _put(record, "bias_gap_svc_abs", valid["bias_gap_svc_abs"], ("mean", "median", "max"))
+        _put(record, "svc_homog_angle", valid["svc_homog_angle_deg"], ("median", "min", "max"))
+        _put(record, "train_loss", valid["train_loss"], ("median", "max"))
+        record.update(closer_count(valid))
+        if record["n_valid"] == 0:
+            record["closer_target"] = record["direction_converged"] = NO_VALID
+            record["bias_midway"] = NO_VALID
+        else:
+            record["direction_converged"] = _yes_no(
+                record["angle_nearer_max"] < DIRECTION_TOL_DEG)
+            record["bias_midway"] = _yes_no(record["bias_gap_svc_abs_max"] < BIAS_GAP_TOL)
+        records.append(record)
+    table = pd.DataFrame(records)
+    order = sorted(range(len(table)), key=lambda i: (
+        table["dataset"].iat[i], table["arch"].iat[i], table["variant"].iat[i],
+        regime_sort_key(table["regime"].iat[i])))
+    return table.iloc[order].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's claims
+# --------------------------------------------------------------------------------------------
+
+#: claim → (regime it is about, what it says).
+CLAIMS = {
+    "direction": ("full", "the last layer's direction converges to the SVM's"),
+    "bias_midway": ("full", "whole-network training puts the bias midway between the classes"),
+    "retrain_direction_not_bias": (
+        "retrain_last",
+        "a re-initialised, retrained last layer recovers the direction but not the bias"),
+}
+CLAIM_COLUMNS = ["dataset", "arch", "variant", "claim", "regime", "metric", "n_seeds", "n_valid",
+                 "k", "statistic", "p_value", "verdict"]
+
+_DIRECTION_METRIC = f"final angle to the nearer SVM target (svc or homog) < {DIRECTION_TOL_DEG:g}°"
+_BIAS_METRIC = f"|bias gap to the svc SVM| < {BIAS_GAP_TOL:g} half gaps"
+
+
+def _direction(valid: pd.DataFrame) -> tuple[stats.Count, str]:
+    count = stats.threshold_count(valid["angle_nearer"], DIRECTION_TOL_DEG)
+    angles = stats.describe(valid["angle_nearer"])
+    text = (f"{count.k}/{count.n} seeds < {DIRECTION_TOL_DEG:g}°; median {angles['median']:.3g}°, "
+            f"worst {angles['max']:.3g}°")
+    return count, text
+
+
+def _midway(valid: pd.DataFrame, below: bool = True) -> tuple[stats.Count, str]:
+    count = stats.threshold_count(valid["bias_gap_svc_abs"], BIAS_GAP_TOL, below=below)
+    gaps = stats.describe(valid["bias_gap_svc_abs"])
+    relation = "<" if below else "≥"
+    text = (f"{count.k}/{count.n} seeds {relation} {BIAS_GAP_TOL:g}; median |gap| "
+            f"{gaps['median']:.3g}, worst {gaps['max']:.3g}")
+    return count, text
+
+
+def claims(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset × arch × variant × claim (:data:`CLAIMS`), from valid seeds:
+
+    - ``direction`` (full): k = seeds whose final angle to the nearer target is < 2°;
+    - ``bias_midway`` (full): k = seeds whose |bias gap to svc| is < 0.1;
+    - ``retrain_direction_not_bias`` (retrain_last): the direction count as above *and* the count
+      of seeds whose |bias gap to svc| is ≥ 0.1 must both hold (an intersection–union test: p is
+      the larger of the two sign tests); k is the direction count.
+
+    Each count goes through :func:`nnboundary.stats.count_verdict`: ``holds`` / ``fails`` when
+    the two-sided sign test gives p < 0.05 with at least 5 valid seeds, else ``undecided``. A
+    regime the grid did not run gives ``not run``."""
+    seeds = seed_table(metrics)
+    records = []
+    if seeds.empty:
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    for keys, cell in seeds.groupby(["dataset", "arch", "variant"], sort=True):
+        for claim, (regime, _) in CLAIMS.items():
+            runs = cell[cell["regime"] == regime]
+            valid = runs[runs["valid"].astype(bool)]
+            record = dict(zip(["dataset", "arch", "variant"], keys), claim=claim, regime=regime,
+                          n_seeds=int(runs["seed"].nunique()), n_valid=int(len(valid)))
+            if claim == "direction":
+                record["metric"] = _DIRECTION_METRIC
+                count, text = _direction(valid)
+            elif claim == "bias_midway":
+                record["metric"] = _BIAS_METRIC
+                count, text = _midway(valid)
+            else:
+                record["metric"] = (f"{_DIRECTION_METRIC} and |bias gap to the svc SVM| ≥ "
+                                    f"{BIAS_GAP_TOL:g}")
+                direction, direction_text = _direction(valid)
+                off, off_text = _midway(valid, below=False)
+                count = stats.both(direction, off)
+                text = (f"direction: {direction_text} (p = {direction.p:.2g}); bias: {off_text} "
+                        f"(p = {off.p:.2g})")
+            if runs.empty:
+                record.update(k=0, statistic=f"regime {regime} not in the grid", p_value=np.nan,
+                              verdict="not run")
+            elif valid.empty:
+                record.update(k=0, statistic=NO_VALID, p_value=1.0, verdict="undecided")
+            else:
+                record.update(k=count.k, statistic=text, p_value=count.p, verdict=count.verdict)
+            records.append(record)
+    return pd.DataFrame(records, columns=CLAIM_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}g}"
+
+
+def _median_iqr(row: pd.Series, prefix: str, unit: str = "") -> str:
+    if pd.isna(row[f"{prefix}_median"]):
+        return "–"
+    return (f"{_num(row[f'{prefix}_median'])}{unit} [{_num(row[f'{prefix}_q25'], 2)}, "
+            f"{_num(row[f'{prefix}_q75'], 2)}]")
+
+
+def _closer_cell(row: pd.Series) -> str:
+    if row["n_valid"] == 0:
+        return NO_VALID
+    return (f"{row['closer_target']} (svc {int(row['seeds_closer_svc'])}, homog "
+            f"{int(row['seeds_closer_homog'])}, tied {int(row['seeds_tied'])}; "
+            f"p = {row['closer_p_value']:.2g})")
+
+
+def regime_sentence(row: pd.Series) -> str:
+    """One clause of a cell's comparison sentence: where a regime ends, from valid seeds."""
+    regime = row["regime"]
+    if row["n_valid"] == 0:
+        return f"{regime}: {NO_VALID} of {int(row['n_seeds'])}"
+    counts = (f"svc {int(row['seeds_closer_svc'])}, homog {int(row['seeds_closer_homog'])}, "
+              f"tied {int(row['seeds_tied'])}, p = {row['closer_p_value']:.2g}")
+    closer = row["closer_target"]
+    which = (f"closer to {closer}" if closer in TARGETS else "closer to neither target "
+             "(undecided)")
+    return (f"{regime} ({int(row['n_valid'])}/{int(row['n_seeds'])} valid seeds) ends {which} "
+            f"({counts}); worst angle to the nearer target {_num(row['angle_nearer_max'])}°, "
+            f"median |bias gap to svc| {_num(row['bias_gap_svc_abs_median'])}, targets "
+            f"{_num(row['svc_homog_angle_median'])}° apart")
+
+
+def findings_markdown(table: pd.DataFrame, claim_table: pd.DataFrame | None = None,
+                      excluded_table: pd.DataFrame | None = None) -> str:
+    """findings.md: the per-cell table (medians with quartiles over valid seeds), the claims,
+    and every excluded seed with its reason."""
+    lines = [
+        "# Findings: final checkpoint, valid seeds only",
+        "",
+        ("Angles in degrees, as median [q25, q75] over valid seeds (a seed is valid when its "
+         "final rows are measurements: separable features, a hard-margin fit, every train point "
+         "classified, no dead unit, no convention value; see nnboundary.validity). worst: the "
+         "largest angle to the nearer of the two targets. closer: per-seed count of the target "
+         "with the smaller angle, with a two-sided sign test; undecided when p ≥ 0.05 or fewer "
+         f"than {stats.MIN_SEEDS} seeds were compared. svc–homog: the angle between the two SVM "
+         "targets (median); a 'closer' count means little where it is small. bias gap: "
+         "1 − 2·midpoint along the network's own normal (0 midway, ±1 touching a class); "
+         "|gap to svc|: distance from where the svc SVM puts its own bias, in half gaps "
+         "(binary: |bias gap|; K > 2: mean over class pairs of the Crammer–Singer fit). "
+         f"direction converged: worst < {DIRECTION_TOL_DEG:g}°. midway: worst |gap to svc| < "
+         f"{BIAS_GAP_TOL:g}."),
+        "",
+    ]
+    header = ["dataset", "arch", "variant", "regime", "valid/seeds", "optimizer, lr",
+              "angle svc", "angle homog", "worst", "closer", "svc–homog", "margin ratio svc",
+              "bias gap", "|gap to svc| (worst)", "train loss", "direction converged", "midway"]
+    lines += [md_row(header), "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        cells = [str(row[g]) for g in FINDINGS_GROUP]
+        cells.append(f"{int(row['n_valid'])}/{int(row['n_seeds'])}")
+        cells.append(f"{row['optimizer']} {row['lr']}".strip())
+        if row["n_valid"] == 0:
+            cells += [NO_VALID] + ["–"] * (len(header) - len(cells) - 1)
+        else:
+            cells += [_median_iqr(row, "angle_svc"), _median_iqr(row, "angle_homog"),
+                      _num(row["angle_nearer_max"]), _closer_cell(row),
+                      _num(row["svc_homog_angle_median"]),
+                      _num(row["margin_ratio_svc_median"]), _median_iqr(row, "bias_gap"),
+                      f"{_num(row['bias_gap_svc_abs_median'])} ({_num(row['bias_gap_svc_abs_max'])})",
+                      _num(row["train_loss_median"], 2), row["direction_converged"],
+                      row["bias_midway"]]
+        lines.append(md_row(cells))
+    lines += ["", "## Regimes compared", ""]
+    for keys, group in table.groupby(["dataset", "arch", "variant"], sort=False):
+        clauses = [regime_sentence(row) for _, row in group.iterrows()]
+        lines.append(f"- {'/'.join(map(str, keys))}: " + "; ".join(clauses) + ".")
+    if claim_table is not None and len(claim_table):
+        lines += ["", "## The paper's claims", "",
+                  ("Per dataset × arch × variant, a count over valid seeds with a two-sided sign "
+                   "test: holds / fails when p < 0.05 (needs at least "
+                   f"{stats.MIN_SEEDS} valid seeds, and 6 to ever reach p < 0.05), else "
+                   "undecided."), ""]
+        for claim, (_, text) in CLAIMS.items():
+            lines.append(f"- `{claim}`: {text}.")
+        lines.append("")
+        header = ["dataset", "arch", "variant", "claim", "regime", "valid/seeds", "statistic",
+                  "p", "verdict"]
+        lines += [md_row(header), "|" + "---|" * len(header)]
+        for _, row in claim_table.iterrows():
+            lines.append(md_row([
+                str(row["dataset"]), str(row["arch"]), str(row["variant"]), str(row["claim"]),
+                str(row["regime"]), f"{int(row['n_valid'])}/{int(row['n_seeds'])}",
+                str(row["statistic"]), _num(row["p_value"], 2), f"**{row['verdict']}**"]))
+    if excluded_table is not None:
+        lines += ["", "## Excluded seeds", ""]
+        if excluded_table.empty:
+            lines.append("None: every seed's final checkpoint is valid.")
+        for _, row in excluded_table.iterrows():
+            lines.append(
+                f"- {row['dataset']}/{row['arch']}/{row['variant']}/{row['regime']} seed "
+                f"{int(row['seed'])} (epoch {int(row['epoch'])}): {row['invalid_reason']} "
+                f"(train acc {row['train_acc']:.4f}, test acc {row['test_acc']:.4f}, train loss "
+                f"{row['train_loss']:.2g}, dead units {int(row['dead_units'])})")
+    return "\n".join(lines) + "\n"
