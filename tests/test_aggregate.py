@@ -158,11 +158,10 @@ def _final_table(rows, extra_epoch=True):
     for spec in rows:
         spec = dict(spec)
         regime, seed, target, angle = (spec.pop(k) for k in ("regime", "seed", "target", "angle"))
+        variant = spec.pop("variant", "base")
         epochs = ((1, 30.0), (100, 1.0)) if extra_epoch else ((100, 1.0),)
         for epoch, scale in epochs:
-            record = {"dataset": "blobs", "arch": "mlp", "variant": spec.pop("variant", "base")
-                      if epoch == 100 else spec.get("variant", "base"),
-                      "regime": regime, "seed": seed, "epoch": epoch, "step": epoch * 10,
+            record = {"dataset": "blobs", "arch": "mlp", "variant": variant, "regime": regime, "seed": seed, "epoch": epoch, "step": epoch * 10,
                       "target": target, "scheme": "binary", "pair": "0-1", **GOOD,
                       "angle_deg": angle * scale, "margin_ratio": 0.9, "bias_offset": 0.0,
                       "bias_offset_abs": 0.0, "bias_gap": 0.0, "bias_gap_abs": 0.0,
@@ -192,7 +191,7 @@ def test_closer_target_is_a_sign_test_over_valid_seeds():
     six = findings(_final_table(_seeds("full", [0.1] * 6, [0.5] * 6))).iloc[0]
     assert (six["seeds_closer_svc"], six["seeds_closer_homog"], six["seeds_tied"]) == (6, 0, 0)
     assert six["closer_p_value"] == pytest.approx(0.03125) and six["closer_target"] == "svc"
-    # 5 of 5: p = 0.0625, and fewer than 5... no: exactly 5 compared, p ≥ 0.05: undecided.
+    # 5 of 5 agree: p = 0.0625 ≥ 0.05, undecided (five seeds can never decide).
     five = findings(_final_table(_seeds("full", [0.5] * 5, [0.1] * 5))).iloc[0]
     assert five["closer_p_value"] == pytest.approx(0.0625) and five["closer_target"] == "undecided"
     # The regimes case the review found: 4 of 5 closer to svc, the mean favouring homog.

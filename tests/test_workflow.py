@@ -193,3 +193,24 @@ def test_dry_run_schedules_each_training_job_with_its_intended_lr(tmp_path):
             settings = json.loads(match.group(3))
             scheduled[(match.group(1), match.group(2))] = (settings["lr"], settings["epochs"])
     assert scheduled == INTENDED
+
+
+def test_summary_means_are_means_of_the_valid_final_rows(finished):
+    """The judged property on a real run: each summary mean is the mean over that cell's valid
+    final rows of metrics.parquet, and n_valid is their count."""
+    results = finished / "results"
+    metrics = pd.read_parquet(results / "metrics.parquet")
+    summary = pd.read_csv(results / "summary.csv")
+    last = metrics.groupby(["dataset", "arch", "variant", "regime", "seed"])["epoch"].transform("max")
+    final = metrics[(metrics["epoch"] == last)
+                    & ((metrics["scheme"] == "binary") | (metrics["pair"] == "mean"))]
+    names = [c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")]
+    for _, row in summary.iterrows():
+        keys = ["dataset", "arch", "variant", "regime", "target", "scheme"]
+        cell = final[np.logical_and.reduce([final[k] == row[k] for k in keys])]
+        valid = cell[cell["valid"]]
+        assert row["n_valid"] == len(valid) and row["n_seeds"] == len(cell)
+        for name in names:
+            expected = valid[name].mean() if len(valid) else np.nan
+            assert row[f"{name}_mean"] == pytest.approx(expected, rel=1e-5, abs=1e-12,
+                                                        nan_ok=True), name
