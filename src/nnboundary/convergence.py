@@ -250,6 +250,8 @@ def convergence_table(metrics: pd.DataFrame, with_means: bool = True) -> pd.Data
     checkpoint, ``n_fitted`` long enough; the final values are the median over the valid
     seeds, the fit columns the median over the fitted seeds and ``<name>_slope_min`` /
     ``_slope_max`` their range (NaN when none): a median, so that one bad seed cannot dominate.
+    A seed whose final checkpoint is invalid still has a fit when enough of its earlier
+    checkpoints are valid: the fit uses only those, which are measurements.
     """
     rows = overall_rows(with_validity(metrics))
     records = []

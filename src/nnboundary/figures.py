@@ -621,6 +621,18 @@ def _draw_band(ax, rows, values: np.ndarray, colour, style, lw: float = 1.7,
                 markersize=6, zorder=4)
 
 
+def _bias_values(rows, column: str) -> np.ndarray:
+    """A bias-gap column to draw: its signed value on binary rows; on a multi-class ``mean`` row
+    (which leaves signed pair values empty, so that they cannot cancel) the mean |bias gap| over
+    pairs for the network's own, and nothing for the SVM's."""
+    values = rows[column].to_numpy(dtype=float).copy()
+    mean = (rows["pair"] == "mean").to_numpy()
+    if mean.any():
+        values[mean] = (rows["bias_gap_abs"].to_numpy(dtype=float)[mean] if column == "bias_gap"
+                        else np.nan)
+    return values
+
+
 def _bias_gap_axis(ax) -> str:
     """Linear y over ±:data:`BIAS_GAP_LIMIT` with the midway line and the class edges ±1;
     returns a note for the axis label."""
@@ -730,15 +742,15 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
     edge = (-BIAS_GAP_LIMIT, BIAS_GAP_LIMIT)
     for regime in regimes:
         part = reference(regime)
-        _draw_band(ax, part, part["bias_gap"].to_numpy(dtype=float), NETWORK_LINE_COLOUR,
+        _draw_band(ax, part, _bias_values(part, "bias_gap"), NETWORK_LINE_COLOUR,
                    styles[regime], clip=edge)
         for target in ("svc", "homog"):
             part = by_regime_target(regime, target)
-            _draw_band(ax, part, part["svm_bias_gap"].to_numpy(dtype=float),
+            _draw_band(ax, part, _bias_values(part, "svm_bias_gap"),
                        TARGET_COLOURS[target], styles[regime], lw=0.9, clip=edge)
     _bias_gap_axis(ax)
-    ax.set_ylabel("bias gap 1 − 2·midpoint (0 midway, ±1 at a class)\nthin: each SVM's own; "
-                  f"invalid beyond ±{BIAS_GAP_LIMIT:g} at the edge")
+    ax.set_ylabel("bias gap 1 − 2·midpoint (0 midway, ±1 at a class;\nmulti-class: mean |gap| "
+                  "over pairs); thin: each SVM's own", fontsize=9)
 
     # The network's own quantities: one line per regime.
     own_panels = ((panels[3], "w_norm", "‖w‖ = ‖W₁ − W₀‖ (multi-class: mean over pairs)"),
@@ -760,7 +772,9 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
     from matplotlib.ticker import FuncFormatter
 
     for ax in panels[:5]:
-        if len(rows) and (rows["t"] > 0).all():
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "no valid checkpoint", transform=ax.transAxes, ha="center")
+        elif len(rows) and (rows["t"] > 0).all():
             ax.set_xscale("log")
         else:
             ax.set_xscale("symlog", linthresh=1.0)
@@ -835,10 +849,12 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
     width = max(6.5, 1.0 * len(categories) + 3.0)
     fig, axes = plt.subplots(2, 1, figsize=(width, 7.2), sharex=True)
     panels = (("angle_deg", "final angle to the SVM (degrees)"),
-              ("bias_gap", "final bias gap 1 − 2·midpoint\n(network: 0 = midway)"))
+              ("bias_gap", "final bias gap 1 − 2·midpoint\n(network: 0 = midway; "
+                           "multi-class: mean |gap|)"))
     bad = ~rows["valid"].to_numpy(dtype=bool)
     for ax, (column, label) in zip(axes, panels):
-        values = rows[column].to_numpy(dtype=float)
+        values = (rows[column].to_numpy(dtype=float) if column == "angle_deg" else
+                  _bias_values(rows, column))
         for target in ("svc", "homog"):
             mask = (rows["target"] == target).to_numpy()
             x = x_of + offsets[target] + jitter

@@ -15,7 +15,8 @@ variant, regime,   ``regime`` is ``full`` or ``retrain_last``)
 seed, epoch
 target, scheme     the SVM fit (``svc``/``homog``; ``binary``/``crammer_singer``/``ovr``)
 pair               ``"i-j"`` for the class pair (``"0-1"`` for binary); ``"mean"`` for the mean row
-                   of a multi-class fit (mean over pairs of every per-pair numeric metric)
+                   of a multi-class fit (mean over pairs of every per-pair numeric metric, except
+                   the signed ones of :data:`SIGNED_PAIR_METRICS`, which it leaves empty)
 step               optimizer steps at the checkpoint: epoch × steps_per_epoch (-1 if unknown)
 separable,         copied from the fit
 hard_margin
@@ -122,6 +123,10 @@ PAIR_METRICS = [
     "w_norm",
     "sv_overlap",
 ]
+#: Signed per-pair metrics: the multi-class ``mean`` row leaves them empty (NaN), since signs of
+#: different pairs would cancel; it holds the mean of their absolute values instead.
+SIGNED_PAIR_METRICS = ("bias_gap", "svm_bias_gap", "bias_offset", "midpoint_position",
+                       "svm_midpoint_position")
 #: Metrics of the whole network at one epoch (the same on every row of that epoch).
 NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units"]
 #: What the run trained with (:func:`nnboundary.train.training_record`, from the feature
@@ -129,8 +134,9 @@ NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units"]
 TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_per_epoch"]
 #: Columns that are NaN where they do not apply (not a convention, not a failure):
 #: ``margin_ratio`` for one-vs-rest fits, ``svc_homog_angle_deg`` without the other target's
-#: fit, ``lr`` for feature files without a training record.
-NOT_APPLICABLE_NAN = ("margin_ratio", "svc_homog_angle_deg", "lr")
+#: fit, ``lr`` for feature files without a training record, and the signed pair metrics on the
+#: multi-class ``mean`` row.
+NOT_APPLICABLE_NAN = ("margin_ratio", "svc_homog_angle_deg", "lr") + SIGNED_PAIR_METRICS
 
 #: Every column of the table, in order.
 COLUMNS = (
@@ -647,7 +653,10 @@ def _epoch_rows(
         if K > 2:
             mean_row = {**fit_common, "pair": "mean"}
             for name in PAIR_METRICS:
-                mean_row[name] = float(np.mean([row[name] for row in pair_rows]))
+                # A signed quantity of different pairs would cancel in a mean: the mean row
+                # holds its |·| mean (bias_gap_abs, ...) instead.
+                mean_row[name] = (float("nan") if name in SIGNED_PAIR_METRICS else
+                                  float(np.mean([row[name] for row in pair_rows])))
             mean_row["degenerate"] = any(row["degenerate"] for row in pair_rows)
             rows.append(mean_row)
     return rows
@@ -702,10 +711,9 @@ def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path, grid_
     values = frame[checked].to_numpy()
     bad = ~np.isfinite(values)
     for name in NOT_APPLICABLE_NAN:
-        if name != "lr":
-            bad_inf = np.isinf(frame[name].to_numpy())
-            frame.loc[bad_inf, "degenerate"] = True
-            frame.loc[bad_inf, name] = 0.0
+        bad_inf = np.isinf(frame[name].to_numpy())
+        frame.loc[bad_inf, "degenerate"] = True
+        frame.loc[bad_inf, name] = 0.0
     if bad.any():
         frame.loc[bad.any(axis=1), "degenerate"] = True
         frame[checked] = frame[checked].where(~bad, 0.0)

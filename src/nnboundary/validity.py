@@ -86,7 +86,7 @@ def assess(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     if "pair" in frame.columns and (frame["pair"] == "mean").any():
         keys = [k for k in FIT_KEYS if k in frame.columns]
         pairs = frame["pair"] != "mean"
-        union = failed[pairs].groupby([frame.loc[pairs, k] for k in keys]).any()
+        union = failed[pairs].groupby([frame.loc[pairs, k] for k in keys], dropna=False).any()
         means = frame.index[~pairs]
         lookup = pd.MultiIndex.from_frame(frame.loc[means, keys])
         from_pairs = union.reindex(lookup).fillna(False).astype(bool).to_numpy()
