@@ -17,9 +17,13 @@ def base():
 def test_shipped_config_is_valid(base):
     config = nbconfig.validate_config(base)
     runs = nbconfig.runs(config)
-    # 4 simulated sets x mlp + digits01/digits012 x (mlp, cnn) + mnist5k01 x cnn, 3 seeds each
-    assert len(runs) == (4 + 4 + 1) * 3 * 2  # both regimes
-    assert {r.arch for r in runs if r.dataset == "blobs"} == {"mlp"}
+    # 3 simulated sets and 3 image sets, each with the MLP, 3 seeds, both regimes
+    assert len(runs) == 6 * 3 * 2
+    assert {r.arch for r in runs} == {"mlp"}
+    # The default grid is trained into the terminal phase.
+    settings = nbconfig.train_settings(config, "blobs", "mlp")
+    assert settings["schedule"] == "loss_scaled" and settings["until_loss"] == 1e-8
+    assert settings["dtype"] == "float64" and settings["min_epochs"] >= 1000
 
 
 def test_tiny_config_is_valid():
@@ -41,7 +45,7 @@ BAD = [
     ("grid/seeds", [1, 1], "non-unique elements"),
     ("datasets/blobs/archs", ["cnn"], "'cnn' needs image inputs"),
     ("datasets/blobs/noise", 0.1, "'noise' does not apply to blobs"),
-    ("train/checkpoints", [5000], "lie beyond the last epoch"),
+    ("train/checkpoints", [50000], "lie beyond the last epoch"),
 ]
 
 

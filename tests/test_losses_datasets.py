@@ -130,7 +130,7 @@ def _train(seed=0, arch=None, **train):
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_each_loss_fits_blobs(loss):
     _, result = _train(loss=loss)
-    _, final_loss, train_acc, _ = result["history"][-1]
+    _, final_loss, train_acc, *_ = result["history"][-1]
     assert train_acc == 1.0 and np.isfinite(final_loss)
     assert result["train_settings"]["loss"] == loss
     if loss == "hinge":
@@ -143,8 +143,13 @@ def test_rmsprop_fits_blobs():
 
 
 def test_exponential_loss_overflow_is_reported_as_divergence():
+    # Before any checkpoint (the only one is the last epoch): the job fails and says why.
     with pytest.raises(TrainingDiverged, match="dataset blobs, arch mlp.*seed 0.*lower train.lr"):
-        _train(loss="exponential", optimizer="sgd", lr=1e10, epochs=50)
+        _train(loss="exponential", optimizer="sgd", lr=1e10, epochs=50, checkpoints=[50])
+    # After one: the run stops there, keeps it, and its history says it diverged.
+    _, result = _train(loss="exponential", optimizer="sgd", lr=1e10, epochs=50)
+    assert result["history"][-1][-1] == "diverged"
+    assert result["training"]["stop"] == "diverged" and result["epochs"] == [1]
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))

@@ -2,6 +2,8 @@
 
 import json
 
+import io as io_text
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -118,9 +120,20 @@ def test_training_lowers_the_loss_and_saves_requested_checkpoints(tmp_path):
 
 def test_divergence_stops_with_the_run_keys():
     data = make_dataset("blobs", 0, SMALL)
-    settings = dict(DEFAULT_TRAIN, epochs=50, lr=1e30, optimizer="sgd", log_every=1000)
+    settings = dict(DEFAULT_TRAIN, epochs=50, lr=1e30, optimizer="sgd", log_every=1000,
+                    checkpoints=[50])
     with pytest.raises(TrainingDiverged, match="dataset blobs, arch mlp, variant base, seed 0.*lower train.lr"):
         train_run(data, "mlp", 0, dict(DEFAULT_ARCH["mlp"], hidden=16), settings)
+
+
+def test_divergence_after_a_checkpoint_keeps_it_and_says_so():
+    data = make_dataset("blobs", 0, SMALL)
+    settings = dict(DEFAULT_TRAIN, epochs=50, lr=1e30, optimizer="sgd", log_every=1000)
+    log = io_text.StringIO()
+    result = train_run(data, "mlp", 0, dict(DEFAULT_ARCH["mlp"], hidden=16), settings, log=log)
+    assert result["training"]["stop"] == "diverged" and result["training"]["stop_epoch"] == 1
+    assert result["epochs"] == [1] and result["history"][-1][-1] == "diverged"
+    assert "the loss was not finite (diverged)" in log.getvalue()
 
 
 def test_feature_file_round_trip(tmp_path):

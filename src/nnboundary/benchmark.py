@@ -2,6 +2,10 @@
 
 - ``svm``: seconds per SVM fit on 60,000 2-D points, separable and overlapping, every target
   and scheme (goal: under 1 s per binary fit).
+- ``jobs``: where a workflow run's time went, from the ``benchmark:`` file every rule writes
+  (``results/benchmarks/<rule>/…tsv``, the first row of each file: Snakemake's wall-clock ``s``
+  and ``cpu_time``): per rule the number of jobs, their total, mean and largest wall-clock
+  seconds, their CPU seconds and its share of the total (:func:`job_times`).
 - ``train``: training images/s of the paper's three image experiments (``resnet`` on 1×28×28,
   ``densenet40`` on 1×28×28 with 3 classes and on 3×32×32) on the current device, for
 
@@ -201,9 +205,58 @@ def benchmark_train(device_spec: str = "auto", steps: int = 20, warmup: int = 3,
     return record
 
 
+def job_times(folder: str = "results/benchmarks") -> list[dict[str, Any]]:
+    """Per rule (the first folder under ``folder``, or the file name for a rule without
+    wildcards): jobs, total, mean and largest wall-clock seconds of their Snakemake benchmark
+    files, and the share of the total; sorted by total, largest first."""
+    from pathlib import Path
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise SystemExit(f"nnboundary benchmark jobs: no folder {root}; run the workflow first "
+                         f"(every rule writes a benchmark file under results/benchmarks/)")
+    seconds: dict[str, list[float]] = {}
+    for path in sorted(root.rglob("*.tsv")):
+        parts = path.relative_to(root).parts
+        rule = parts[0] if len(parts) > 1 else path.stem
+        rows = path.read_text().splitlines()
+        if len(rows) < 2:
+            continue
+        header, first = rows[0].split("\t"), rows[1].split("\t")
+        wall = float(first[header.index("s")])
+        cpu = float(first[header.index("cpu_time")]) if "cpu_time" in header else float("nan")
+        seconds.setdefault(rule, []).append((wall, cpu))
+    total = sum(c for v in seconds.values() for _, c in v) or 1.0
+    table = []
+    for rule, v in seconds.items():
+        walls, cpus = [w for w, _ in v], [c for _, c in v]
+        table.append({"rule": rule, "jobs": len(v), "total_s": sum(walls),
+                      "mean_s": sum(walls) / len(v), "max_s": max(walls), "cpu_s": sum(cpus),
+                      "share": sum(cpus) / total})
+    return sorted(table, key=lambda row: -row["cpu_s"])
+
+
+def print_job_times(table: list[dict[str, Any]], file=None) -> None:
+    """The table of :func:`job_times`: wall-clock seconds per job (which include waiting for a
+    core when more jobs run than there are cores) and CPU seconds, whose shares say where the
+    work goes."""
+    file = file or sys.stdout
+    print(f"{'rule':<20} {'jobs':>5} {'wall s':>9} {'mean s':>8} {'max s':>8} {'cpu s':>9} "
+          f"{'cpu share':>9}", file=file)
+    for row in table:
+        print(f"{row['rule']:<20} {row['jobs']:>5d} {row['total_s']:>9.1f} {row['mean_s']:>8.2f} "
+              f"{row['max_s']:>8.2f} {row['cpu_s']:>9.1f} {row['share']:>9.1%}", file=file)
+    print(f"{'all':<20} {sum(r['jobs'] for r in table):>5d} "
+          f"{sum(r['total_s'] for r in table):>9.1f} {'':>8} {'':>8} "
+          f"{sum(r['cpu_s'] for r in table):>9.1f}  (summed over jobs, also parallel ones)",
+          file=file)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary benchmark", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["svm", "train"])
+    parser.add_argument("what", choices=["svm", "train", "jobs"])
+    parser.add_argument("--folder", default="results/benchmarks",
+                        help="jobs: the workflow's benchmark folder")
     parser.add_argument("--n", type=int, default=60000, help="svm: points per data set")
     parser.add_argument("--device", default="auto", help="train: auto, cpu or cuda[:N]")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps per case")
@@ -221,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         from .svm import benchmark
 
         benchmark(n=args.n)
+        return 0
+    if args.what == "jobs":
+        print_job_times(job_times(args.folder))
         return 0
     cases = [c for c in TRAIN_CASES if args.only is None or c[0] in args.only]
     unknown = set(args.only or ()) - {c[0] for c in TRAIN_CASES}

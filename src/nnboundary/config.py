@@ -59,6 +59,12 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "channels_last": True,
     "log_every": 100,
     "resume_every": 50,
+    "schedule": "constant",
+    "schedule_cap": 1e6,
+    "until_loss": None,
+    "min_epochs": 0,
+    "dtype": "float32",
+    "bn_eval_after": None,
 }
 
 # The retrain_last regime: the full model at `from_epoch` (None: its last epoch), the last layer
@@ -71,7 +77,10 @@ DEFAULT_RETRAIN: dict[str, Any] = {
     "lr_relative": True,
     **{key: DEFAULT_TRAIN[key] for key in ("momentum", "epochs", "batch_size", "checkpoints",
                                            "n_checkpoints", "weight_decay", "device",
-                                           "log_every")},
+                                           "log_every", "schedule", "schedule_cap",
+                                           "until_loss", "min_epochs")},
+    # The last layer is a linear model on fixed features: float64 costs nothing there.
+    "dtype": "float64",
 }
 
 # Per training job; sized per dataset x arch in the config (see train_resources).
@@ -189,6 +198,7 @@ ABLATION_AXES: dict[str, str] = {
     "activation": "arch",
     "init": "arch",
     "bottleneck": "arch",
+    "schedule": "train",
 }
 BASE_VARIANT = "base"
 
@@ -376,6 +386,19 @@ def _semantic_problems(config: dict) -> list[str]:
                     f"retrain checkpoints {late} for {where} lie beyond the last retrain epoch "
                     f"({retrain['epochs']}); allowed: 1..{retrain['epochs']}"
                 )
+        if train["amp"] == "bf16" and train["dtype"] == "float64":
+            problems.append(
+                f"train amp bf16 for {where} needs dtype float32 (the backbone runs in bf16, the "
+                f"head in float32), but dtype is float64; set amp: none or dtype: float32"
+            )
+        if (train["until_loss"] is not None and "retrain_last" in grid.get("regimes", [])
+                and raw_retrain_settings(config, dataset, arch, variant)["from_epoch"]
+                is not None):
+            problems.append(
+                f"retrain from_epoch for {where} is set, but train until_loss "
+                f"{train['until_loss']} may stop the full run before it; use from_epoch: null "
+                f"(the full run's last epoch) or until_loss: null"
+            )
         if train["label_smoothing"] and train["loss"] != "cross_entropy":
             problems.append(
                 f"train label_smoothing {train['label_smoothing']} for {where} applies "
@@ -404,7 +427,7 @@ def run_signature(config: dict, dataset: str, arch: str, variant: str) -> str:
     """Everything a dataset × arch × variant trains with (arch, train and, when the grid
     retrains the last layer, retrain settings, all resolved), as canonical JSON: two variants
     with the same signature are the same experiment under two names."""
-    parts = {"arch": arch_settings(config, arch, variant),
+    parts = {"arch": arch_settings(config, arch, variant, dataset),
              "train": train_settings(config, dataset, arch, variant)}
     if "retrain_last" in config["grid"].get("regimes", ["full"]):
         parts["retrain"] = retrain_settings(config, dataset, arch, variant)
@@ -484,11 +507,17 @@ def dataset_settings(config: dict, dataset: str) -> dict[str, Any]:
     return settings
 
 
-def arch_settings(config: dict, arch: str, variant: str = BASE_VARIANT) -> dict[str, Any]:
-    """Settings of ``arch``: defaults < ``archs.<arch>`` < the variant's arch axes."""
+def arch_settings(config: dict, arch: str, variant: str = BASE_VARIANT,
+                  dataset: str | None = None) -> dict[str, Any]:
+    """Settings of ``arch``: defaults < ``archs.<arch>`` < the ``arch`` block of every matching
+    ``overrides`` entry (for ``dataset``, more specific entries later) < the variant's arch
+    axes (an ablation value always wins)."""
     settings = dict(DEFAULT_ARCH[arch])
     user = config.get("archs", {}).get(arch, {})
     settings.update({k: v for k, v in user.items() if k not in LAYERED_ARCH_KEYS})
+    if dataset is not None:
+        for override in matching_overrides(config, dataset, arch, variant):
+            settings.update(override.get("arch", {}))
     settings.update(_axis_values(variant, "arch"))
     return settings
 
@@ -554,7 +583,11 @@ def matching_overrides(config: dict, dataset: str, arch: str, variant: str = BAS
 def _default_axis_value(config: dict, dataset: str, arch: str, axis: str) -> Any:
     """The value an ablation axis has when the variant does not set it."""
     if ABLATION_AXES[axis] == "arch":
-        return arch_settings(config, arch)[axis]
+        settings = dict(DEFAULT_ARCH[arch])
+        settings.update(config.get("archs", {}).get(arch, {}))
+        for override in matching_overrides(config, dataset, arch, ablation_overrides=False):
+            settings.update(override.get("arch", {}))
+        return settings[axis]
     return _layered(config, dataset, arch, "train", DEFAULT_TRAIN, ablation_overrides=False)[axis]
 
 

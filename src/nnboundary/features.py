@@ -32,10 +32,11 @@ def forward_features(model: torch.nn.Module, X: np.ndarray, device: torch.device
     of the image networks to a few hundred MB).
     """
     batch = batch or (8192 if X.ndim == 2 else 512)
+    dtype = model.bottleneck.weight.dtype if hasattr(model, "bottleneck") else torch.float32
     hs, logits = [], []
     for lo in range(0, len(X), batch):
-        xb = torch.from_numpy(X[lo:lo + batch]).to(device)
-        h = model.features(xb)
+        xb = torch.from_numpy(X[lo:lo + batch]).to(device=device, dtype=dtype)
+        h = model.features(xb).to(model.last.weight.dtype)
         hs.append(h.cpu().numpy())
         logits.append(model.last(h).cpu().numpy())
     d, k = model.last.in_features, model.last.out_features
@@ -69,6 +70,8 @@ def dump_run(checkpoints: dict, data: Dataset, out_dir: str | Path,
             file_keys = dict(keys, epoch=epoch, n_classes=W.shape[0], feature_dim=W.shape[1])
             if checkpoints.get("training"):
                 file_keys["training"] = to_json(checkpoints["training"])
+            for shift, value in (checkpoints.get("feature_shifts") or {}).get(epoch, {}).items():
+                file_keys[shift] = repr(float(value))
             io.write_features(tmp / name, file_keys, W, b, parts)
             written.append(out_dir / name)
             print(f"epoch {epoch}: wrote {name}", file=log)

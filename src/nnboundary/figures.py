@@ -436,10 +436,11 @@ def draw_input_space(checkpoints: dict, epoch: int, data, fits: list[dict], ax,
     low, high = box(np.asarray(X, dtype=np.float64))
     xs, ys, grid = plane_grid(low, high, resolution)
     hs, logits = [], []
+    dtype = model.bottleneck.weight.dtype
     with torch.no_grad():
         for start in range(0, grid.shape[0], INPUT_GRID_CHUNK):
-            chunk = torch.from_numpy(grid[start:start + INPUT_GRID_CHUNK].astype(np.float32))
-            h = model.features(chunk)
+            chunk = torch.from_numpy(grid[start:start + INPUT_GRID_CHUNK]).to(dtype)
+            h = model.features(chunk).to(model.last.weight.dtype)  # a retrained layer: float64
             hs.append(h.numpy().astype(np.float64))
             logits.append(model.last(h).numpy().astype(np.float64))
     h_grid, net = np.concatenate(hs), np.concatenate(logits)

@@ -59,9 +59,16 @@ diverged           the checkpoint's features or logits are not all finite
 valid,             whether the row is a measurement, and if not why (:mod:`nnboundary.validity`);
 invalid_reason     tables and figures use valid rows only
 optimizer, loss,   what the run trained with (:func:`nnboundary.train.training_record`): lr is the
-schedule, lr,      step actually used (retrain_last with lr_relative: the absolute step)
-batch_size,
-steps_per_epoch
+schedule, lr,      step actually used (retrain_last with lr_relative: the absolute step; with
+batch_size,        schedule loss_scaled: the base step it scales), until_loss the stopping loss
+steps_per_epoch,   (NaN: none), stop_reason / stop_epoch how and when the run stopped
+until_loss,        (:data:`nnboundary.loop.STOP_REASONS`)
+stop_reason,
+stop_epoch
+bn_feature_shift   BatchNorm networks: ‖H_seen − H_eval‖_F/‖H_eval‖_F on the train set, H_seen the
+                   features in the mode the network was trained in at this checkpoint, H_eval the
+                   eval-mode features the SVM is fitted on (NaN without BatchNorm)
+amp_feature_shift  with amp bf16: the same between bf16-autocast and float32 eval-mode features
 ================== =================================================================================
 
 Degenerate cases never raise and never give NaN (NaN appears only in the columns of
@@ -131,12 +138,16 @@ SIGNED_PAIR_METRICS = ("bias_gap", "svm_bias_gap", "bias_offset", "midpoint_posi
 NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units"]
 #: What the run trained with (:func:`nnboundary.train.training_record`, from the feature
 #: file's metadata; empty / NaN / -1 for feature files written without it).
-TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_per_epoch"]
+TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_per_epoch",
+                    "until_loss", "stop_reason", "stop_epoch", "bn_feature_shift",
+                    "amp_feature_shift"]
 #: Columns that are NaN where they do not apply (not a convention, not a failure):
 #: ``margin_ratio`` for one-vs-rest fits, ``svc_homog_angle_deg`` without the other target's
-#: fit, ``lr`` for feature files without a training record, and the signed pair metrics on the
-#: multi-class ``mean`` row.
-NOT_APPLICABLE_NAN = ("margin_ratio", "svc_homog_angle_deg", "lr") + SIGNED_PAIR_METRICS
+#: fit, ``lr`` and ``until_loss`` without a training record (or a stopping loss), the feature
+#: shifts of networks without BatchNorm or bf16, and the signed pair metrics on the multi-class
+#: ``mean`` row.
+NOT_APPLICABLE_NAN = ("margin_ratio", "svc_homog_angle_deg", "lr", "until_loss",
+                      "bn_feature_shift", "amp_feature_shift") + SIGNED_PAIR_METRICS
 
 #: Every column of the table, in order.
 COLUMNS = (
@@ -319,7 +330,10 @@ def dead_units(H: Any) -> int:
 
 
 def cross_entropy_per_sample(logits: Any, labels: Any) -> np.ndarray:
-    """ℓᵢ = log Σₖ exp(zᵢₖ) − z_{i,yᵢ}, with the max subtracted before exponentiating."""
+    """ℓᵢ = log Σₖ exp(zᵢₖ) − z_{i,yᵢ} = log(1 + sᵢ), sᵢ = Σ_{k≠yᵢ} exp(zᵢₖ − z_{i,yᵢ}), computed
+    as log1p(sᵢ) when every other logit is below the true one and as M + log(e^{−M} + Σ exp(dₖ −
+    M)) otherwise (dₖ = zᵢₖ − z_{i,yᵢ}, M = max dₖ > 0): exact also for losses far below 1e-16,
+    where the plain log-sum-exp form rounds to 0."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64).ravel()
     if logits.ndim != 2 or logits.shape[0] != labels.size:
@@ -328,9 +342,13 @@ def cross_entropy_per_sample(logits: Any, labels: Any) -> np.ndarray:
         )
     if labels.size == 0:
         return np.zeros(0)
-    top = logits.max(axis=1, keepdims=True)
-    log_sum = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-    return log_sum - logits[np.arange(labels.size), labels]
+    rows = np.arange(labels.size)
+    d = logits - logits[rows, labels][:, None]
+    d[rows, labels] = -np.inf
+    top = np.maximum(d.max(axis=1), 0.0)
+    s = np.exp(d - top[:, None]).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        return np.where(top > 0, top + np.log(np.exp(-top) + s), np.log1p(s))
 
 
 def cross_entropy(logits: Any, labels: Any, *, return_flag: bool = False):
@@ -503,6 +521,7 @@ def _check_keys(features: io.FeatureSet, svm_keys: dict, path: Path, svm_json: P
 def _training_columns(keys: dict[str, Any]) -> dict[str, Any]:
     """The run's training record (feature-file metadata) as the table's training columns."""
     record = keys.get("training") or {}
+    until = record.get("until_loss")
     return {
         "optimizer": str(record.get("optimizer", "")),
         "loss": str(record.get("loss", "")),
@@ -510,6 +529,11 @@ def _training_columns(keys: dict[str, Any]) -> dict[str, Any]:
         "lr": float(record.get("lr", float("nan"))),
         "batch_size": int(record.get("batch_size", -1)),
         "steps_per_epoch": int(record.get("steps_per_epoch", -1)),
+        "until_loss": float("nan") if until is None else float(until),
+        "stop_reason": str(record.get("stop", "")),
+        "stop_epoch": int(record.get("stop_epoch", -1)),
+        "bn_feature_shift": float(keys.get("bn_feature_shift", float("nan"))),
+        "amp_feature_shift": float(keys.get("amp_feature_shift", float("nan"))),
     }
 
 
@@ -697,9 +721,10 @@ def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path, grid_
 
     frame = pd.DataFrame(rows, columns=COLUMNS)
     strings = ("dataset", "arch", "variant", "regime", "target", "scheme", "pair",
-               "invalid_reason", "optimizer", "loss", "schedule")
+               "invalid_reason", "optimizer", "loss", "schedule", "stop_reason")
     booleans = ("separable", "hard_margin", "degenerate", "diverged", "valid")
-    integers = ("seed", "epoch", "step", "dead_units", "batch_size", "steps_per_epoch")
+    integers = ("seed", "epoch", "step", "dead_units", "batch_size", "steps_per_epoch",
+                "stop_epoch")
     floats = [c for c in COLUMNS if c not in strings + booleans + integers]
     frame = frame.astype({name: "int64" for name in integers})
     frame[floats] = frame[floats].astype("float64")

@@ -114,7 +114,8 @@ class BottleneckNet(nn.Module):
             return self.activation(self.bottleneck(self.hidden(z)))
 
     def forward(self, x: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
-        return self.last(self.features(x, autocast_dtype))
+        h = self.features(x, autocast_dtype)
+        return self.last(h.to(self.last.weight.dtype))  # a retrained last layer may be float64
 
 
 def _cnn_backbone(input_shape: tuple[int, ...], channels: list[int]) -> tuple[nn.Module, int]:

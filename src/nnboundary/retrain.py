@@ -31,19 +31,20 @@ from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, parse_settings, to_json
 from .features import forward_features
 from .models import initialise
 from .prepare import Dataset, load_dataset
+from .loop import plan_loop, run_loop, write_history
 from .train import (
     add_output_arguments,
+    finish,
     load_checkpoints,
-    loop_plan,
+    make_evaluate,
     make_optimizer,
     make_step,
     model_at,
-    optimise,
     resolve_device,
     save_checkpoints,
     set_determinism,
+    torch_dtype,
     training_record,
-    write_history,
 )
 
 # Settings the last layer's training shares with the train stage's (make_step, make_optimizer).
@@ -82,12 +83,14 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
         parameter.requires_grad_(False)
     frozen = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()
               if not k.startswith("last.")}
+    dtype = torch_dtype(settings)
     H, _ = forward_features(network, data.X_train, device)
-    H = torch.from_numpy(H).to(device)
+    H = torch.from_numpy(H).to(device=device, dtype=dtype)
     y = torch.from_numpy(data.y_train).to(device)
 
     torch.manual_seed(seed)
-    last = nn.Linear(network.last.in_features, network.last.out_features).to(device)
+    last = nn.Linear(network.last.in_features, network.last.out_features, device=device,
+                     dtype=dtype)
     initialise(last, settings["init"])
     initial = {name: value.detach().cpu().clone() for name, value in last.state_dict().items()}
 
@@ -97,9 +100,11 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
     optimizer = make_optimizer(last.parameters(), step_settings)
     step = make_step(last, optimizer, step_settings)
     n = H.shape[0]
-    epochs, batch, save_at = loop_plan(settings, n)
+    plan = plan_loop(settings, n)
+    batch, epochs = plan.batch, plan.epochs
+    evaluate = make_evaluate(last, H, y, batch, step_settings)
 
-    def snapshot() -> dict[str, torch.Tensor]:
+    def snapshot(epoch: int) -> dict[str, torch.Tensor]:
         # The frozen tensors are the same objects in every state: torch.save stores them once.
         state = dict(frozen)
         state.update({f"last.{k}": v.detach().cpu().clone() for k, v in last.state_dict().items()})
@@ -111,11 +116,12 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
     run = (f"dataset {keys['dataset']}, arch {keys['arch']}, variant "
            f"{keys.get('variant', 'base')}, seed {seed}, regime retrain_last")
     print(f"retraining the last layer of {keys['dataset']}/{keys['arch']} seed {seed} from "
-          f"epoch {start} on {device}: {n} samples, batch {batch}, {epochs} epochs, "
-          f"{settings['optimizer']} lr {step_settings['lr']:.4g}, loss {settings['loss']}", file=log)
+          f"epoch {start} on {device}: {n} samples, batch {batch}, at most {epochs} epochs, "
+          f"{settings['optimizer']} lr {step_settings['lr']:.4g} "
+          f"({settings.get('schedule', 'constant')}), loss {settings['loss']}, {dtype}", file=log)
     print(f"ran with: {to_json(record)}", file=log)
-    states, history = optimise(
-        last, step, H, y, batch, epochs, save_at, snapshot, step_settings,
+    result = run_loop(
+        last, optimizer, step, evaluate, H, y, step_settings, plan, snapshot,
         torch.Generator(device=device).manual_seed(seed), run, "retrain", log,
     )
     keys["regime"] = "retrain_last"
@@ -124,15 +130,15 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
         "arch_settings": dict(checkpoints["arch_settings"]),
         "train_settings": dict(checkpoints["train_settings"]),
         "retrain_settings": dict(settings),
-        "training": record,
+        "training": finish(record, result),
         "from_epoch": int(start),
         "initial_last": initial,
         "input_shape": list(checkpoints["input_shape"]),
         "n_classes": int(checkpoints["n_classes"]),
         "device": str(device),
-        "epochs": sorted(states),
-        "states": states,
-        "history": history,
+        "epochs": sorted(result.states),
+        "states": result.states,
+        "history": [tuple(row) for row in result.history],  # plain tuples: torch.load-safe
     }
 
 

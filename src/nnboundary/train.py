@@ -22,8 +22,8 @@ correctly classified train samples during the epoch, ``seconds`` since the start
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +36,19 @@ from .config import (
     BASE_VARIANT,
     DEFAULT_ARCH,
     DEFAULT_TRAIN,
-    checkpoint_epochs,
     parse_settings,
     to_json,
 )
+from .loop import (  # noqa: F401  (TrainingDiverged and write_history are part of this API)
+    Plan,
+    Resume,
+    TrainingDiverged,
+    plan_loop,
+    run_loop,
+    write_history,
+)
 from .models import build_model
 from .prepare import Dataset, load_dataset
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,10 +61,47 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def make_optimizer(params, settings: dict[str, Any]) -> torch.optim.Optimizer:
+class GradientDescent:
+    """Plain gradient descent, θ ← θ − lr·(∇L + weight_decay·θ): the algorithm the max-margin
+    theory is about, with the interface the loop uses (``param_groups``, ``state``, ``step``,
+    ``zero_grad``, ``state_dict``, ``load_state_dict``). It does what ``torch.optim.SGD`` without
+    momentum does, one ``add_`` per parameter, but the first use of any ``torch.optim`` optimizer
+    imports the compiler stack (torch._dynamo), about 1.2 s in every job that trains."""
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.0):
+        self.param_groups = [{"params": list(params), "lr": float(lr),
+                              "weight_decay": float(weight_decay)}]
+        self.state: dict = {}
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                p.add_(grad, alpha=-group["lr"])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": {}, "param_groups": [{"lr": g["lr"], "weight_decay": g["weight_decay"]}
+                                               for g in self.param_groups]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for group, saved in zip(self.param_groups, state["param_groups"]):
+            group["lr"], group["weight_decay"] = float(saved["lr"]), float(saved["weight_decay"])
+
+
+def make_optimizer(params, settings: dict[str, Any]):
     name, lr, wd = settings["optimizer"], float(settings["lr"]), float(settings["weight_decay"])
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+        return GradientDescent(params, lr=lr, weight_decay=wd)
     if name == "momentum":
         return torch.optim.SGD(params, lr=lr, momentum=float(settings["momentum"]), weight_decay=wd)
     if name == "adam":
@@ -79,8 +119,23 @@ def make_optimizer(params, settings: dict[str, Any]) -> torch.optim.Optimizer:
 def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor,
                        label_smoothing: float = 0.0) -> torch.Tensor:
     """mean_i [log Σ_k exp(z_ik) − z_{i,y_i}]; with label smoothing ε the target is
-    (1 − ε)·onehot(y_i) + ε/K instead of onehot(y_i)."""
-    return nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    (1 − ε)·onehot(y_i) + ε/K instead of onehot(y_i) (PyTorch's cross_entropy).
+
+    Without label smoothing it is computed as mean_i log(1 + s_i), s_i = Σ_{k≠y_i}
+    exp(z_ik − z_{i,y_i}), with log1p when every other logit is below the true one (M = 0) and
+    M + log(e^{−M} + Σ_k exp(d_k − M)) otherwise (d_k = z_ik − z_{i,y_i}, M = max(0, max d_k)):
+    the same value, but a sample's loss and gradient stay exact down to float64's smallest
+    numbers. The log-sum-exp form rounds 1 + s to 1 once s < 1e-16 (a margin above 37), which
+    sets the loss to 0 and the true class's gradient p_y − 1 to 0 while the others' stay: the
+    terminal phase, where the direction converges, would be cut off and skewed."""
+    if label_smoothing:
+        return nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    true, mask = _true_class(logits, y)
+    d = (logits - true).masked_fill(mask, -torch.inf)
+    top = d.amax(1).clamp(min=0.0)
+    s = torch.exp(d - top[:, None]).sum(1)
+    loss = torch.where(top > 0, top + torch.log(torch.exp(-top) + s), torch.log1p(s))
+    return loss.mean()
 
 
 def _true_class(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,11 +195,20 @@ def make_loss(settings: dict[str, Any]):
 
 
 def set_determinism(seed: int, device: torch.device) -> None:
-    """Seed every generator; on the CPU the same seed gives bit-identical results."""
+    """Seed every generator; on the CPU the same seed gives bit-identical results.
+
+    Deterministic algorithms are switched on through the flag itself: the public
+    ``torch.use_deterministic_algorithms`` also imports the compiler stack (torch._dynamo and
+    torch._inductor), about 1.7 s in every training job, to set an option of theirs that only
+    matters with ``compile: true``, which then imports it anyway."""
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
+        flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+        if flag is None:  # pragma: no cover - older or newer torch without the private setter
+            torch.use_deterministic_algorithms(True)
+        else:
+            flag(True)
 
 
 def memory_format(settings: dict[str, Any], input_ndim: int) -> torch.memory_format:
@@ -191,139 +255,26 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
     return step
 
 
-def optimise(model: nn.Module, step, X: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
-             save_at: set[int], snapshot, settings: dict[str, Any], shuffle: torch.Generator,
-             run: str, block: str, log, fmt: torch.memory_format = torch.contiguous_format,
-             resume: Resume | None = None):
-    """The epoch loop shared by ``train`` and ``retrain``: batches are slices of a seeded
-    permutation of the device-resident (X, y) (the whole set when ``batch`` ≥ n); ``snapshot()``
-    is stored at every epoch of ``save_at``. Returns (states by epoch, history rows).
-
-    With ``resume``, the loop continues where its last resumable checkpoint left it and writes a
-    new one every ``resume.every`` epochs (see :class:`Resume`).
-
-    A non-finite epoch loss stops at once with :class:`TrainingDiverged` naming ``run``, the
-    epoch and the ``block`` (train or retrain) settings to change.
-    """
-    n = X.shape[0]
-    states: dict[int, dict[str, torch.Tensor]] = {}
-    history: list[tuple] = []
-    first = 1
-    if resume is not None:
-        first, states, history = resume.restore(log)
-    start = time.perf_counter() - (history[-1][3] if history else 0.0)
-    for epoch in range(first, epochs + 1):
-        model.train()
-        order = torch.randperm(n, generator=shuffle, device=X.device) if batch < n else None
-        loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
-        correct = torch.zeros((), device=X.device, dtype=torch.int64)
-        for lo in range(0, n, batch):
-            if order is None:
-                xb, yb = X, y
-            else:
-                idx = order[lo:lo + batch]
-                xb, yb = X[idx].contiguous(memory_format=fmt), y[idx]
-            loss, n_correct = step(xb, yb)
-            loss_sum += loss.double() * len(yb)
-            correct += n_correct
-        epoch_loss = float(loss_sum) / n
-        if not np.isfinite(epoch_loss):
-            raise TrainingDiverged(
-                f"training diverged: loss is {epoch_loss} at epoch {epoch} ({run}); lower "
-                f"{block}.lr (now {settings['lr']}) or change {block}.optimizer (now "
-                f"{settings['optimizer']})"
-            )
-        history.append((epoch, epoch_loss, int(correct) / n, time.perf_counter() - start))
-        if epoch in save_at:
-            states[epoch] = snapshot()
-        if epoch % int(settings["log_every"]) == 0 or epoch == epochs:
-            print(f"epoch {epoch:6d}  loss {epoch_loss:.3e}  train_acc {history[-1][2]:.4f}  "
-                  f"{history[-1][3]:.1f}s", file=log)
-        if resume is not None and resume.due(epoch, epochs):
-            resume.save(epoch, states, history)
-    return states, history
-
-
-class Resume:
-    """A resumable checkpoint of one training job, written atomically (temporary file, then
-    rename) every ``every`` epochs to ``path``: the epoch, the model's and the optimizer's
-    state, every random generator the loop draws from (torch's global CPU and CUDA generators
-    and the batch-order generator), the checkpoints and history so far, and a fingerprint of
-    the run's settings. A job started again with the same settings continues after that epoch;
-    on the CPU it ends with exactly the weights an uninterrupted job ends with. A file whose
-    fingerprint differs (other settings) is ignored and replaced. The job deletes it once its
-    outputs are written."""
-
-    def __init__(self, path: str | Path, every: int, fingerprint: str, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, shuffle: torch.Generator):
-        self.path, self.every, self.fingerprint = Path(path), int(every), fingerprint
-        self.model, self.optimizer, self.shuffle = model, optimizer, shuffle
-
-    def due(self, epoch: int, epochs: int) -> bool:
-        return self.every > 0 and epoch % self.every == 0 and epoch < epochs
-
-    def save(self, epoch: int, states: dict, history: list) -> None:
-        payload = {
-            "fingerprint": self.fingerprint,
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "shuffle_rng": self.shuffle.get_state(),
-            "states": states,
-            "history": [list(row) for row in history],
-        }
-        with io.atomic_path(self.path) as tmp:
-            torch.save(payload, tmp)
-
-    def restore(self, log) -> tuple[int, dict, list]:
-        """(first epoch to run, states, history): from the file if it fits, else a fresh start."""
-        if not self.path.exists():
-            return 1, {}, []
-        try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a foreign or damaged file: start over, say so
-            print(f"ignoring unreadable resumable checkpoint {self.path} ({err})", file=log)
-            return 1, {}, []
-        if payload.get("fingerprint") != self.fingerprint:
-            print(f"ignoring resumable checkpoint {self.path}: written with other settings",
-                  file=log)
-            return 1, {}, []
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["torch_rng"])
-        if payload["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        self.shuffle.set_state(payload["shuffle_rng"])
-        epoch = int(payload["epoch"])
-        print(f"resumed from {self.path} after epoch {epoch}", file=log)
-        return epoch + 1, dict(payload["states"]), [tuple(row) for row in payload["history"]]
-
-
-def loop_plan(settings: dict[str, Any], n: int) -> tuple[int, int, set[int]]:
-    """(epochs, batch size, checkpoint epochs) of a training loop over ``n`` samples;
-    ``batch_size`` 0 means the full set (full-batch gradient descent)."""
-    epochs = int(settings["epochs"])
-    batch = n if settings["batch_size"] in (0, None) else min(int(settings["batch_size"]), n)
-    save_at = set(checkpoint_epochs(epochs, settings["checkpoints"], settings["n_checkpoints"]))
-    return epochs, batch, save_at
-
-
 def training_record(settings: dict[str, Any], n: int, batch: int, lr: float | None = None,
                     **extra: Any) -> dict[str, Any]:
     """What a training loop actually ran with, after every layer of the config was applied: the
     optimizer, the learning rate used (``lr``: for ``retrain_last`` with ``lr_relative`` the
-    absolute step, not the configured multiple of 1/L), the loss, the step-size schedule, the
-    epochs, the batch size (the full set for full-batch training), the optimizer steps per epoch
-    (⌈n / batch⌉: the last batch may be smaller), the number of train samples, and the momentum
-    and weight decay. It is stored in the checkpoint file, every feature file and every row of
+    absolute step, not the configured multiple of 1/L; with ``schedule: loss_scaled`` the base
+    step that the schedule scales), the loss, the step-size schedule and its cap, the stopping
+    loss, the float dtype, the epoch cap, the batch size (the full set for full-batch
+    training), the optimizer steps per epoch (⌈n / batch⌉: the last batch may be smaller), the
+    number of train samples, and the momentum and weight decay. After training, :func:`finish`
+    adds why and when the loop stopped. It is stored in the checkpoint file, every feature file and every row of
     the metrics table, so anyone can check which settings produced a number."""
     record = {
         "optimizer": str(settings["optimizer"]),
         "lr": float(settings["lr"] if lr is None else lr),
         "loss": str(settings.get("loss", "cross_entropy")),
-        "schedule": "constant",
+        "schedule": str(settings.get("schedule", "constant")),
+        "schedule_cap": float(settings.get("schedule_cap", 0.0)),
+        "until_loss": settings.get("until_loss"),
+        "min_epochs": int(settings.get("min_epochs") or 0),
+        "dtype": str(settings.get("dtype", "float32")),
         "epochs": int(settings["epochs"]),
         "batch_size": int(batch),
         "steps_per_epoch": -(-int(n) // max(int(batch), 1)),
@@ -335,36 +286,188 @@ def training_record(settings: dict[str, Any], n: int, batch: int, lr: float | No
     return record
 
 
+def torch_dtype(settings: dict[str, Any]) -> torch.dtype:
+    """The parameters' and inputs' dtype: ``float32`` or ``float64`` (``dtype`` setting)."""
+    name = settings.get("dtype", "float32")
+    if name not in ("float32", "float64"):
+        raise ValueError(f"unknown dtype {name!r}; allowed: float32, float64")
+    return getattr(torch, name)
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextlib.contextmanager
+def kept_bn_buffers(model: nn.Module):
+    """Run a train-mode forward without changing any BatchNorm running statistic."""
+    norms = batch_norms(model)
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in norms]
+    try:
+        yield
+    finally:
+        for module, buffers in zip(norms, saved):
+            for name, value in buffers.items():
+                getattr(module, name).copy_(value)
+
+
+def chunks(X: torch.Tensor, size: int, fmt: torch.memory_format = torch.contiguous_format):
+    for lo in range(0, X.shape[0], size):
+        yield lo, X[lo:lo + size].contiguous(memory_format=fmt)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, X: torch.Tensor, size: int,
+                   fmt: torch.memory_format = torch.contiguous_format) -> None:
+    """Recompute every BatchNorm running statistic on the whole train set X for the current
+    weights: the running mean and variance become the average of the statistics of chunks of
+    ``size`` samples (PyTorch's cumulative average, momentum None), the statistics a forward
+    pass in training mode normalises with. The model's modes are restored."""
+    norms = batch_norms(model)
+    modes = [(m, m.training) for m in model.modules()]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    for _, xb in chunks(X, size, fmt):
+        model.features(xb)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    for m, mode in modes:
+        m.train(mode)
+
+
+@torch.no_grad()
+def train_features(model: nn.Module, X: torch.Tensor, size: int,
+                   fmt: torch.memory_format = torch.contiguous_format,
+                   amp: torch.dtype | None = None) -> torch.Tensor:
+    """The features h of X in the model's current modes (BatchNorm statistics untouched), in
+    chunks of ``size``, optionally under autocast."""
+    with kept_bn_buffers(model):
+        return torch.cat([model.features(xb, autocast_dtype=amp) if amp is not None else
+                          model.features(xb) for _, xb in chunks(X, size, fmt)])
+
+
+def relative_shift(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖_F / ‖b‖_F (0 when both are 0)."""
+    a, b = a.double(), b.double()
+    norm = float(torch.linalg.norm(b))
+    return float(torch.linalg.norm(a - b)) / norm if norm > 0 else float(torch.linalg.norm(a))
+
+
+def make_evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, size: int,
+                  settings: dict[str, Any], fmt: torch.memory_format = torch.contiguous_format):
+    """``evaluate() -> float``: the configured loss on the whole train set at the current
+    weights, in the model's current modes, in chunks of ``size`` (BatchNorm statistics
+    untouched), taken in float64 from the logits."""
+    loss_fn = make_loss(settings)
+    amp = autocast_dtype(settings)
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        total = 0.0
+        with kept_bn_buffers(model):
+            for lo, xb in chunks(X, size, fmt):
+                logits = model(xb, autocast_dtype=amp) if amp is not None else model(xb)
+                yb = y[lo:lo + xb.shape[0]]
+                total += float(loss_fn(logits.double(), yb)) * len(yb)
+        return total / max(X.shape[0], 1)
+
+    return evaluate
+
+
+def finish(record: dict[str, Any], result) -> dict[str, Any]:
+    """The training record with how the loop ended: ``stop`` (a reason of
+    :data:`nnboundary.loop.STOP_REASONS`), ``stop_epoch``, ``stop_step`` and the final train loss
+    of the history (``final_loss``: the measured end-of-epoch loss when there is one)."""
+    last = result.history[-1] if result.history else None
+    final = float("nan")
+    if last is not None:
+        final = last.end_loss if np.isfinite(last.end_loss) else last.loss
+    return {**record, "stop": result.stop, "stop_epoch": int(result.stop_epoch),
+            "stop_step": int(result.stop_epoch) * int(record["steps_per_epoch"]),
+            "final_loss": float(final)}
+
+
 def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
               settings: dict[str, Any], log=sys.stderr, variant: str = BASE_VARIANT,
               resume_path: str | Path | None = None) -> dict[str, Any]:
     """Train one run; return the checkpoint dict (see the module docstring) with its history.
 
     With ``resume_path``, a resumable checkpoint is kept there every ``settings["resume_every"]``
-    epochs and a job started again continues from it (:class:`Resume`)."""
+    epochs and a job started again continues from it (:class:`nnboundary.loop.Resume`).
+
+    BatchNorm networks: before every checkpoint their running statistics are recomputed on the
+    whole train set (:func:`recalibrate_bn`), so the saved network's eval-mode features, which
+    the SVM is fitted on, use the train set's statistics for those weights. With
+    ``bn_eval_after: N`` the epochs after N train with BatchNorm in eval mode on statistics
+    recomputed at the start of each epoch, so that the last layer is trained on the features the
+    SVM sees. Each checkpoint records ``bn_feature_shift`` = ‖H_seen − H_eval‖_F / ‖H_eval‖_F
+    over the train set, H_seen the features in the mode the network was trained in at that
+    epoch (batch statistics over batches of the training size, or the eval-mode statistics of
+    the epoch) and H_eval the saved network's eval-mode features; with ``amp: bf16`` also
+    ``amp_feature_shift``, the same between its bf16-autocast and float32 eval-mode features."""
     device = resolve_device(settings["device"])
     set_determinism(seed, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # autotune convolutions for the fixed batch shape
     fmt = memory_format(settings, data.X_train.ndim)
+    dtype = torch_dtype(settings)
     model = build_model(arch, data.input_shape, data.n_classes, arch_settings)
-    model = model.to(device=device, memory_format=fmt)
+    model = model.to(device=device, dtype=dtype, memory_format=fmt)
     # The whole train set lives on the device; a batch is an index into it.
-    X = torch.from_numpy(data.X_train).to(device).contiguous(memory_format=fmt)
+    X = torch.from_numpy(data.X_train).to(device=device, dtype=dtype).contiguous(
+        memory_format=fmt)
     y = torch.from_numpy(data.y_train).to(device)
     n = X.shape[0]
-    epochs, batch, save_at = loop_plan(settings, n)
+    plan = plan_loop(settings, n)
     optimizer = make_optimizer(model.parameters(), settings)
     step = make_step(model, optimizer, settings)
     shuffle = torch.Generator(device=device).manual_seed(seed)
+    evaluate = make_evaluate(model, X, y, plan.batch, settings, fmt)
+    has_bn = bool(batch_norms(model))
+    eval_after = settings.get("bn_eval_after")
+    amp = autocast_dtype(settings)
 
-    record = training_record(settings, n, batch)
+    record = training_record(settings, n, plan.batch)
     print(f"training {data.name}/{arch}/{variant} seed {seed} on {device}: {n} samples, "
-          f"batch {batch}, {epochs} epochs, {settings['optimizer']} lr {settings['lr']}, "
-          f"loss {settings.get('loss', 'cross_entropy')}", file=log)
+          f"batch {plan.batch}, at most {plan.epochs} epochs, {settings['optimizer']} lr "
+          f"{settings['lr']} ({record['schedule']}), loss {record['loss']}, {dtype}", file=log)
     print(f"ran with: {to_json(record)}", file=log)
 
-    def snapshot() -> dict[str, torch.Tensor]:
+    def bn_eval_phase(epoch: int) -> bool:
+        return has_bn and eval_after is not None and epoch > int(eval_after)
+
+    def before_epoch(epoch: int) -> None:
+        if bn_eval_phase(epoch):  # BatchNorm frozen on the train set's statistics
+            recalibrate_bn(model, X, plan.batch, fmt)
+            for module in batch_norms(model):
+                module.eval()
+
+    shifts: dict = {}
+
+    def snapshot(epoch: int) -> dict[str, torch.Tensor]:
+        if has_bn:
+            seen = train_features(model, X, plan.batch, fmt)
+            modes = [(m, m.training) for m in model.modules()]
+            recalibrate_bn(model, X, plan.batch, fmt)
+            model.eval()
+            measured = {"bn_feature_shift": relative_shift(seen, train_features(
+                model, X, plan.batch, fmt))}
+            if amp is not None:
+                measured["amp_feature_shift"] = relative_shift(
+                    train_features(model, X, plan.batch, fmt, amp),
+                    train_features(model, X, plan.batch, fmt))
+            for m, mode in modes:
+                m.train(mode)
+            shifts[epoch] = measured
+        elif amp is not None:
+            model.eval()
+            shifts[epoch] = {"amp_feature_shift": relative_shift(
+                train_features(model, X, plan.batch, fmt, amp),
+                train_features(model, X, plan.batch, fmt))}
+            model.train()
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     resume = None
@@ -373,23 +476,24 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
                                "arch": arch_settings, "train": settings})
         resume = Resume(resume_path, int(settings.get("resume_every", 0)), fingerprint, model,
                         optimizer, shuffle)
-    states, history = optimise(
-        model, step, X, y, batch, epochs, save_at, snapshot, settings, shuffle,
+    result = run_loop(
+        model, optimizer, step, evaluate, X, y, settings, plan, snapshot, shuffle,
         f"dataset {data.name}, arch {arch}, variant {variant}, seed {seed}", "train", log, fmt,
-        resume,
+        resume, before_epoch, extra=shifts,
     )
     return {
         "keys": {"dataset": data.name, "arch": arch, "variant": variant, "regime": "full",
                  "seed": seed},
         "arch_settings": dict(arch_settings),
         "train_settings": dict(settings),
-        "training": record,
+        "training": finish(record, result),
         "input_shape": list(data.input_shape),
         "n_classes": data.n_classes,
         "device": str(device),
-        "epochs": sorted(states),
-        "states": states,
-        "history": history,
+        "epochs": sorted(result.states),
+        "states": result.states,
+        "feature_shifts": {e: shifts[e] for e in result.states if e in shifts},
+        "history": [tuple(row) for row in result.history],  # plain tuples: torch.load-safe
     }
 
 
@@ -413,16 +517,18 @@ def model_at(checkpoints: dict[str, Any], epoch: int) -> nn.Module:
     keys = checkpoints["keys"]
     model = build_model(keys["arch"], tuple(checkpoints["input_shape"]), checkpoints["n_classes"],
                         checkpoints["arch_settings"])
-    model.load_state_dict(checkpoints["states"][epoch])
+    state = checkpoints["states"][epoch]
+    # The saved dtypes: the network's, and the last layer's (a retrained one may differ).
+    model.to(state_dtype(state, "bottleneck.weight"))
+    model.last.to(state_dtype(state, "last.weight"))
+    model.load_state_dict(state)
     return model.eval()
 
 
-def write_history(path: str | Path, history: list[tuple]) -> None:
-    with io.atomic_path(path) as tmp:
-        with open(tmp, "w") as handle:
-            handle.write("epoch\tloss\ttrain_acc\tseconds\n")
-            for epoch, loss, acc, seconds in history:
-                handle.write(f"{epoch}\t{loss:.9e}\t{acc:.6f}\t{seconds:.3f}\n")
+def state_dtype(state: dict[str, torch.Tensor], name: str) -> torch.dtype:
+    """The dtype of tensor ``name`` of a saved state (float32 if absent)."""
+    tensor = state.get(name)
+    return tensor.dtype if tensor is not None and tensor.is_floating_point() else torch.float32
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str) -> None:

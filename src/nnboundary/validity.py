@@ -7,7 +7,7 @@ data; otherwise some of them are conventions (:mod:`nnboundary.metrics`) or comp
 something that is not the theory's target. The rule:
 
     valid = separable ∧ hard_margin ∧ train_acc = 1 ∧ margin_nn > 0
-            ∧ dead_units = 0 ∧ ¬degenerate ∧ ¬diverged
+            ∧ dead_units = 0 ∧ ¬degenerate ∧ ¬diverged ∧ terminal
 
 Each failed condition adds its reason to ``invalid_reason`` (comma-separated, in this order;
 "" for a valid row):
@@ -24,7 +24,12 @@ misclassified    the network misclassifies a train point (train_acc < 1, or a po
 dead_unit        a bottleneck unit is 0 on every train point: the features live in fewer
                  dimensions than the layer has (all dead: the conventions 90°, gap 0, ...)
 convention       some value of the row used a documented convention (``degenerate``)
-diverged         the checkpoint's features, logits or last layer are not all finite
+diverged         the checkpoint's features, logits or last layer are not all finite, or this is
+                 the final checkpoint of a run that stopped because its loss was not finite
+not_terminal     the final checkpoint of a run given a stopping loss (``until_loss``) that it did
+                 not reach: it stalled or hit its epoch cap, so it ends outside the terminal
+                 phase (loss → 0) the theory speaks about. Earlier checkpoints of such a run,
+                 and runs without a stopping loss, are judged by the other conditions alone
 ================ ==============================================================================
 
 A multi-class ``mean`` row is valid only if every pair row of its fit is; its reasons are the
@@ -38,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 #: The conditions, in the order their reasons are listed.
-REASONS = ("not_separable", "soft_margin", "misclassified", "dead_unit", "convention", "diverged")
+REASONS = ("not_separable", "soft_margin", "misclassified", "dead_unit", "convention", "diverged",
+           "not_terminal")
 #: Columns the rule reads.
 REQUIRED = ("separable", "hard_margin", "train_acc", "margin_nn", "dead_units", "degenerate")
 #: The columns that identify one fit's rows (its pairs and its ``mean`` row).
@@ -55,9 +61,17 @@ def failed_conditions(frame: pd.DataFrame) -> pd.DataFrame:
     def flag(name: str) -> np.ndarray:
         return frame[name].fillna(False).astype(bool).to_numpy()
 
-    diverged = flag("diverged") if "diverged" in frame.columns else np.zeros(len(frame), bool)
+    none = np.zeros(len(frame), bool)
+    diverged = flag("diverged") if "diverged" in frame.columns else none
     train_acc = frame["train_acc"].to_numpy(dtype=float)
     margin_nn = frame["margin_nn"].to_numpy(dtype=float)
+    not_terminal = none
+    if {"stop_reason", "stop_epoch", "until_loss"} <= set(frame.columns):
+        final = frame["epoch"].to_numpy() == frame["stop_epoch"].to_numpy()
+        reason = frame["stop_reason"].fillna("").astype(str).to_numpy()
+        has_target = np.isfinite(frame["until_loss"].to_numpy(dtype=float))
+        diverged = diverged | (final & (reason == "diverged"))
+        not_terminal = final & has_target & np.isin(reason, ("stalled", "epochs"))
     return pd.DataFrame({
         "not_separable": ~flag("separable"),
         "soft_margin": ~flag("hard_margin"),
@@ -65,6 +79,7 @@ def failed_conditions(frame: pd.DataFrame) -> pd.DataFrame:
         "dead_unit": frame["dead_units"].to_numpy() > 0,
         "convention": flag("degenerate"),
         "diverged": diverged,
+        "not_terminal": not_terminal,
     }, index=frame.index)
 
 

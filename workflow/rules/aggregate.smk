@@ -37,6 +37,8 @@ rule aggregate:
         ),
     log:
         "results/logs/aggregate/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate/aggregate.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:

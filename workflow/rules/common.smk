@@ -65,9 +65,15 @@ def all_outputs():
             "results/config.yaml",
             "results/figures/overview.png",
         ]
-        + [f"results/figures/runs/{r.path}.png" for r in RUNS]
+        + [f"results/figures/runs/{r.path}.png" for r in figure_runs()]
         + [f"results/figures/convergence/{d}/{a}/{v}.png" for d, a, v in groups]
     )
+
+
+def figure_runs():
+    """The runs that get a decision-boundary figure: those of figures.run_seeds (null: all)."""
+    seeds = config["figures"].get("run_seeds")
+    return [r for r in RUNS if seeds is None or r.seed in seeds]
 
 
 def run_metrics_files(wildcards=None):
@@ -112,7 +118,9 @@ def prepare_settings(wildcards):
 
 def arch_settings(wildcards):
     return nbconfig.to_json(
-        nbconfig.arch_settings(config, wildcards.arch, wildcards.variant)
+        nbconfig.arch_settings(
+            config, wildcards.arch, wildcards.variant, wildcards.dataset
+        )
     )
 
 
@@ -150,3 +158,10 @@ def train_resource(name):
 
 def stage_settings(stage):
     return nbconfig.to_json(nbconfig.stage_settings(config, stage))
+
+
+def figure_settings():
+    """The drawing settings of the figures (which runs get one is not among them)."""
+    settings = nbconfig.stage_settings(config, "figures")
+    settings.pop("run_seeds", None)
+    return nbconfig.to_json(settings)

@@ -7,6 +7,8 @@ rule config_record:
         ),
     log:
         "results/logs/config_record.log",
+    benchmark:
+        "results/benchmarks/config_record.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -6,6 +6,8 @@ rule features:
         directory(f"{RUN}/features"),
     log:
         "results/logs/features/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/features/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: train_resource("threads")

@@ -20,10 +20,12 @@ rule run_figure:
         ),
     log:
         "results/logs/figures/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/figures/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
-        settings=stage_settings("figures"),
+        settings=figure_settings(),
     shell:
         "python -m nnboundary figures run --features {input.features} --svm {input.svm}"
         " --checkpoints {input.checkpoints} --data {input.data}"
@@ -42,10 +44,12 @@ rule convergence_figure:
         ),
     log:
         "results/logs/figures/convergence/{dataset}/{arch}/{variant}.log",
+    benchmark:
+        "results/benchmarks/figures/convergence/{dataset}/{arch}/{variant}.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
-        settings=stage_settings("figures"),
+        settings=figure_settings(),
     shell:
         "python -m nnboundary figures convergence --metrics {input}"
         " --settings {params.settings:q} --output {output} > {log} 2>&1"
@@ -62,10 +66,12 @@ rule overview_figure:
         ),
     log:
         "results/logs/figures/overview.log",
+    benchmark:
+        "results/benchmarks/figures/overview.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
-        settings=stage_settings("figures"),
+        settings=figure_settings(),
     shell:
         "python -m nnboundary figures overview --metrics {input}"
         " --settings {params.settings:q} --output {output} > {log} 2>&1"

@@ -6,6 +6,8 @@ rule metrics:
         f"{RUN}/metrics.parquet",
     log:
         "results/logs/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:

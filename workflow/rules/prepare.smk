@@ -3,6 +3,8 @@ rule prepare:
         "results/data/{dataset}/{part}.npz",
     log:
         "results/logs/prepare/{dataset}/{part}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}/{part}.tsv"
     conda:
         "../../envs/torch.yaml"
     params:

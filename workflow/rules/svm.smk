@@ -5,6 +5,8 @@ rule svm:
         f"{RUN}/svm.json",
     log:
         "results/logs/svm/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/svm/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
     conda:
         "../../envs/analysis.yaml"
     params:
