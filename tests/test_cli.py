@@ -71,3 +71,21 @@ def test_a_bad_input_ends_with_the_message_and_no_traceback(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("nnboundary train: error: prepared dataset ")
     assert "rerun the prepare step" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_benchmark_jobs_sums_the_rules_benchmark_files(tmp_path, capsys):
+    from nnboundary.benchmark import job_times, main as benchmark_main
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rule, name, wall, cpu in (("train", "a/seed0.tsv", 4.0, 3.0), ("train", "a/seed1.tsv", 6.0, 5.0),
+                                  ("svm", "x.tsv", 1.0, 2.0)):
+        path = tmp_path / rule / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{wall}\t0:00:0{int(wall)}\t1\t1\t1\t1\t0\t0\t0\t{cpu}\n")
+    (tmp_path / "aggregate.tsv").write_text(header + "0.5\t0:00:00\t1\t1\t1\t1\t0\t0\t0\t0.0\n")
+    table = {row["rule"]: row for row in job_times(str(tmp_path))}
+    assert table["train"]["jobs"] == 2 and table["train"]["total_s"] == 10.0
+    assert table["train"]["cpu_s"] == 8.0 and table["train"]["share"] == pytest.approx(0.8)
+    assert table["aggregate"]["jobs"] == 1  # a rule without wildcards: its file's name
+    assert benchmark_main(["jobs", "--folder", str(tmp_path)]) == 0
+    assert "train" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Config validation: bad values stop with a message naming them and what is allowed."""
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -191,9 +192,46 @@ def test_shipped_ablation_config_runs_what_it_says():
           for d in ("blobs", "moons", "digits01") for v in nbconfig.variants(config)}
     assert lr[("digits01", "optimizer-adam")] == lr[("digits01", "optimizer-rmsprop")] == 0.001
     assert lr[("digits01", "optimizer-momentum")] == 0.05 and lr[("digits01", "base")] == 0.1
-    assert nbconfig.train_settings(config, "digits01", "mlp", "optimizer-adam")["epochs"] == 400
+    assert nbconfig.train_settings(config, "digits01", "mlp", "optimizer-adam")["epochs"] == 2000
     skipped = {(d, v) for d, _, v, _ in nbconfig.duplicate_variants(config)}
     assert ("moons", "optimizer-adam") in skipped
     assert ("moons", "optimizer-sgd") not in skipped  # moons' gradient-descent variant runs
     assert {r.variant for r in nbconfig.runs(config) if r.dataset == "moons"} >= {
         "base", "optimizer-sgd"}
+
+
+def test_overrides_set_arch_settings_per_dataset_and_ablation_values_still_win():
+    config = copy.deepcopy(SPECIFICITY)
+    config["grid"]["ablations"] = [{}, {"init": ["original"]}]
+    config["overrides"] = [{"datasets": ["digits01"], "arch": {"init": "pytorch", "hidden": 7}}]
+    config = nbconfig.validate_config(config)
+    assert nbconfig.arch_settings(config, "mlp", "base", "digits01")["init"] == "pytorch"
+    assert nbconfig.arch_settings(config, "mlp", "base", "blobs")["init"] == "original"
+    # The ablation value beats the dataset's override of the same setting, and runs apart.
+    ablated = nbconfig.arch_settings(config, "mlp", "init-original", "digits01")
+    assert ablated["init"] == "original" and ablated["hidden"] == 7
+    assert ("digits01", "mlp", "init-original", "base") not in nbconfig.duplicate_variants(config)
+
+
+def test_schedule_is_an_ablation_axis():
+    config = copy.deepcopy(SPECIFICITY)
+    config["grid"]["ablations"] = [{}, {"schedule": ["loss_scaled"]}]
+    config = nbconfig.validate_config(config)
+    assert nbconfig.variants(config) == ["base", "schedule-loss_scaled"]
+    assert nbconfig.train_settings(config, "blobs", "mlp", "schedule-loss_scaled")[
+        "schedule"] == "loss_scaled"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"train": {"amp": "bf16", "dtype": "float64"}}, "needs dtype float32"),
+    ({"train": {"until_loss": 1e-8}, "retrain": {"from_epoch": 5}},
+     "may stop the full run before it"),
+    ({"train": {"schedule": "cosine"}}, "'cosine' is not one of ['constant', 'loss_scaled']"),
+    ({"train": {"until_loss": 0}}, "less than or equal to the minimum of 0"),
+])
+def test_terminal_phase_settings_are_checked(base, change, message):
+    config = copy.deepcopy(base)
+    for block, values in change.items():
+        config.setdefault(block, {}).update(values)
+    with pytest.raises(nbconfig.ConfigError, match=re.escape(message)):
+        nbconfig.validate_config(config)

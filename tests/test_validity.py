@@ -62,3 +62,17 @@ def test_a_table_without_the_rules_columns_is_refused():
 def test_an_empty_table():
     valid, why = validity.assess(pd.DataFrame(columns=list(GOOD)))
     assert valid.empty and why.empty and np.dtype(valid.dtype) == bool
+
+
+def test_a_final_checkpoint_short_of_its_stopping_loss_is_not_terminal():
+    run = {**GOOD, "stop_epoch": 10, "until_loss": 1e-8}
+    frame = pd.DataFrame([
+        {**run, "stop_reason": "until_loss"},
+        {**run, "stop_reason": "epochs"},
+        {**run, "stop_reason": "stalled", "epoch": 5},  # an earlier checkpoint: judged as usual
+        {**run, "stop_reason": "epochs", "until_loss": float("nan")},  # no stopping loss asked
+        {**run, "stop_reason": "diverged"},
+    ])
+    valid, why = validity.assess(frame)
+    assert valid.tolist() == [True, False, True, True, False]
+    assert why.tolist() == ["", "not_terminal", "", "", "diverged"]

@@ -398,16 +398,18 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     With ``resume_path``, a resumable checkpoint is kept there every ``settings["resume_every"]``
     epochs and a job started again continues from it (:class:`nnboundary.loop.Resume`).
 
-    BatchNorm networks: before every checkpoint their running statistics are recomputed on the
-    whole train set (:func:`recalibrate_bn`), so the saved network's eval-mode features, which
-    the SVM is fitted on, use the train set's statistics for those weights. With
-    ``bn_eval_after: N`` the epochs after N train with BatchNorm in eval mode on statistics
-    recomputed at the start of each epoch, so that the last layer is trained on the features the
-    SVM sees. Each checkpoint records ``bn_feature_shift`` = ‖H_seen − H_eval‖_F / ‖H_eval‖_F
-    over the train set, H_seen the features in the mode the network was trained in at that
-    epoch (batch statistics over batches of the training size, or the eval-mode statistics of
-    the epoch) and H_eval the saved network's eval-mode features; with ``amp: bf16`` also
-    ``amp_feature_shift``, the same between its bf16-autocast and float32 eval-mode features."""
+    BatchNorm networks: while they train with batch statistics, their running statistics are
+    recomputed on the whole train set before every checkpoint (:func:`recalibrate_bn`), so the
+    saved network's eval-mode features, which the SVM is fitted on, use the train set's
+    statistics for those weights. With ``bn_eval_after: N`` the statistics are recomputed once
+    more after epoch N and then frozen: the later epochs train with BatchNorm in eval mode, so
+    the last layer is trained on exactly the features the SVM sees. Each checkpoint records
+    ``bn_feature_shift`` = ‖H_seen − H_eval‖_F / ‖H_eval‖_F over the train set, H_seen the
+    features in the mode the network was trained in at that epoch (batch statistics over batches
+    of the training size, or the frozen statistics) and H_eval the saved network's eval-mode
+    features: batch-statistics noise while it trains with batch statistics (about 0 for
+    full-batch training), 0 once they are frozen. With ``amp: bf16`` also ``amp_feature_shift``,
+    the same between its bf16-autocast and float32 eval-mode features."""
     device = resolve_device(settings["device"])
     set_determinism(seed, device)
     if device.type == "cuda":
@@ -441,7 +443,8 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
 
     def before_epoch(epoch: int) -> None:
         if bn_eval_phase(epoch):  # BatchNorm frozen on the train set's statistics
-            recalibrate_bn(model, X, plan.batch, fmt)
+            if epoch == int(eval_after) + 1:  # (a resumed job restored the frozen ones)
+                recalibrate_bn(model, X, plan.batch, fmt)
             for module in batch_norms(model):
                 module.eval()
 
@@ -451,7 +454,8 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
         if has_bn:
             seen = train_features(model, X, plan.batch, fmt)
             modes = [(m, m.training) for m in model.modules()]
-            recalibrate_bn(model, X, plan.batch, fmt)
+            if not bn_eval_phase(epoch):  # frozen statistics are kept as they were trained
+                recalibrate_bn(model, X, plan.batch, fmt)
             model.eval()
             measured = {"bn_feature_shift": relative_shift(seen, train_features(
                 model, X, plan.batch, fmt))}

@@ -1,0 +1,229 @@
+"""The training loop: the loss-scaled schedule, stopping, checkpoint choice, backtracking,
+resuming, the exact cross-entropy tail, plain gradient descent, float64, BatchNorm consistency."""
+
+from __future__ import annotations
+
+import io as text_io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nnboundary import loop
+from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.features import dump_run
+from nnboundary.io import list_feature_files, read_features
+from nnboundary.prepare import make_dataset
+from nnboundary.train import GradientDescent, cross_entropy_loss, train_run
+
+BLOBS = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
+ARCH = dict(DEFAULT_ARCH["mlp"], hidden=16)
+QUIET = {"log_every": 10**9, "device": "cpu"}
+
+
+def _run(**settings):
+    data = make_dataset("blobs", 0, BLOBS)
+    merged = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.5, epochs=400, n_checkpoints=5, **QUIET)
+    merged.update(settings)
+    log = text_io.StringIO()
+    return data, train_run(data, "mlp", 0, ARCH, merged, log=log), log.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# The schedule
+# --------------------------------------------------------------------------------------------
+
+
+def test_constant_schedule_is_lr():
+    schedule = loop.Schedule("constant", 0.3)
+    assert not schedule.measured and schedule.rate() == 0.3
+    assert schedule.judge(5.0, 0.3) and not schedule.judge(float("nan"), 0.3)
+
+
+def test_loss_scaled_rate_follows_the_loss_with_cap_growth_limit_and_backtracking():
+    schedule = loop.Schedule("loss_scaled", 0.5, cap=100.0)
+    schedule.start(1.0)
+    assert schedule.rate() == 0.5  # L0 / L = 1
+    assert schedule.judge(0.1, 0.5)  # accepted: L fell tenfold
+    assert schedule.rate() == pytest.approx(1.0)  # 0.5 · 10 = 5, but at most twice the last
+    assert schedule.judge(1e-6, 1.0)
+    assert schedule.rate() == pytest.approx(2.0)
+    schedule.last_rate = None
+    assert schedule.rate() == pytest.approx(0.5 * 100)  # L0 / L = 1e6, capped at 100
+    # A rise beyond the tolerance is rejected: the factor and the step are halved.
+    schedule.last_rate = 50.0
+    assert not schedule.judge(2e-6, 50.0)
+    assert schedule.factor == 0.5 and schedule.rate() == pytest.approx(25.0)
+    # Within the tolerance (noise, rounding) it is accepted and the factor grows back.
+    assert schedule.judge(1e-6 * (1 + 0.5 * loop.RISE_TOLERANCE), 25.0)
+    assert schedule.factor == pytest.approx(0.5 * loop.FACTOR_GROWTH)
+    state = schedule.state()
+    copy = loop.Schedule("loss_scaled", 0.5, cap=100.0)
+    copy.load(state)
+    assert copy.rate() == schedule.rate()
+
+
+def test_choose_keeps_the_configured_epochs_without_a_stopping_loss():
+    plan = loop.Plan(epochs=100, batch=10, n=10, configured=[1, 10, 100], n_checkpoints=3)
+    assert plan.choose(100, {1, 10, 100}) == [1, 10, 100]
+    assert plan.choose(40, {1, 10}) == [1, 10]  # diverged after epoch 40: what was saved
+
+
+def test_choose_is_log_spaced_up_to_the_stop_plus_off_grid_epochs():
+    settings = dict(DEFAULT_TRAIN, epochs=1000, n_checkpoints=4, until_loss=1e-8,
+                    checkpoints=[1, 10, 100, 1000, 37])  # 37: e.g. retrain.from_epoch
+    plan = loop.plan_loop(settings, n=50)
+    assert len(plan.candidates) > 4 * 4 - 4
+    chosen = plan.choose(200, set(plan.candidates) | {200})
+    assert chosen[0] == 1 and chosen[-1] == 200 and 37 in chosen
+    logs = np.log([e for e in chosen if e != 37])
+    assert np.all(np.diff(logs) > 0.5)  # spread over the decades, not bunched
+
+
+# --------------------------------------------------------------------------------------------
+# Stopping
+# --------------------------------------------------------------------------------------------
+
+
+def test_loss_scaled_reaches_the_stopping_loss_where_a_constant_step_does_not():
+    _, constant, _ = _run(until_loss=1e-8)
+    _, scaled, log = _run(until_loss=1e-8, schedule="loss_scaled", dtype="float64")
+    assert constant["training"]["stop"] == "epochs" and constant["history"][-1][1] > 1e-4
+    assert scaled["training"]["stop"] == "until_loss"
+    assert scaled["training"]["final_loss"] < 1e-8 and scaled["history"][-1][-1] == "until_loss"
+    assert scaled["epochs"][-1] == scaled["training"]["stop_epoch"] < 400
+    assert "stopped after epoch" in log and "fell below until_loss" in log
+    # The step grew by orders of magnitude as the loss fell; accepted losses never rose much.
+    rows = [loop.Epoch(*row) for row in scaled["history"]]
+    assert rows[-1].lr > 100 * rows[0].lr
+    ends = np.array([r.end_loss for r in rows])
+    assert np.all(ends[1:] <= ends[:-1] * (1 + loop.RISE_TOLERANCE))
+
+
+def test_min_epochs_keeps_training_past_the_stopping_loss():
+    _, result, _ = _run(until_loss=1e-8, schedule="loss_scaled", dtype="float64", min_epochs=300)
+    assert result["training"]["stop"] == "until_loss" and result["training"]["stop_epoch"] == 300
+    assert result["training"]["final_loss"] < 1e-8
+
+
+def test_a_run_that_stops_learning_stalls_instead_of_spending_the_cap():
+    """A step too small to move the loss (as for a dead bottleneck, whose gradient is 0): the run
+    stops after PLATEAU_EPOCHS epochs without progress, not after the epoch cap."""
+    _, result, log = _run(until_loss=1e-8, lr=1e-30, epochs=2000)
+    assert result["training"]["stop"] == "stalled"
+    assert result["training"]["stop_epoch"] == loop.PLATEAU_EPOCHS + 1
+    assert result["history"][-1][-1] == "stalled" and "(stalled)" in log
+
+
+def test_backtracking_undoes_rising_epochs():
+    _, result, _ = _run(until_loss=1e-8, schedule="loss_scaled", dtype="float64", lr=40.0)
+    rows = [loop.Epoch(*row) for row in result["history"]]
+    assert sum(r.backtracks for r in rows) > 0
+    assert result["training"]["stop"] == "until_loss"
+
+
+def test_a_loss_scaled_run_resumes_bit_for_bit(tmp_path):
+    settings = dict(schedule="loss_scaled", dtype="float64", epochs=60, resume_every=20,
+                    until_loss=None)
+    data = make_dataset("blobs", 0, BLOBS)
+    merged = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.5, n_checkpoints=5, **QUIET, **settings)
+    path = tmp_path / "run.resume"
+    first = train_run(data, "mlp", 0, ARCH, merged, log=text_io.StringIO(), resume_path=path)
+    assert path.exists()  # written after epoch 40, the last due before the end
+    log = text_io.StringIO()
+    again = train_run(data, "mlp", 0, ARCH, merged, log=log, resume_path=path)
+    assert "resumed from" in log.getvalue() and "after epoch 40" in log.getvalue()
+    for epoch in first["states"]:
+        for name, tensor in first["states"][epoch].items():
+            assert torch.equal(tensor, again["states"][epoch][name]), (epoch, name)
+    assert [row[:3] for row in first["history"]] == [row[:3] for row in again["history"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Numerics
+# --------------------------------------------------------------------------------------------
+
+
+def test_cross_entropy_matches_torch_and_keeps_its_tail():
+    torch.manual_seed(0)
+    z = torch.randn(20, 3, dtype=torch.float64) * 4
+    y = torch.randint(0, 3, (20,))
+    assert cross_entropy_loss(z, y).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(z, y).item(), rel=1e-12)
+    tail = torch.tensor([[0.0, 50.0], [0.0, 700.0]], dtype=torch.float64, requires_grad=True)
+    loss = cross_entropy_loss(tail, torch.tensor([1, 1]))
+    assert loss.item() == pytest.approx((math.exp(-50) + math.exp(-700)) / 2, rel=1e-12)
+    assert torch.nn.functional.cross_entropy(tail, torch.tensor([1, 1])).item() == 0.0
+    loss.backward()
+    grad = tail.grad[0]
+    assert grad[0].item() == pytest.approx(math.exp(-50) / 2, rel=1e-12)
+    assert grad[1].item() == pytest.approx(-math.exp(-50) / 2, rel=1e-12)  # symmetric
+
+
+def test_gradient_descent_equals_torch_sgd():
+    torch.manual_seed(1)
+    a, b = torch.nn.Linear(3, 2).double(), torch.nn.Linear(3, 2).double()
+    b.load_state_dict(a.state_dict())
+    ours = GradientDescent(a.parameters(), lr=0.3, weight_decay=0.01)
+    theirs = torch.optim.SGD(b.parameters(), lr=0.3, weight_decay=0.01)
+    x = torch.randn(8, 3, dtype=torch.float64)
+    for _ in range(5):
+        for model, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            model(x).square().sum().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    state = ours.state_dict()
+    ours.param_groups[0]["lr"] = 9.0
+    ours.load_state_dict(state)
+    assert ours.param_groups[0]["lr"] == 0.3
+
+
+def test_a_float64_run_keeps_float64_weights_and_features(tmp_path):
+    data, result, _ = _run(dtype="float64", epochs=5)
+    state = result["states"][5]
+    assert state["bottleneck.weight"].dtype == torch.float64
+    dump_run(result, data, tmp_path / "features", torch.device("cpu"), log=text_io.StringIO())
+    features = read_features(list_feature_files(tmp_path / "features")[-1])
+    assert features.h.dtype == np.float64 and features.keys["training"]["dtype"] == "float64"
+    logits = features.h @ features.W.T + features.b
+    np.testing.assert_allclose(logits, features.logits, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm: the SVM sees the features the last layer is trained on
+# --------------------------------------------------------------------------------------------
+
+RESNET = dict(DEFAULT_ARCH["resnet"], width=8, blocks=[[4, 8, 1, 1], [8, 16, 1, 2]], hidden=16)
+
+
+def _resnet(**settings):
+    data = make_dataset("digits01", None, {"test_fraction": 0.2, "seed": 12345})
+    merged = dict(DEFAULT_TRAIN, optimizer="adam", lr=0.01, epochs=40, n_checkpoints=4, **QUIET)
+    merged.update(settings)
+    return data, train_run(data, "resnet", 0, RESNET, merged, log=text_io.StringIO())
+
+
+def test_tiny_resnet_final_features_are_those_the_last_layer_was_trained_on(tmp_path):
+    """Mini-batches of 64 with batch statistics: the eval-mode features differ (measured); with
+    the statistics frozen after epoch 20 the final checkpoint's shift is below 0.01 (0), and the
+    feature files carry the shift."""
+    _, batch_stats = _resnet(batch_size=64)
+    shifts = {e: v["bn_feature_shift"] for e, v in batch_stats["feature_shifts"].items()}
+    assert max(shifts.values()) > 0.01  # the measurement sees batch-statistics noise
+    data, frozen = _resnet(batch_size=64, bn_eval_after=20)
+    final = frozen["feature_shifts"][40]["bn_feature_shift"]
+    assert final < 0.01
+    dump_run(frozen, data, tmp_path / "f", torch.device("cpu"), log=text_io.StringIO())
+    keys = read_features(list_feature_files(tmp_path / "f")[-1]).keys
+    assert keys["bn_feature_shift"] == pytest.approx(final)
+    # Full-batch training: batch statistics are the train set's, so the shift is about 0.
+    _, full_batch = _resnet(batch_size=0)
+    assert full_batch["feature_shifts"][40]["bn_feature_shift"] < 0.01
+
+
+def test_networks_without_batchnorm_record_no_shift():
+    _, result, _ = _run(epochs=5)
+    assert result["feature_shifts"] == {}
