@@ -310,7 +310,8 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
              snapshot: Callable[[int], dict], shuffle: torch.Generator, run: str, block: str,
              log, fmt: torch.memory_format = torch.contiguous_format,
              resume: Resume | None = None, before_epoch: Callable[[int], None] | None = None,
-             lr: float | None = None, extra: dict | None = None) -> LoopResult:
+             lr: float | None = None, extra: dict | None = None,
+             fused: bool = False) -> LoopResult:
     """Train ``model`` with ``step(xb, yb) -> (loss, n_correct)`` (module docstring).
 
     ``evaluate()`` returns the train loss on the whole set at the current weights (used by the
@@ -319,6 +320,12 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     base step (default ``settings["lr"]``); ``extra`` is a dict of per-checkpoint measurements
     the snapshot fills, saved with a resumable checkpoint. ``run`` and ``block`` name the run and
     its settings block in messages.
+
+    ``fused`` (full batch and ``loss_scaled`` only, for models whose modes do not change between
+    epochs, i.e. without BatchNorm): the loss after an epoch's step is the loss before the next
+    one, so one forward and backward pass serves both, ``step.gradient`` computing it and the
+    optimizer applying the step; a rejected epoch restores the weights and the gradient at them.
+    The same steps as the unfused path, in about two thirds of the time.
     """
     n = X.shape[0]
     schedule = Schedule.from_settings(settings, lr)
@@ -338,7 +345,67 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     stop, stop_epoch = "epochs", plan.epochs
     epoch, backtracks = first, 0
     losses = [row.end_loss if schedule.measured else row.loss for row in history]
-    while epoch <= plan.epochs:
+
+    def accepted(epoch: int, epoch_loss: float, end_loss: float, train_acc: float,
+                 rate: float) -> str | None:
+        """Record an accepted epoch (history, checkpoint, log, resume); the stop reason if the
+        loop should stop after it."""
+        history.append(Epoch(epoch, epoch_loss, train_acc, time.perf_counter() - start,
+                             epoch * spe, end_loss, rate, backtracks))
+        if epoch in plan.candidates:
+            states[epoch] = snapshot(epoch)
+        current = end_loss if schedule.measured else epoch_loss
+        reached = (plan.until_loss is not None and current < plan.until_loss
+                   and epoch >= plan.min_epochs)
+        losses.append(current)
+        plateau = (plan.until_loss is not None and not reached
+                   and current >= plan.until_loss and len(losses) > PLATEAU_EPOCHS
+                   and current > losses[-1 - PLATEAU_EPOCHS] * (1.0 - PLATEAU_DROP))
+        if epoch % int(settings["log_every"]) == 0 or epoch == plan.epochs or reached:
+            row = history[-1]
+            print(f"epoch {epoch:6d}  step {row.step:8d}  loss {epoch_loss:.3e}  "
+                  f"end loss {end_loss:.3e}  train_acc {row.train_acc:.4f}  lr {rate:.3g}  "
+                  f"{row.seconds:.1f}s", file=log)
+        if reached:
+            return "until_loss"
+        if plateau:
+            return "stalled"
+        if resume is not None and resume.due(epoch, plan.epochs):
+            resume.save(epoch, states, history, schedule, extra)
+        return None
+
+    fused = fused and schedule.measured and plan.batch >= n and hasattr(step, "gradient")
+    if fused:
+        model.train()
+        if before_epoch is not None:
+            before_epoch(epoch)
+        now = step.gradient(X, y)  # the loss and gradient at the current weights
+    while fused and epoch <= plan.epochs:
+        rate = schedule.rate()
+        _set_lr(optimizer, rate)
+        before = (copy.deepcopy(model.state_dict()),
+                  [None if p.grad is None else p.grad.clone() for p in model.parameters()], now)
+        optimizer.step()
+        now = step.gradient(X, y)
+        end_loss = float(now[0])
+        if not schedule.judge(end_loss, rate):  # undo: the weights and the gradient at them
+            model.load_state_dict(before[0])
+            for p, grad in zip(model.parameters(), before[1]):
+                p.grad = grad
+            now = before[2]
+            optimizer.state.clear()
+            backtracks += 1
+            if schedule.stalled:
+                stop, stop_epoch = "stalled", epoch - 1
+                break
+            continue
+        reason = accepted(epoch, float(before[2][0]), end_loss, int(before[2][1]) / n, rate)
+        backtracks = 0
+        if reason is not None:
+            stop, stop_epoch = reason, epoch
+            break
+        epoch += 1
+    while not fused and epoch <= plan.epochs:
         model.train()
         if before_epoch is not None:
             before_epoch(epoch)
@@ -380,31 +447,11 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
                                  time.perf_counter() - start, epoch * spe, end_loss, rate,
                                  backtracks))
             break
-        history.append(Epoch(epoch, epoch_loss, int(correct) / n, time.perf_counter() - start,
-                             epoch * spe, end_loss, rate, backtracks))
+        reason = accepted(epoch, epoch_loss, end_loss, int(correct) / n, rate)
         backtracks = 0
-        if epoch in plan.candidates:
-            states[epoch] = snapshot(epoch)
-        current = end_loss if schedule.measured else epoch_loss
-        reached = (plan.until_loss is not None and current < plan.until_loss
-                   and epoch >= plan.min_epochs)
-        losses.append(current)
-        plateau = (plan.until_loss is not None and not reached
-                   and current >= plan.until_loss and len(losses) > PLATEAU_EPOCHS
-                   and current > losses[-1 - PLATEAU_EPOCHS] * (1.0 - PLATEAU_DROP))
-        if epoch % int(settings["log_every"]) == 0 or epoch == plan.epochs or reached:
-            row = history[-1]
-            print(f"epoch {epoch:6d}  step {row.step:8d}  loss {epoch_loss:.3e}  "
-                  f"end loss {end_loss:.3e}  train_acc {row.train_acc:.4f}  lr {rate:.3g}  "
-                  f"{row.seconds:.1f}s", file=log)
-        if reached:
-            stop, stop_epoch = "until_loss", epoch
+        if reason is not None:
+            stop, stop_epoch = reason, epoch
             break
-        if plateau:
-            stop, stop_epoch = "stalled", epoch
-            break
-        if resume is not None and resume.due(epoch, plan.epochs):
-            resume.save(epoch, states, history, schedule, extra)
         epoch += 1
     if stop == "diverged" and not states:
         raise TrainingDiverged(

@@ -122,7 +122,7 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
     print(f"ran with: {to_json(record)}", file=log)
     result = run_loop(
         last, optimizer, step, evaluate, H, y, step_settings, plan, snapshot,
-        torch.Generator(device=device).manual_seed(seed), run, "retrain", log,
+        torch.Generator(device=device).manual_seed(seed), run, "retrain", log, fused=True,
     )
     keys["regime"] = "retrain_last"
     return {

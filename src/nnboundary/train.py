@@ -229,7 +229,8 @@ def autocast_dtype(settings: dict[str, Any]) -> torch.dtype | None:
 
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
-    """One optimisation step ``step(xb, yb) -> (loss, n_correct)`` (tensors, no host sync).
+    """One optimisation step ``step(xb, yb) -> (loss, n_correct)`` (tensors, no host sync);
+    ``step.gradient(xb, yb)`` is its first half (the loss and its gradient, no update).
 
     The backbone runs under bf16 autocast when ``amp: bf16``; the bottleneck, the last layer and
     the loss stay in full precision: the max-margin limit is approached at per-sample losses far
@@ -244,14 +245,21 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
     forward = torch.compile(model) if settings.get("compile", False) else model
     loss_fn = make_loss(settings)
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradient(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss and correct count at the current weights, their gradient left in .grad."""
         logits = forward(xb, autocast_dtype=amp) if amp is not None else forward(xb)
         loss = loss_fn(logits.double(), yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
         return loss.detach(), (logits.detach().argmax(1) == yb).sum()
 
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, correct = gradient(xb, yb)
+        optimizer.step()
+        return loss, correct
+
+    # The loop's full-batch path takes the two halves apart (nnboundary.loop.run_loop).
+    step.gradient = gradient
     return step
 
 
@@ -483,7 +491,7 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     result = run_loop(
         model, optimizer, step, evaluate, X, y, settings, plan, snapshot, shuffle,
         f"dataset {data.name}, arch {arch}, variant {variant}, seed {seed}", "train", log, fmt,
-        resume, before_epoch, extra=shifts,
+        resume, before_epoch, extra=shifts, fused=not has_bn,
     )
     return {
         "keys": {"dataset": data.name, "arch": arch, "variant": variant, "regime": "full",
