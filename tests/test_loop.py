@@ -15,7 +15,9 @@ from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
 from nnboundary.features import dump_run
 from nnboundary.io import list_feature_files, read_features
 from nnboundary.prepare import make_dataset
-from nnboundary.train import GradientDescent, cross_entropy_loss, train_run
+from nnboundary.retrain import linear_step
+from nnboundary.train import (GradientDescent, cross_entropy_gradient, cross_entropy_loss,
+                              make_step, train_run)
 
 BLOBS = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
 ARCH = dict(DEFAULT_ARCH["mlp"], hidden=16)
@@ -159,6 +161,41 @@ def test_cross_entropy_matches_torch_and_keeps_its_tail():
     grad = tail.grad[0]
     assert grad[0].item() == pytest.approx(math.exp(-50) / 2, rel=1e-12)
     assert grad[1].item() == pytest.approx(-math.exp(-50) / 2, rel=1e-12)  # symmetric
+
+
+def test_closed_form_cross_entropy_gradient_is_autograds_in_the_bulk_and_in_the_tail():
+    torch.manual_seed(0)
+    z = torch.randn(30, 4, dtype=torch.float64) * 3
+    z[:5] *= 200  # margins of hundreds: per-sample losses far below 1e-16
+    y = torch.randint(0, 4, (30,))
+    leaf = z.clone().requires_grad_(True)
+    reference = cross_entropy_loss(leaf, y)
+    reference.backward()
+    loss, grad = cross_entropy_gradient(z, y)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-13)
+    torch.testing.assert_close(grad, leaf.grad, rtol=1e-12, atol=0.0)
+    # The true class's entry is minus the others' sum, exactly, even at a margin of 700.
+    loss, grad = cross_entropy_gradient(torch.tensor([[0.0, 700.0]], dtype=torch.float64),
+                                        torch.tensor([1]))
+    assert grad[0, 1].item() == pytest.approx(-math.exp(-700), rel=1e-12)
+    assert grad[0, 0].item() == pytest.approx(math.exp(-700), rel=1e-12)
+
+
+def test_the_last_layers_closed_form_step_is_the_autograd_step():
+    torch.manual_seed(2)
+    H = torch.randn(50, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (50,))
+    layers = [torch.nn.Linear(6, 3, dtype=torch.float64) for _ in range(2)]
+    layers[1].load_state_dict(layers[0].state_dict())
+    settings = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.3, loss="cross_entropy")
+    steps = [build(layer, GradientDescent(layer.parameters(), lr=0.3), settings)
+             for build, layer in zip((linear_step, make_step), layers)]
+    for _ in range(5):
+        (loss_a, correct_a), (loss_b, correct_b) = (step(H, y) for step in steps)
+        assert loss_a.item() == pytest.approx(loss_b.item(), rel=1e-13)
+        assert int(correct_a) == int(correct_b)
+    torch.testing.assert_close(layers[0].weight, layers[1].weight, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(layers[0].bias, layers[1].bias, rtol=1e-12, atol=1e-15)
 
 
 def test_gradient_descent_equals_torch_sgd():

@@ -138,6 +138,29 @@ def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor,
     return loss.mean()
 
 
+def cross_entropy_gradient(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+    """The loss of :func:`cross_entropy_loss` (no label smoothing) and its gradient with respect
+    to the logits, G = (P − onehot(y)) / n, P the softmax, in closed form.
+
+    With d, M and s_i as there, e_ik = exp(d_ik − M_i) (k ≠ y_i), D_i = e^{−M_i} + s_i: P_ik =
+    e_ik / D_i for k ≠ y_i and, for the true class, P_iy − 1 = −s_i / D_i, taken from the other
+    classes' terms rather than as a difference from 1, so that the gradient, like the loss, stays
+    exact far below float64's 1e-16 relative resolution. The same numbers as autograd through
+    :func:`cross_entropy_loss`, without building its graph (``retrain_last`` uses it)."""
+    n = logits.shape[0]
+    true, mask = _true_class(logits, y)
+    d = (logits - true).masked_fill(mask, -torch.inf)
+    top = d.amax(1).clamp(min=0.0)
+    e = torch.exp(d - top[:, None])
+    s = e.sum(1)
+    below = torch.exp(-top)
+    loss = torch.where(top > 0, top + torch.log(below + s), torch.log1p(s)).mean()
+    denominator = (below + s)[:, None]
+    grad = torch.where(mask, -s[:, None], e) / (denominator * max(n, 1))
+    return loss, grad
+
+
 def _true_class(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """z_{i,y_i} as a column (n, 1) and the boolean one-hot mask of y (n, K)."""
     mask = nn.functional.one_hot(y, logits.shape[1]).bool()
