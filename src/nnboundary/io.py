@@ -184,7 +184,7 @@ def write_features(
         n = len(labels)
         # float64 networks keep float64 features: the terminal phase lives in small numbers.
         kind = np.float64 if np.asarray(h).dtype == np.float64 else np.float32
-        pieces = {"split": np.full(n, split, dtype=object),
+        pieces = {"split": np.full(n, split),  # fixed-width unicode: pyarrow converts it in C
                   "index": np.arange(n, dtype=np.int64),
                   "label": np.asarray(labels, dtype=np.int64)}
         for j in range(h.shape[1]):
