@@ -89,3 +89,21 @@ def test_benchmark_jobs_sums_the_rules_benchmark_files(tmp_path, capsys):
     assert table["aggregate"]["jobs"] == 1  # a rule without wildcards: its file's name
     assert benchmark_main(["jobs", "--folder", str(tmp_path)]) == 0
     assert "train" in capsys.readouterr().out
+
+
+def test_config_check_layers_files_as_snakemake_layers_configfile(tmp_path):
+    # Alone, the ablation file falls back to the package defaults (constant step, momentum), so
+    # its schedule and momentum variants would look like its base; on top of config.yaml they
+    # do not, and the check names the duplicates snakemake --configfile will really skip.
+    layered = nnboundary("config", "--check", str(REPO / "config.yaml"),
+                         str(REPO / "configs" / "ablations.yaml")).stderr
+    assert "valid: 135 runs" in layered
+    assert "blobs/mlp optimizer-sgd = base" in layered and "schedule-constant" not in layered
+    alone = nnboundary("config", "--check", str(REPO / "configs" / "ablations.yaml")).stderr
+    assert "schedule-constant = base" in alone
+    # Lists are replaced, mappings merged: the second file's seeds win, the first's datasets stay.
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("grid: {datasets: [blobs, sectors], archs: [mlp], seeds: [0, 1, 2]}\n")
+    second.write_text("grid: {seeds: [7]}\n")
+    out = nnboundary("config", "--check", str(first), str(second)).stderr
+    assert "2 dataset x arch pairs" in out and "x 1 seeds" in out

@@ -687,12 +687,31 @@ def parse_settings(text: str | None, defaults: dict[str, Any] | None = None) -> 
     return {**defaults, **value}
 
 
-def load_config(path: str | Path) -> dict:
-    """Read and validate a YAML config file (for the command-line tools and tests)."""
+def layer_configs(base: dict, update: dict) -> dict:
+    """``update`` applied on top of ``base`` as Snakemake applies a ``--configfile`` on top of the
+    workflow's ``configfile:``: mappings are merged key by key, recursively; any other value
+    (a list included) replaces the one below it."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = layer_configs(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(*paths: str | Path) -> dict:
+    """Read YAML config files, each layered on the ones before it (:func:`layer_configs`), and
+    validate the result (for the command-line tools and tests). ``load_config("config.yaml",
+    "configs/regimes.yaml")`` is the config ``snakemake --configfile configs/regimes.yaml``
+    runs."""
     import yaml
 
-    with open(path) as handle:
-        return validate_config(yaml.safe_load(handle) or {})
+    config: dict = {}
+    for path in paths:
+        with open(path) as handle:
+            config = layer_configs(config, yaml.safe_load(handle) or {})
+    return validate_config(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -704,12 +723,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="nnboundary config", description=main.__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--check", metavar="FILE", help="a YAML config file to validate")
+    source.add_argument("--check", metavar="FILE", nargs="+",
+                        help="YAML config files to validate, each applied on top of the ones "
+                             "before it as snakemake applies --configfile on config.yaml, e.g. "
+                             "--check config.yaml configs/regimes.yaml")
     source.add_argument("--config-json", help="a config as a JSON object (the workflow's)")
     parser.add_argument("--output", help="write the validated config, defaults filled in (YAML)")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.check) if args.check else validate_config(json.loads(args.config_json))
+        config = load_config(*args.check) if args.check else validate_config(json.loads(args.config_json))
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 1

@@ -78,7 +78,7 @@ EXTRA_REGIME_STYLES = (":", "-.")
 NETWORK_LINE_COLOUR = "0.2"
 #: Floors of the log-scaled convergence panels: smaller values (0 included) are drawn at the
 #: floor, and the axis label says so.
-GAP_FLOOR = {"angle_gap": 1e-12, "margin_gap": 1e-6, "train_loss": 1e-12, "w_norm": 1e-12}
+GAP_FLOOR = {"angle_gap": 1e-12, "margin_gap": 1e-6, "train_loss": 1e-300, "w_norm": 1e-12}
 #: A panel whose values all lie within this factor is drawn with a linear y axis.
 NARROW_RANGE = 1.5
 #: Dash patterns of the SVM boundaries in the ``run`` figure: the homog dashes fill the svc gaps,

@@ -13,10 +13,15 @@ every margin is 1; mse pulls the logits to the one-hot targets), as ablations. T
 (``optimizer``) is ``sgd``, ``momentum``, ``adam`` or ``rmsprop``.
 
 Outputs: one checkpoint file (a ``torch.save`` dict with the run keys, the arch settings and the
-model's ``state_dict`` at every checkpoint epoch) and a per-epoch table (tab-separated:
-``epoch``, ``loss`` = the configured loss (``loss`` setting; cross-entropy by default), the mean
-over the epoch's batches weighted by batch size, ``train_acc`` = share of
-correctly classified train samples during the epoch, ``seconds`` since the start).
+model's ``state_dict`` at every checkpoint epoch, the history and the training record) and a
+per-epoch table (tab-separated, :data:`nnboundary.loop.HISTORY_COLUMNS`): ``epoch``, ``step``
+(optimizer steps so far), ``loss`` = the configured loss (``loss`` setting; cross-entropy by
+default), the mean over the epoch's batches weighted by batch size, before each step;
+``end_loss`` = the train loss after the epoch (measured by the ``loss_scaled`` schedule, else
+empty); ``train_acc`` = share of correctly classified train samples during the epoch; ``lr`` =
+the step used; ``backtracks`` = epochs undone and redone before this one was accepted;
+``seconds`` since the start; ``stop`` = on the last row, why the loop stopped. The step-size
+schedule, the stopping rule and the checkpoint choice are :mod:`nnboundary.loop`'s.
 """
 
 from __future__ import annotations
