@@ -1,5 +1,6 @@
-"""Interrupting a run (SIGINT, as Ctrl-C) and starting it again with the local profile
-(workflow/profiles/default, which reruns the jobs the interruption left incomplete) finishes
+"""Interrupting a run (SIGINT, as Ctrl-C) and starting it again with the same command, which
+loads the default workflow profile by itself (profiles/default: it reruns the jobs the
+interruption left incomplete), finishes
 with the same results as an uninterrupted run; truncated inputs stop a stage with the file and
 the fix named."""
 
@@ -45,10 +46,11 @@ def test_an_interrupted_run_finishes_with_the_uninterrupted_results(tmp_path):
     assert job.returncode != 0, out[-3000:]
     assert not (interrupted / "results/metrics.parquet").exists()
 
-    # Jobs that were running when Snakemake was interrupted are marked incomplete; the local
-    # profile reruns them (rerun-incomplete) instead of stopping to ask.
-    again = snakemake(interrupted, "--workflow-profile", str(REPO / "workflow/profiles/default"),
-                      "--cores", "2")
+    # Jobs that were running when Snakemake was interrupted are marked incomplete; the default
+    # workflow profile, loaded without a flag, reruns them (rerun-incomplete) instead of
+    # stopping to ask.
+    again = snakemake(interrupted, "--cores", "2")
+    assert "workflow specific profile" in again.stdout + again.stderr
     assert "Nothing to be done" not in again.stdout + again.stderr
     a = pd.read_parquet(whole / "results/metrics.parquet")
     b = pd.read_parquet(interrupted / "results/metrics.parquet")

@@ -26,7 +26,7 @@ from conftest import REPO, TINY_CONFIG, snakemake
 pytestmark = pytest.mark.slurm
 
 SCRIPT = REPO / "scripts" / "slurm-local.sh"
-PROFILE = REPO / "workflow" / "profiles" / "slurm"
+PROFILE = REPO / "profiles" / "slurm"
 # Rules that run on the submit host (localrules); every other job must go through sbatch.
 LOCAL_RULES = {"prepare", "aggregate", "run_figure", "convergence_figure", "overview_figure",
                "config_record", "all"}
@@ -68,12 +68,13 @@ def slurm():
 
 
 def _run_on_slurm(workdir: Path, *extra: str, timeout: float = 420) -> subprocess.CompletedProcess:
-    """snakemake --profile <slurm profile> in ``workdir``; SIGINT on timeout (Snakemake then
-    cancels its SLURM jobs; SIGTERM would leave it waiting for them)."""
+    """snakemake --workflow-profile <slurm profile> in ``workdir`` (it replaces the default
+    workflow profile); SIGINT on timeout (Snakemake then cancels its SLURM jobs; SIGTERM would
+    leave it waiting for them)."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile",
-               str(PROFILE), *FAST_POLL, *extra]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+               "--workflow-profile", str(PROFILE), *FAST_POLL, *extra]
     job = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
@@ -109,9 +110,15 @@ def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path
         workdir.mkdir()
         shutil.copy(TINY_CONFIG, workdir / "config.yaml")
     started = time.monotonic()
-    result = _run_on_slurm(cluster)
+    result = _run_on_slurm(cluster, "--verbose")
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-6000:]
+    # The status command actually used, from the plugin's own log lines: squeue, as the profile
+    # asks. The plugin falls back to sacct without an error when it cannot read MinJobAge or
+    # finds it below 3 x the first poll delay, and then a scancel'd job hangs the run.
+    used = set(re.findall(r"Status query timing \(cycle\): command=(\w+)", result.stdout))
+    assert used == {"squeue"}, result.stdout[-6000:]
+    assert "Falling back to 'sacct'" not in result.stdout
 
     jobs = _slurm_logs(cluster)
     expected = {"train": 2, "retrain": 2, "features": 4, "svm": 4, "metrics": 4}
@@ -152,8 +159,9 @@ def test_a_cancelled_training_job_is_resubmitted_and_resumes(slurm, tmp_path):
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
     # Only the training step is needed here: target its checkpoint file.
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile",
-               str(PROFILE), *FAST_POLL, "results/runs/blobs/mlp/base/full/seed0/checkpoints.pt"]
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+               "--workflow-profile", str(PROFILE), *FAST_POLL,
+               "results/runs/blobs/mlp/base/full/seed0/checkpoints.pt"]
     job = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -162,6 +164,42 @@ def test_invalid_config_stops_before_any_job(tiny_workdir):
     out = result.stdout + result.stderr
     assert "'optimiser' was unexpected" in out and "allowed keys here" in out
     assert not (tiny_workdir / "results").exists()
+
+
+def _clean_copy(tmp_path: Path) -> Path:
+    """The repository's tracked files, as a fresh clone has them."""
+    copy = tmp_path / "clone"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    return copy
+
+
+def _plain_snakemake(workdir: Path, *args: str) -> str:
+    """``snakemake <args>`` as a user types it: no -s, no profile flag."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env,
+                            capture_output=True, text=True)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    return out
+
+
+def test_the_default_workflow_profile_loads_without_a_flag(tmp_path):
+    clone = _clean_copy(tmp_path)
+    assert "Using workflow specific profile profiles/default" in _plain_snakemake(clone, "-n")
+    # A setting of the profile in effect: its gpu=1 resource limit (a run prints its resources).
+    out = _plain_snakemake(clone, "--cores", "1", "results/config.yaml")
+    assert "Using workflow specific profile profiles/default" in out
+    assert re.search(r"Provided resources: gpu=\S*\s?1\b", out), out[-3000:]
+    off = _plain_snakemake(clone, "--cores", "1", "--workflow-profile", "none", "-f",
+                           "results/config.yaml")
+    assert "workflow specific profile" not in off and "Provided resources: gpu" not in off
 
 
 def test_lint_is_clean(tiny_workdir):
