@@ -87,10 +87,13 @@ def _run_on_slurm(workdir: Path, *extra: str, timeout: float = 420) -> subproces
 
 
 def _slurm_logs(workdir: Path) -> dict[str, list[int]]:
-    """SLURM job ids per rule, from the plugin's kept logs .snakemake/slurm_logs/rule_<r>/…/<id>.log."""
+    """SLURM job ids per rule (``group_<name>`` for a group job), from the plugin's kept logs
+    .snakemake/slurm_logs/rule_<r>/…/<id>.log and group_<name>/…/<id>.log."""
     found: dict[str, list[int]] = {}
     for path in (workdir / ".snakemake" / "slurm_logs").rglob("*.log"):
-        rule = next(p for p in path.relative_to(workdir).parts if p.startswith("rule_"))[5:]
+        part = next(p for p in path.relative_to(workdir).parts
+                    if p.startswith(("rule_", "group_")))
+        rule = part[5:] if part.startswith("rule_") else part
         found.setdefault(rule, []).append(int(path.stem))
     return found
 
@@ -121,7 +124,10 @@ def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path
     assert "Falling back to 'sacct'" not in result.stdout
 
     jobs = _slurm_logs(cluster)
-    expected = {"train": 2, "retrain": 2, "features": 4, "svm": 4, "metrics": 4}
+    # The profile groups each run's features, svm and metrics into one submission: 4 runs give
+    # 4 group jobs instead of 12 single ones, 8 sbatch calls in all instead of 16.
+    # The plugin names a group job's log folder group_<group>_<its rules>.
+    expected = {"train": 2, "retrain": 2, "group_run_features_metrics_svm": 4}
     assert {rule: len(ids) for rule, ids in jobs.items()} == expected
     assert not set(jobs) & LOCAL_RULES
     records = _sacct([i for ids in jobs.values() for i in ids])
@@ -135,7 +141,9 @@ def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path
     for rule, ids in jobs.items():
         for job_id in ids:
             asks_gpu = "gres/gpu=1" in records[job_id][1]
-            assert asks_gpu == (rule in ("train", "retrain", "features")), (rule, records[job_id])
+            # train, retrain and the group holding the feature dump ask for the GPU.
+            assert asks_gpu == (rule in ("train", "retrain", "group_run_features_metrics_svm")), (
+                rule, records[job_id])
 
     snakemake(local, "--cores", "2")
     for name in ("metrics.parquet", "findings.csv"):
