@@ -410,8 +410,10 @@ def draw_run(features: io.FeatureSet, fits: list[dict], ax, resolution: int) -> 
     spans = high - low
     if d != 1 and max(spans) <= 3 * min(spans):
         ax.set_aspect("equal", adjustable="box")  # angles look like angles
+    # Outside the axes, on the right: inside, "best" still lands on a class cluster when K = 3.
     ax.legend(handles=_legend_handles(K, drawn_targets, margins, support),
-              loc="best", fontsize=7, framealpha=0.8)
+              loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=7,
+              frameon=False)
     if len(H) and not np.any(H):
         notes.append("dead bottleneck: every feature is 0")
     return notes
