@@ -104,9 +104,14 @@ def _json_default(value: Any) -> Any:
 def write_table(path: str | os.PathLike, frame, metadata: dict[str, str] | None = None) -> None:
     """Write a pandas DataFrame to Parquet in one batch, atomically, with optional schema metadata."""
     import pyarrow as pa
+
+    write_arrow(path, pa.Table.from_pandas(frame, preserve_index=False), metadata)
+
+
+def write_arrow(path: str | os.PathLike, table, metadata: dict[str, str] | None = None) -> None:
+    """Write a pyarrow Table to Parquet atomically, ``metadata`` added to its schema's."""
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata:
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): v.encode() for k, v in metadata.items()})
@@ -177,7 +182,6 @@ def write_features(
     """Write one checkpoint's features: ``parts`` maps split -> (labels, h, logits). Written
     with pyarrow alone (no pandas: the stages that only move features start faster)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     columns: dict[str, list] = {}
     for split, (labels, h, logits) in parts.items():
@@ -196,12 +200,9 @@ def write_features(
             columns.setdefault(name, []).append(values)
     arrays = {name: pa.array(np.concatenate(values), type=pa.string() if name == "split" else None)
               for name, values in columns.items()}
-    table = pa.table(arrays)
     metadata = {str(k): str(v) for k, v in keys.items()}
     metadata["last_layer"] = json.dumps({"W": np.asarray(W).tolist(), "b": np.asarray(b).tolist()})
-    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_arrow(path, pa.table(arrays), metadata)
 
 
 def read_features(path: str | os.PathLike) -> FeatureSet:

@@ -44,6 +44,7 @@ from .train import (
     resolve_device,
     save_checkpoints,
     set_determinism,
+    step_of,
     torch_dtype,
     training_record,
 )
@@ -71,13 +72,7 @@ def linear_step(last: nn.Linear, optimizer: torch.optim.Optimizer, settings: dic
         last.bias.grad = grad.sum(0)
         return loss, (logits.argmax(1) == yb).sum()
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, correct = gradient(xb, yb)
-        optimizer.step()
-        return loss, correct
-
-    step.gradient = gradient
-    return step
+    return step_of(gradient, optimizer)
 
 
 def curvature_bound(H: torch.Tensor) -> float:

@@ -135,12 +135,20 @@ def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor,
     terminal phase, where the direction converges, would be cut off and skewed."""
     if label_smoothing:
         return nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    return _cross_entropy_terms(logits, y)[0].mean()
+
+
+def _cross_entropy_terms(logits: torch.Tensor, y: torch.Tensor):
+    """The per-sample loss of :func:`cross_entropy_loss` in its exact-tail form, and the terms it
+    is made of: the one-hot mask of y, e_ik = exp(d_ik − M_i) (0 at k = y_i), e^{−M_i} and s_i."""
     true, mask = _true_class(logits, y)
     d = (logits - true).masked_fill(mask, -torch.inf)
     top = d.amax(1).clamp(min=0.0)
-    s = torch.exp(d - top[:, None]).sum(1)
-    loss = torch.where(top > 0, top + torch.log(torch.exp(-top) + s), torch.log1p(s))
-    return loss.mean()
+    e = torch.exp(d - top[:, None])
+    s = e.sum(1)
+    below = torch.exp(-top)
+    loss = torch.where(top > 0, top + torch.log(below + s), torch.log1p(s))
+    return loss, mask, e, below, s
 
 
 def cross_entropy_gradient(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor,
@@ -154,16 +162,10 @@ def cross_entropy_gradient(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch
     exact far below float64's 1e-16 relative resolution. The same numbers as autograd through
     :func:`cross_entropy_loss`, without building its graph (``retrain_last`` uses it)."""
     n = logits.shape[0]
-    true, mask = _true_class(logits, y)
-    d = (logits - true).masked_fill(mask, -torch.inf)
-    top = d.amax(1).clamp(min=0.0)
-    e = torch.exp(d - top[:, None])
-    s = e.sum(1)
-    below = torch.exp(-top)
-    loss = torch.where(top > 0, top + torch.log(below + s), torch.log1p(s)).mean()
+    loss, mask, e, below, s = _cross_entropy_terms(logits, y)
     denominator = (below + s)[:, None]
     grad = torch.where(mask, -s[:, None], e) / (denominator * max(n, 1))
-    return loss, grad
+    return loss.mean(), grad
 
 
 def _true_class(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -281,12 +283,20 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
         loss.backward()
         return loss.detach(), (logits.detach().argmax(1) == yb).sum()
 
+    return step_of(gradient, optimizer)
+
+
+def step_of(gradient, optimizer):
+    """The step ``step(xb, yb) -> (loss, n_correct)``: ``gradient(xb, yb)`` (the loss and correct
+    count, the gradient left in ``.grad``), then the optimizer's update. ``step.gradient`` is the
+    first half alone: the loop's full-batch path takes the two apart
+    (:func:`nnboundary.loop.run_loop`)."""
+
     def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, correct = gradient(xb, yb)
         optimizer.step()
         return loss, correct
 
-    # The loop's full-batch path takes the two halves apart (nnboundary.loop.run_loop).
     step.gradient = gradient
     return step
 
@@ -487,27 +497,22 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     shifts: dict = {}
 
     def snapshot(epoch: int) -> dict[str, torch.Tensor]:
-        if has_bn:
-            seen = train_features(model, X, plan.batch, fmt)
+        if has_bn or amp is not None:
             modes = [(m, m.training) for m in model.modules()]
-            if not bn_eval_phase(epoch):  # frozen statistics are kept as they were trained
+            seen = train_features(model, X, plan.batch, fmt) if has_bn else None
+            if has_bn and not bn_eval_phase(epoch):  # frozen statistics stay as trained
                 recalibrate_bn(model, X, plan.batch, fmt)
             model.eval()
-            measured = {"bn_feature_shift": relative_shift(seen, train_features(
-                model, X, plan.batch, fmt))}
+            evaluated = train_features(model, X, plan.batch, fmt)  # what the SVM is fitted on
+            measured = {}
+            if has_bn:
+                measured["bn_feature_shift"] = relative_shift(seen, evaluated)
             if amp is not None:
                 measured["amp_feature_shift"] = relative_shift(
-                    train_features(model, X, plan.batch, fmt, amp),
-                    train_features(model, X, plan.batch, fmt))
+                    train_features(model, X, plan.batch, fmt, amp), evaluated)
             for m, mode in modes:
                 m.train(mode)
             shifts[epoch] = measured
-        elif amp is not None:
-            model.eval()
-            shifts[epoch] = {"amp_feature_shift": relative_shift(
-                train_features(model, X, plan.batch, fmt, amp),
-                train_features(model, X, plan.batch, fmt))}
-            model.train()
         return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     resume = None
