@@ -13,7 +13,7 @@ report: "workflow/report/workflow.rst"
 
 
 # Cheap steps run where Snakemake runs, also with a cluster executor: preparing data (which may
-# download it: compute nodes often have no internet), tables, figures and the config record.
+# download it: compute nodes often have no internet), tables, figures, the config record and the job times.
 localrules:
     all,
     prepare,
@@ -22,6 +22,7 @@ localrules:
     convergence_figure,
     overview_figure,
     config_record,
+    job_times,
 
 
 include: "workflow/rules/common.smk"
@@ -34,6 +35,7 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/config.smk"
+include: "workflow/rules/job_times.smk"
 
 
 rule all:

@@ -36,3 +36,13 @@ def tiny_workdir(tmp_path: Path) -> Path:
     """A working directory holding the tiny config as ``config.yaml``."""
     shutil.copy(TINY_CONFIG, tmp_path / "config.yaml")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """The tiny grid run to completion once, shared by the end-to-end tests (which only read
+    it, or write beside results/)."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
+    snakemake(workdir, "--cores", "2")
+    return workdir

@@ -365,7 +365,8 @@ def test_aggregate_cli_requires_the_new_outputs(tmp_path):
 
 
 def test_distinct_values_and_markdown_cells():
-    from nnboundary.findings import distinct_values, md_row
+    from nnboundary.document import md_row
+    from nnboundary.findings import distinct_values
 
     assert distinct_values(pd.Series([0.5, 0.5])) == "0.5"
     assert distinct_values(pd.Series([0.01, 0.1, 0.01])) == "0.01/0.1"
@@ -373,3 +374,30 @@ def test_distinct_values_and_markdown_cells():
     assert distinct_values(pd.Series(["adam", "sgd", "adam"])) == "adam/sgd"
     assert distinct_values(pd.Series([np.nan, ""], dtype=object)) == ""
     assert md_row(["a", "|gap| 0.1"]) == "| a | \\|gap\\| 0.1 |"
+
+
+def test_html_pages_hold_the_markdown_tables(tmp_path):
+    """summary/findings/claims as HTML pages for the report, from the same blocks as the
+    Markdown: every Markdown table cell is a cell of the page."""
+    from html import unescape
+
+    rows = _seeds("full", [0.1] * 6, [0.3] * 6) + _seeds("retrain_last", [3.0] * 6, [0.2] * 6)
+    path = tmp_path / "m.parquet"
+    io.write_table(path, _final_table(rows))
+    out = {name: tmp_path / name for name in ("s.md", "s.html", "f.md", "f.html", "c.html")}
+    aggregate([path], tmp_path / "all.parquet", tmp_path / "s.csv", out["s.md"],
+              findings_csv=tmp_path / "f.csv", findings_md=out["f.md"],
+              claims_csv=tmp_path / "c.csv", summary_html=out["s.html"],
+              findings_html=out["f.html"], claims_html=out["c.html"])
+    for md, page in (("s.md", "s.html"), ("f.md", "f.html")):
+        html = unescape(out[page].read_text())
+        assert html.startswith("<!DOCTYPE html>") and "<caption>" in html
+        cells = {c.strip().replace("\\|", "|").replace("**", "")
+                 for line in out[md].read_text().splitlines()
+                 if line.startswith("| ") for c in line.strip("|").split(" | ")}
+        assert len(cells) > 20
+        for cell in cells:
+            assert f">{cell}<" in html.replace("<strong>", "").replace("</strong>", ""), cell
+    claims_page = out["c.html"].read_text()
+    assert "<h1>The paper's claims</h1>" in claims_page
+    assert "<strong>holds</strong>" in claims_page and "retrain_direction_not_bias" in claims_page

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from conftest import REPO
@@ -86,9 +87,24 @@ def test_benchmark_jobs_sums_the_rules_benchmark_files(tmp_path, capsys):
     table = {row["rule"]: row for row in job_times(str(tmp_path))}
     assert table["train"]["jobs"] == 2 and table["train"]["total_s"] == 10.0
     assert table["train"]["cpu_s"] == 8.0 and table["train"]["share"] == pytest.approx(0.8)
+    assert table["train"]["max_s"] == 6.0 and table["train"]["max_job"] == "a/seed1"
     assert table["aggregate"]["jobs"] == 1  # a rule without wildcards: its file's name
     assert benchmark_main(["jobs", "--folder", str(tmp_path)]) == 0
     assert "train" in capsys.readouterr().out
+    # --inputs: exactly these files (one grid's jobs), written as CSV and as an HTML page.
+    csv, html = tmp_path / "out" / "jobs.csv", tmp_path / "out" / "jobs.html"
+    csv.parent.mkdir()
+    assert benchmark_main(["jobs", "--folder", str(tmp_path), "--inputs",
+                           str(tmp_path / "train" / "a" / "seed0.tsv"),
+                           str(tmp_path / "svm" / "x.tsv"), "--csv", str(csv),
+                           "--html", str(html)]) == 0
+    written = pd.read_csv(csv)
+    assert list(written["rule"]) == ["train", "svm"] and list(written["jobs"]) == [1, 1]
+    assert written["cpu_s"].sum() == 5.0
+    page = html.read_text()
+    assert "<caption>" in page and "<td>a/seed0</td>" in page and "<td>all</td>" in page
+    with pytest.raises(SystemExit, match="is not under"):
+        job_times(str(tmp_path / "train"), [tmp_path / "svm" / "x.tsv"])
 
 
 def test_config_check_layers_files_as_snakemake_layers_configfile(tmp_path):

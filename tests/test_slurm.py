@@ -29,7 +29,7 @@ SCRIPT = REPO / "scripts" / "slurm-local.sh"
 PROFILE = REPO / "profiles" / "slurm"
 # Rules that run on the submit host (localrules); every other job must go through sbatch.
 LOCAL_RULES = {"prepare", "aggregate", "run_figure", "convergence_figure", "overview_figure",
-               "config_record", "all"}
+               "config_record", "job_times", "all"}
 # Poll SLURM every few seconds instead of the profile's 20 s: the jobs here take seconds.
 FAST_POLL = ("--slurm-init-seconds-before-status-checks", "3")
 

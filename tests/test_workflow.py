@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, TINY_CONFIG, snakemake
+from conftest import REPO, snakemake
 from nnboundary import io
 from nnboundary.metrics import NOT_APPLICABLE_NAN
 
@@ -26,15 +26,6 @@ RUNS = ["blobs/mlp/base/full/seed0", "digits012/cnn/base/full/seed0",
 # Logs of the training steps name no regime (train is always full, retrain always retrain_last).
 TRAIN_LOGS = {"train": ["blobs/mlp/base/seed0", "digits012/cnn/base/seed0"],
               "retrain": ["blobs/mlp/base/seed0", "digits012/cnn/base/seed0"]}
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """The tiny grid run to completion once, shared by the tests of this module."""
-    workdir = tmp_path_factory.mktemp("e2e")
-    shutil.copy(TINY_CONFIG, workdir / "config.yaml")
-    snakemake(workdir, "--cores", "2")
-    return workdir
 
 
 def test_every_output_exists_and_is_not_trivial(finished):
@@ -141,18 +132,6 @@ def test_changing_svm_C_reruns_svm_but_never_training(finished):
     assert "svm" in scheduled and "metrics" in scheduled
     assert not any("train" in name for name in scheduled), out[-3000:]
     assert "prepare" not in scheduled and "features" not in scheduled
-
-
-def test_report_is_generated(finished):
-    snakemake(finished, "--report", "report.html")
-    html = (finished / "report.html").read_text(errors="replace")
-    assert len(html) > 50_000
-    for name in ("findings.csv", "summary.csv", "convergence.csv", "claims.csv", "excluded.csv",
-                 "seeds.csv", "config.yaml", "overview.png"):
-        assert name in html, name
-    # Self-contained: it opens offline (no script or stylesheet fetched from the network).
-    assert not re.search(r"<script[^>]*\ssrc=\"https?:", html)
-    assert not re.search(r"<link[^>]*\shref=\"https?:", html)
 
 
 def test_invalid_config_stops_before_any_job(tiny_workdir):

@@ -14,9 +14,11 @@ without ``regime``/``variant`` columns is read as regime "full", variant "base")
   Binary runs use their only pair; multi-class runs the ``mean`` row over class pairs.
   ``original_test_acc`` is the original study's reported test accuracy for the paper's three
   experiments (:data:`ORIGINAL_TEST_ACC`), empty elsewhere, to read next to ``test_acc_mean``.
-- ``summary.md``: the same as a Markdown table of ``mean ± sd (median)``.
-- ``findings.csv`` / ``findings.md``, ``claims.csv``, ``seeds.csv``, ``excluded.csv``: per cell
-  and per claim, with per-seed statistics (:mod:`nnboundary.findings`).
+- ``summary.md`` / ``summary.html``: the same as a table of ``mean ± sd (median)``.
+- ``findings.csv`` / ``findings.md`` / ``findings.html``, ``claims.csv`` / ``claims.html``,
+  ``seeds.csv``, ``excluded.csv``: per cell and per claim, with per-seed statistics
+  (:mod:`nnboundary.findings`). The Markdown and HTML of one table come from the same
+  :mod:`nnboundary.document` blocks; the HTML pages are what the Snakemake report shows.
 - ``convergence.csv``: the 1/log t fit of the angle and margin gaps of every run and target over
   its valid checkpoints, and the median and range over seeds (``seed`` = -1)
   (:func:`nnboundary.convergence.convergence_table`).
@@ -31,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import findings as findings_module
-from . import io, stats
+from . import document, io, stats
 from .convergence import RUN_KEYS, convergence_table, with_run_keys
 from .metrics import NETWORK_METRICS, PAIR_METRICS
 from .validity import with_validity
@@ -96,13 +98,13 @@ MARKDOWN_METRICS = ("angle_deg", "margin_ratio", "bias_gap", "svm_bias_gap", "sv
                     "train_loss", "test_acc")
 
 
-def markdown(summary: pd.DataFrame, metrics=MARKDOWN_METRICS) -> str:
-    """A Markdown table of ``mean ± sd (median)`` over valid seeds per group; a group without a
-    valid seed says so instead of showing numbers."""
+def summary_document(summary: pd.DataFrame, metrics=MARKDOWN_METRICS) -> list[document.Block]:
+    """summary.md / summary.html: a table of ``mean ± sd (median)`` over valid seeds per group;
+    a group without a valid seed says so instead of showing numbers."""
     original = bool(summary["original_test_acc"].notna().any()) if len(summary) else False
     header = GROUP + ["epoch", "valid/seeds", "lr"] + list(metrics)
     header += ["original test_acc"] if original else []
-    lines = [findings_module.md_row(header), "|" + "---|" * len(header)]
+    rows = []
     for _, row in summary.iterrows():
         cells = [str(row[g]) for g in GROUP]
         cells += [str(int(row["final_epoch"])), f"{int(row['n_valid'])}/{int(row['n_seeds'])}",
@@ -117,8 +119,17 @@ def markdown(summary: pd.DataFrame, metrics=MARKDOWN_METRICS) -> str:
         if original:
             value = row["original_test_acc"]
             cells.append("" if pd.isna(value) else f"{value:.3g}")
-        lines.append(findings_module.md_row(cells))
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return [document.Heading("Final checkpoint, valid seeds: mean ± sd (median)"),
+            document.Table(header, rows, caption=SUMMARY_CAPTION)]
+
+
+SUMMARY_CAPTION = (
+    "One row per dataset × arch × variant × regime × SVM target × scheme, at the final "
+    "checkpoint, over valid seeds only (valid/seeds). angle_deg: angle between the network's "
+    "last-layer normal and the SVM's; margin_ratio: the network's margin over the SVM's; "
+    "bias_gap: 1 − 2·midpoint (0 midway); svm_bias_gap: the SVM's own; svc_homog_angle_deg: "
+    "the angle between the two SVM targets. summary.csv has every metric with its quartiles.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,27 +157,39 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_document(blocks: list[document.Block], markdown_path: Path | None = None,
+                   html_path: Path | None = None, title: str = "") -> None:
+    """One document as Markdown and/or HTML (each written atomically)."""
+    if markdown_path is not None:
+        _write_text(markdown_path, document.markdown(blocks))
+    if html_path is not None:
+        _write_text(html_path, document.html(blocks, title))
+
+
 def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_md: Path,
               findings_csv: Path | None = None, findings_md: Path | None = None,
               convergence_csv: Path | None = None, claims_csv: Path | None = None,
-              seeds_csv: Path | None = None, excluded_csv: Path | None = None) -> pd.DataFrame:
+              seeds_csv: Path | None = None, excluded_csv: Path | None = None,
+              summary_html: Path | None = None, findings_html: Path | None = None,
+              claims_html: Path | None = None) -> pd.DataFrame:
     """Write the tables of the module docstring (the optional ones only when given); return
     the summary."""
     metrics = with_validity(combine(inputs))
     summary = summarise(metrics)
     io.write_table(metrics_out, metrics)
     _write_csv(summary_csv, summary)
-    _write_text(summary_md, "# Final checkpoint, valid seeds: mean ± sd (median)\n\n"
-                + markdown(summary))
+    write_document(summary_document(summary), summary_md, summary_html, "Summary")
     seeds = findings_module.seed_table(metrics)
     excluded = findings_module.excluded(seeds)
     claims = findings_module.claims(metrics)
-    if findings_csv is not None or findings_md is not None:
+    if findings_csv is not None or findings_md is not None or findings_html is not None:
         table = findings_module.findings(metrics)
         if findings_csv is not None:
             _write_csv(findings_csv, table)
-        if findings_md is not None:
-            _write_text(findings_md, findings_module.findings_markdown(table, claims, excluded))
+        write_document(findings_module.findings_document(table, claims, excluded), findings_md,
+                       findings_html, "Findings")
+    if claims_html is not None:
+        write_document(findings_module.claims_document(claims), None, claims_html, "Claims")
     for path, table in ((claims_csv, claims), (seeds_csv, seeds), (excluded_csv, excluded)):
         if path is not None:
             _write_csv(path, table)
@@ -184,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-md", required=True)
     parser.add_argument("--findings-csv", required=True, help="findings table (CSV) to write")
     parser.add_argument("--findings-md", required=True, help="findings table (Markdown) to write")
+    parser.add_argument("--summary-html", help="summary table (HTML page) to write")
+    parser.add_argument("--findings-html", help="findings (HTML page) to write")
+    parser.add_argument("--claims-html", help="the paper's claims (HTML page) to write")
     parser.add_argument("--convergence-csv", required=True,
                         help="1/log t convergence fits per run and their medians (CSV) to write")
     parser.add_argument("--claims-csv", required=True, help="the paper's claims (CSV) to write")
@@ -195,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = aggregate([Path(p) for p in args.inputs], Path(args.metrics),
                         Path(args.summary_csv), Path(args.summary_md), Path(args.findings_csv),
                         Path(args.findings_md), Path(args.convergence_csv),
-                        Path(args.claims_csv), Path(args.seeds_csv), Path(args.excluded_csv))
+                        Path(args.claims_csv), Path(args.seeds_csv), Path(args.excluded_csv),
+                        *(None if a is None else Path(a) for a in
+                          (args.summary_html, args.findings_html, args.claims_html)))
     print(f"aggregated {len(args.inputs)} runs into {len(summary)} summary rows", file=sys.stderr)
     return 0

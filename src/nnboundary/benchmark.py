@@ -5,7 +5,9 @@
 - ``jobs``: where a workflow run's time went, from the ``benchmark:`` file every rule writes
   (``results/benchmarks/<rule>/…tsv``, the first row of each file: Snakemake's wall-clock ``s``
   and ``cpu_time``): per rule the number of jobs, their total, mean and largest wall-clock
-  seconds, their CPU seconds and its share of the total (:func:`job_times`).
+  seconds (and which job was the largest), their CPU seconds and its share of the total
+  (:func:`job_times`). The workflow's ``job_times`` rule writes the same table for the
+  report, over exactly the jobs of its grid (``--inputs``, ``--csv``, ``--html``).
 - ``train``: training images/s of the paper's three image experiments (``resnet`` on 1×28×28,
   ``densenet40`` on 1×28×28 with 3 classes and on 3×32×32) on the current device, for
 
@@ -205,35 +207,54 @@ def benchmark_train(device_spec: str = "auto", steps: int = 20, warmup: int = 3,
     return record
 
 
-def job_times(folder: str = "results/benchmarks") -> list[dict[str, Any]]:
+def _read_benchmark(path) -> tuple[float, float]:
+    """Wall-clock ``s`` and ``cpu_time`` (NaN if absent) of a Snakemake benchmark file's first
+    row."""
+    rows = path.read_text().splitlines()
+    if len(rows) < 2:
+        raise ValueError(f"{path}: not a Snakemake benchmark file (no row after the header)")
+    header, first = rows[0].split("\t"), rows[1].split("\t")
+    if "s" not in header:
+        raise ValueError(f"{path}: not a Snakemake benchmark file (no column 's')")
+    wall = float(first[header.index("s")])
+    cpu = float(first[header.index("cpu_time")]) if "cpu_time" in header else float("nan")
+    return wall, cpu
+
+
+def job_times(folder: str = "results/benchmarks", files=None) -> list[dict[str, Any]]:
     """Per rule (the first folder under ``folder``, or the file name for a rule without
-    wildcards): jobs, total, mean and largest wall-clock seconds of their Snakemake benchmark
-    files, and the share of the total; sorted by total, largest first."""
+    wildcards): ``jobs``, the ``total_s``, ``mean_s`` and largest (``max_s``) wall-clock seconds
+    of their Snakemake benchmark files, which job was the largest (``max_job``: its path under
+    the rule's folder), their CPU seconds ``cpu_s`` and its ``share`` of the total
+    (cpu_s / Σ cpu_s); sorted by CPU seconds, largest first. ``files``: the benchmark files to
+    read (all ``*.tsv`` under ``folder`` when None), e.g. exactly the jobs of one grid."""
     from pathlib import Path
 
     root = Path(folder)
-    if not root.is_dir():
-        raise SystemExit(f"nnboundary benchmark jobs: no folder {root}; run the workflow first "
-                         f"(every rule writes a benchmark file under results/benchmarks/)")
-    seconds: dict[str, list[float]] = {}
-    for path in sorted(root.rglob("*.tsv")):
-        parts = path.relative_to(root).parts
+    if files is None:
+        if not root.is_dir():
+            raise SystemExit(f"nnboundary benchmark jobs: no folder {root}; run the workflow "
+                             f"first (every rule writes a benchmark file under {root}/)")
+        files = sorted(root.rglob("*.tsv"))
+    per_rule: dict[str, list[tuple[float, float, str]]] = {}
+    for path in map(Path, files):
+        try:
+            parts = path.relative_to(root).parts
+        except ValueError:
+            raise SystemExit(f"nnboundary benchmark jobs: {path} is not under {root}") from None
         rule = parts[0] if len(parts) > 1 else path.stem
-        rows = path.read_text().splitlines()
-        if len(rows) < 2:
-            continue
-        header, first = rows[0].split("\t"), rows[1].split("\t")
-        wall = float(first[header.index("s")])
-        cpu = float(first[header.index("cpu_time")]) if "cpu_time" in header else float("nan")
-        seconds.setdefault(rule, []).append((wall, cpu))
-    total = sum(c for v in seconds.values() for _, c in v) or 1.0
+        job = "/".join(parts[1:]).removesuffix(".tsv") if len(parts) > 1 else ""
+        wall, cpu = _read_benchmark(path)
+        per_rule.setdefault(rule, []).append((wall, cpu, job))
+    total = sum(c for v in per_rule.values() for _, c, _ in v) or 1.0
     table = []
-    for rule, v in seconds.items():
-        walls, cpus = [w for w, _ in v], [c for _, c in v]
+    for rule, v in per_rule.items():
+        walls, cpus = [w for w, _, _ in v], [c for _, c, _ in v]
+        largest = max(v, key=lambda item: item[0])
         table.append({"rule": rule, "jobs": len(v), "total_s": sum(walls),
-                      "mean_s": sum(walls) / len(v), "max_s": max(walls), "cpu_s": sum(cpus),
-                      "share": sum(cpus) / total})
-    return sorted(table, key=lambda row: -row["cpu_s"])
+                      "mean_s": sum(walls) / len(v), "max_s": largest[0],
+                      "max_job": largest[2], "cpu_s": sum(cpus), "share": sum(cpus) / total})
+    return sorted(table, key=lambda row: (-row["cpu_s"], row["rule"]))
 
 
 def print_job_times(table: list[dict[str, Any]], file=None) -> None:
@@ -252,11 +273,53 @@ def print_job_times(table: list[dict[str, Any]], file=None) -> None:
           file=file)
 
 
+JOB_TIMES_CAPTION = (
+    "Per rule, from the benchmark file Snakemake writes for each job of this grid: the number "
+    "of jobs, their total and largest wall-clock seconds (the largest job named), and their CPU "
+    "seconds with the rule's share of all CPU seconds. Wall seconds of jobs that ran side by "
+    "side overlap and include waiting for a core, so their sum is not the run's duration; the "
+    "CPU shares say where the work went.")
+
+
+def job_times_document(table: list[dict[str, Any]]):
+    """The job-times table as a :mod:`nnboundary.document` (for the report's HTML page)."""
+    from . import document
+
+    header = ["rule", "jobs", "total wall s", "mean wall s", "largest wall s", "largest job",
+              "CPU s", "CPU share"]
+    rows = [[r["rule"], str(r["jobs"]), f"{r['total_s']:.1f}", f"{r['mean_s']:.2f}",
+             f"{r['max_s']:.2f}", r["max_job"] or "–", f"{r['cpu_s']:.1f}",
+             f"{100 * r['share']:.1f} %"] for r in table]
+    rows.append(["all", str(sum(r["jobs"] for r in table)),
+                 f"{sum(r['total_s'] for r in table):.1f}", "", "", "",
+                 f"{sum(r['cpu_s'] for r in table):.1f}", "100 %"])
+    return [document.Heading("Job times per rule"),
+            document.Table(header, rows, caption=JOB_TIMES_CAPTION)]
+
+
+def write_job_times(table: list[dict[str, Any]], csv_path=None, html_path=None) -> None:
+    """The table as CSV (one row per rule) and as an HTML page, each written atomically."""
+    from . import document, io
+
+    if csv_path is not None:
+        import pandas as pd
+
+        with io.atomic_path(csv_path) as tmp:
+            pd.DataFrame(table).to_csv(tmp, index=False, float_format="%.6g")
+    if html_path is not None:
+        with io.atomic_path(html_path) as tmp:
+            tmp.write_text(document.html(job_times_document(table), "Job times"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("what", choices=["svm", "train", "jobs"])
     parser.add_argument("--folder", default="results/benchmarks",
                         help="jobs: the workflow's benchmark folder")
+    parser.add_argument("--inputs", nargs="*", default=None,
+                        help="jobs: these benchmark files under --folder (default: all)")
+    parser.add_argument("--csv", default=None, help="jobs: also write the table as CSV")
+    parser.add_argument("--html", default=None, help="jobs: also write it as an HTML page")
     parser.add_argument("--n", type=int, default=60000, help="svm: points per data set")
     parser.add_argument("--device", default="auto", help="train: auto, cpu or cuda[:N]")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps per case")
@@ -276,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         benchmark(n=args.n)
         return 0
     if args.what == "jobs":
-        print_job_times(job_times(args.folder))
+        table = job_times(args.folder, args.inputs)
+        print_job_times(table)
+        write_job_times(table, args.csv, args.html)
         return 0
     cases = [c for c in TRAIN_CASES if args.only is None or c[0] in args.only]
     unknown = set(args.only or ()) - {c[0] for c in TRAIN_CASES}

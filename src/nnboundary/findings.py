@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import document, stats
 from .convergence import RUN_KEYS, overall_rows, regime_sort_key
 from .validity import with_validity
 
@@ -147,15 +147,6 @@ def distinct_values(values: pd.Series) -> str:
     if len(distinct) > 2 and len(numbers) == len(values):
         return f"{min(numbers):.3g}–{max(numbers):.3g}"
     return "/".join(distinct)
-
-
-def md_cell(text) -> str:
-    """A Markdown table cell: a '|' inside it (as in |bias gap|) would end the cell."""
-    return str(text).replace("|", "\\|")
-
-
-def md_row(cells) -> str:
-    return "| " + " | ".join(md_cell(c) for c in cells) + " |"
 
 
 def _put(record: dict, prefix: str, values, parts=("mean", "sd", "median", "q25", "q75")):
@@ -355,31 +346,47 @@ def regime_sentence(row: pd.Series) -> str:
             f"{_num(row['svc_homog_angle_median'])}° apart")
 
 
-def findings_markdown(table: pd.DataFrame, claim_table: pd.DataFrame | None = None,
-                      excluded_table: pd.DataFrame | None = None) -> str:
-    """findings.md: the per-cell table (medians with quartiles over valid seeds), the claims,
-    and every excluded seed with its reason."""
-    lines = [
-        "# Findings: final checkpoint, valid seeds only",
-        "",
-        ("Angles in degrees, as median [q25, q75] over valid seeds (a seed is valid when its "
-         "final rows are measurements: separable features, a hard-margin fit, every train point "
-         "classified, no dead unit, no convention value; see nnboundary.validity). worst: the "
-         "largest angle to the nearer of the two targets. closer: per-seed count of the target "
-         "with the smaller angle, with a two-sided sign test; undecided when p ≥ 0.05 or fewer "
-         f"than {stats.MIN_SEEDS} seeds were compared. svc–homog: the angle between the two SVM "
-         "targets (median); a 'closer' count means little where it is small. bias gap: "
-         "1 − 2·midpoint along the network's own normal (0 midway, ±1 touching a class); "
-         "|gap to svc|: distance from where the svc SVM puts its own bias, in half gaps "
-         "(binary: |bias gap|; K > 2: mean over class pairs of the Crammer–Singer fit). "
-         f"direction converged: worst < {DIRECTION_TOL_DEG:g}°. midway: worst |gap to svc| < "
-         f"{BIAS_GAP_TOL:g}."),
-        "",
-    ]
+def _claims_blocks(claim_table: pd.DataFrame) -> list[document.Block]:
+    caption = ("Per dataset × arch × variant, a count over valid seeds with a two-sided sign "
+               "test: holds / fails when p < 0.05 (needs at least "
+               f"{stats.MIN_SEEDS} valid seeds, and 6 to ever reach p < 0.05), else undecided.")
+    header = ["dataset", "arch", "variant", "claim", "regime", "valid/seeds", "statistic", "p",
+              "verdict"]
+    rows = [[str(row["dataset"]), str(row["arch"]), str(row["variant"]), str(row["claim"]),
+             str(row["regime"]), f"{int(row['n_valid'])}/{int(row['n_seeds'])}",
+             str(row["statistic"]), _num(row["p_value"], 2), f"**{row['verdict']}**"]
+            for _, row in claim_table.iterrows()]
+    return [document.Paragraph(caption),
+            document.Bullets([f"`{claim}`: {text}." for claim, (_, text) in CLAIMS.items()]),
+            document.Table(header, rows)]
+
+
+def claims_document(claim_table: pd.DataFrame) -> list[document.Block]:
+    """claims.html: the paper's three claims and their verdicts per dataset × arch × variant."""
+    return [document.Heading("The paper's claims")] + _claims_blocks(claim_table)
+
+
+def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = None,
+                      excluded_table: pd.DataFrame | None = None) -> list[document.Block]:
+    """findings.md / findings.html: the per-cell table (medians with quartiles over valid
+    seeds), the regimes compared, the claims, and every excluded seed with its reason."""
+    legend = (
+        "Angles in degrees, as median [q25, q75] over valid seeds (a seed is valid when its "
+        "final rows are measurements: separable features, a hard-margin fit, every train point "
+        "classified, no dead unit, no convention value; see nnboundary.validity). worst: the "
+        "largest angle to the nearer of the two targets. closer: per-seed count of the target "
+        "with the smaller angle, with a two-sided sign test; undecided when p ≥ 0.05 or fewer "
+        f"than {stats.MIN_SEEDS} seeds were compared. svc–homog: the angle between the two SVM "
+        "targets (median); a 'closer' count means little where it is small. bias gap: "
+        "1 − 2·midpoint along the network's own normal (0 midway, ±1 touching a class); "
+        "|gap to svc|: distance from where the svc SVM puts its own bias, in half gaps "
+        "(binary: |bias gap|; K > 2: mean over class pairs of the Crammer–Singer fit). "
+        f"direction converged: worst < {DIRECTION_TOL_DEG:g}°. midway: worst |gap to svc| < "
+        f"{BIAS_GAP_TOL:g}.")
     header = ["dataset", "arch", "variant", "regime", "valid/seeds", "optimizer, lr",
               "angle svc", "angle homog", "worst", "closer", "svc–homog", "margin ratio svc",
               "bias gap", "|gap to svc| (worst)", "train loss", "direction converged", "midway"]
-    lines += [md_row(header), "|" + "---|" * len(header)]
+    rows = []
     for _, row in table.iterrows():
         cells = [str(row[g]) for g in FINDINGS_GROUP]
         cells.append(f"{int(row['n_valid'])}/{int(row['n_seeds'])}")
@@ -394,36 +401,33 @@ def findings_markdown(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
                       f"{_num(row['bias_gap_svc_abs_median'])} ({_num(row['bias_gap_svc_abs_max'])})",
                       _num(row["train_loss_median"], 2), row["direction_converged"],
                       row["bias_midway"]]
-        lines.append(md_row(cells))
-    lines += ["", "## Regimes compared", ""]
-    for keys, group in table.groupby(["dataset", "arch", "variant"], sort=False):
-        clauses = [regime_sentence(row) for _, row in group.iterrows()]
-        lines.append(f"- {'/'.join(map(str, keys))}: " + "; ".join(clauses) + ".")
+        rows.append(cells)
+    blocks: list[document.Block] = [
+        document.Heading("Findings: final checkpoint, valid seeds only"),
+        document.Table(header, rows, caption=legend),
+        document.Heading("Regimes compared", 2),
+        document.Bullets([
+            f"{'/'.join(map(str, keys))}: "
+            + "; ".join(regime_sentence(row) for _, row in group.iterrows()) + "."
+            for keys, group in table.groupby(["dataset", "arch", "variant"], sort=False)]),
+    ]
     if claim_table is not None and len(claim_table):
-        lines += ["", "## The paper's claims", "",
-                  ("Per dataset × arch × variant, a count over valid seeds with a two-sided sign "
-                   "test: holds / fails when p < 0.05 (needs at least "
-                   f"{stats.MIN_SEEDS} valid seeds, and 6 to ever reach p < 0.05), else "
-                   "undecided."), ""]
-        for claim, (_, text) in CLAIMS.items():
-            lines.append(f"- `{claim}`: {text}.")
-        lines.append("")
-        header = ["dataset", "arch", "variant", "claim", "regime", "valid/seeds", "statistic",
-                  "p", "verdict"]
-        lines += [md_row(header), "|" + "---|" * len(header)]
-        for _, row in claim_table.iterrows():
-            lines.append(md_row([
-                str(row["dataset"]), str(row["arch"]), str(row["variant"]), str(row["claim"]),
-                str(row["regime"]), f"{int(row['n_valid'])}/{int(row['n_seeds'])}",
-                str(row["statistic"]), _num(row["p_value"], 2), f"**{row['verdict']}**"]))
+        blocks += [document.Heading("The paper's claims", 2)] + _claims_blocks(claim_table)
     if excluded_table is not None:
-        lines += ["", "## Excluded seeds", ""]
+        blocks.append(document.Heading("Excluded seeds", 2))
         if excluded_table.empty:
-            lines.append("None: every seed's final checkpoint is valid.")
-        for _, row in excluded_table.iterrows():
-            lines.append(
-                f"- {row['dataset']}/{row['arch']}/{row['variant']}/{row['regime']} seed "
+            blocks.append(document.Paragraph("None: every seed's final checkpoint is valid."))
+        else:
+            blocks.append(document.Bullets([
+                f"{row['dataset']}/{row['arch']}/{row['variant']}/{row['regime']} seed "
                 f"{int(row['seed'])} (epoch {int(row['epoch'])}): {row['invalid_reason']} "
                 f"(train acc {row['train_acc']:.4f}, test acc {row['test_acc']:.4f}, train loss "
-                f"{row['train_loss']:.2g}, dead units {int(row['dead_units'])})")
-    return "\n".join(lines) + "\n"
+                f"{row['train_loss']:.2g}, dead units {int(row['dead_units'])})"
+                for _, row in excluded_table.iterrows()]))
+    return blocks
+
+
+def findings_markdown(table: pd.DataFrame, claim_table: pd.DataFrame | None = None,
+                      excluded_table: pd.DataFrame | None = None) -> str:
+    """findings.md: :func:`findings_document` as Markdown."""
+    return document.markdown(findings_document(table, claim_table, excluded_table))

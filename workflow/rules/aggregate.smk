@@ -6,39 +6,54 @@ rule aggregate:
         csv=report(
             "results/summary.csv",
             caption="../report/summary.rst",
-            category="Tables",
+            category="Data (CSV)",
         ),
         md="results/summary.md",
+        html=report(
+            "results/summary.html",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
         findings=report(
             "results/findings.csv",
             caption="../report/findings.rst",
-            category="Tables",
+            category="Data (CSV)",
         ),
         findings_md="results/findings.md",
+        findings_html=report(
+            "results/findings.html",
+            caption="../report/findings.rst",
+            category="Tables",
+        ),
         claims=report(
             "results/claims.csv",
+            caption="../report/claims.rst",
+            category="Data (CSV)",
+        ),
+        claims_html=report(
+            "results/claims.html",
             caption="../report/claims.rst",
             category="Tables",
         ),
         seeds=report(
             "results/seeds.csv",
             caption="../report/seeds.rst",
-            category="Tables",
+            category="Data (CSV)",
         ),
         excluded=report(
             "results/excluded.csv",
             caption="../report/excluded.rst",
-            category="Tables",
+            category="Data (CSV)",
         ),
         convergence=report(
             "results/convergence.csv",
             caption="../report/convergence_table.rst",
-            category="Tables",
+            category="Data (CSV)",
         ),
     log:
         "results/logs/aggregate/aggregate.log",
     benchmark:
-        "results/benchmarks/aggregate/aggregate.tsv"
+        "results/benchmarks/aggregate.tsv"
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -46,5 +61,6 @@ rule aggregate:
         " --summary-csv {output.csv} --summary-md {output.md}"
         " --findings-csv {output.findings} --findings-md {output.findings_md}"
         " --claims-csv {output.claims} --seeds-csv {output.seeds}"
-        " --excluded-csv {output.excluded}"
+        " --excluded-csv {output.excluded} --summary-html {output.html}"
+        " --findings-html {output.findings_html} --claims-html {output.claims_html}"
         " --convergence-csv {output.convergence} > {log} 2>&1"

@@ -56,6 +56,9 @@ def all_outputs():
             "results/metrics.parquet",
             "results/summary.csv",
             "results/summary.md",
+            "results/summary.html",
+            "results/findings.html",
+            "results/claims.html",
             "results/findings.csv",
             "results/findings.md",
             "results/claims.csv",
@@ -64,9 +67,46 @@ def all_outputs():
             "results/convergence.csv",
             "results/config.yaml",
             "results/figures/overview.png",
+            "results/job_times.csv",
+            "results/job_times.html",
         ]
         + [f"results/figures/runs/{r.path}.png" for r in figure_runs()]
         + [f"results/figures/convergence/{d}/{a}/{v}.png" for d, a, v in groups]
+    )
+
+
+BENCHMARKS = "results/benchmarks"
+
+
+def benchmark_files(wildcards=None):
+    """The benchmark file of every job of the grid but job_times itself (its input): one
+    folder per rule under results/benchmarks, named like the job's wildcards. The workflow
+    test checks that this is exactly what a run writes."""
+    groups = sorted({(r.dataset, r.arch, r.variant) for r in RUNS})
+    models = sorted({(r.dataset, r.arch, r.variant, r.seed) for r in RUNS})
+    data = sorted({nbconfig.data_path(r.dataset, r.seed) for r in RUNS})
+    return (
+        [
+            f"{BENCHMARKS}/prepare/{path.removeprefix('results/data/')[:-4]}.tsv"
+            for path in data
+        ]
+        + [f"{BENCHMARKS}/train/{d}/{a}/{v}/seed{s}.tsv" for d, a, v, s in models]
+        + [
+            f"{BENCHMARKS}/retrain/{r.dataset}/{r.arch}/{r.variant}/seed{r.seed}.tsv"
+            for r in RUNS
+            if r.regime == "retrain_last"
+        ]
+        + [
+            f"{BENCHMARKS}/{rule}/{r.path}.tsv"
+            for rule in ("features", "svm", "metrics")
+            for r in RUNS
+        ]
+        + [f"{BENCHMARKS}/run_figure/{r.path}.tsv" for r in figure_runs()]
+        + [f"{BENCHMARKS}/convergence_figure/{d}/{a}/{v}.tsv" for d, a, v in groups]
+        + [
+            f"{BENCHMARKS}/{name}.tsv"
+            for name in ("aggregate", "overview_figure", "config_record")
+        ]
     )
 
 

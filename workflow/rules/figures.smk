@@ -21,7 +21,7 @@ rule run_figure:
     log:
         "results/logs/figures/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/figures/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
+        "results/benchmarks/run_figure/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
@@ -45,7 +45,7 @@ rule convergence_figure:
     log:
         "results/logs/figures/convergence/{dataset}/{arch}/{variant}.log",
     benchmark:
-        "results/benchmarks/figures/convergence/{dataset}/{arch}/{variant}.tsv"
+        "results/benchmarks/convergence_figure/{dataset}/{arch}/{variant}.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
@@ -67,7 +67,7 @@ rule overview_figure:
     log:
         "results/logs/figures/overview.log",
     benchmark:
-        "results/benchmarks/figures/overview.tsv"
+        "results/benchmarks/overview_figure.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
