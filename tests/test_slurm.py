@@ -211,3 +211,32 @@ def test_a_failing_job_is_reported_with_its_slurm_log(slurm, tmp_path):
     assert len(logs) == 1
     assert str(logs[0]) in result.stdout, result.stdout[-4000:]
     assert "training diverged" in (tmp_path / "results/logs/train/blobs/mlp/base/seed0.log").read_text()
+
+
+def test_own_data_and_network_run_through_slurm(slurm, tmp_path):
+    """A config's own dataset function and network function (tests/example_plugin.py in the
+    working directory) resolve in the SLURM jobs as they do locally: same metrics."""
+    config = {
+        "grid": {"datasets": ["rings"], "archs": ["mynet"], "seeds": [0], "regimes": ["full"]},
+        "datasets": {"rings": {"source": "example_plugin:rings", "seeded": True,
+                               "n_samples": 200, "gap": 1.0}},
+        "archs": {"mynet": {"source": "example_plugin:small_net", "hidden": 16, "width": 3}},
+        "train": {"optimizer": "adam", "lr": 0.02, "epochs": 40, "n_checkpoints": 3,
+                  "log_every": 20},
+        "metrics": {"grid_points": 40}, "figures": {"resolution": 60, "dpi": 50},
+    }
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    for workdir in (local, cluster):
+        workdir.mkdir()
+        shutil.copy(REPO / "tests" / "example_plugin.py", workdir / "example_plugin.py")
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = _run_on_slurm(cluster)
+    assert result.returncode == 0, result.stdout[-6000:]
+    jobs = _slurm_logs(cluster)
+    assert {rule: len(ids) for rule, ids in jobs.items()} == {
+        "train": 1, "group_run_features_metrics_svm": 1}
+    records = _sacct([i for ids in jobs.values() for i in ids])
+    assert all(state == "COMPLETED" for state, _ in records.values()), records
+    snakemake(local, "--cores", "2")
+    pd.testing.assert_frame_equal(pd.read_parquet(local / "results" / "metrics.parquet"),
+                                  pd.read_parquet(cluster / "results" / "metrics.parquet"))

@@ -206,11 +206,23 @@ def test_data_root_and_download_apply_to_torchvision_sets_only():
         validate_config({"grid": config["grid"], "datasets": {"mnist01": {"download": "no"}}})
 
 
-def test_shipped_schema_lists_the_new_sets():
-    from nnboundary.config import SCHEMA_PATH
+def test_the_schema_takes_the_built_in_names_and_settings_from_the_catalog():
+    """The YAML file lists no dataset or arch: load_schema fills in one entry per built-in name
+    and the union of their settings from nnboundary.catalog."""
+    from nnboundary import catalog
+    from nnboundary.config import SCHEMA_PATH, load_schema
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    assert schema["definitions"]["dataset_name"]["enum"] == list(DATASETS)
+    shipped = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert "enum" not in shipped["definitions"]["dataset_name"]
+    assert "n_samples" not in shipped["definitions"]["dataset_settings"]["properties"]
+    schema = load_schema()
+    assert list(schema["properties"]["datasets"]["properties"]) == list(DATASETS) \
+        == list(catalog.DATASETS)
+    assert list(schema["properties"]["archs"]["properties"]) == list(catalog.ARCHS)
+    settings = schema["definitions"]["dataset_settings"]["properties"]
+    assert {"n_samples", "noise", "data_root", "download"} <= set(settings)
+    assert {"hidden", "channels", "blocks", "depth"} <= set(
+        schema["definitions"]["arch_settings"]["properties"])
 
 
 def test_data_path_is_per_seed_only_for_generated_sets():

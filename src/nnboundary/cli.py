@@ -24,10 +24,11 @@ STAGES = {
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from .catalog import SourceError
     from .config import ConfigError
     from .io import InputFileError
 
-    errors: list[type[BaseException]] = [ConfigError, InputFileError]
+    errors: list[type[BaseException]] = [ConfigError, InputFileError, SourceError]
     if "torch" in sys.modules:  # only stages that train import torch, and only they diverge
         from .train import TrainingDiverged
 

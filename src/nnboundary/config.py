@@ -23,23 +23,19 @@ from typing import Any
 
 import numpy as np
 
+from . import catalog
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
-DATASETS = (
-    "blobs", "blobs3", "moons", "sectors", "sectors_nonsep", "linear_margin", "circle",
-    "digits01", "digits012", "mnist5k01", "mnist01", "mnist012", "fashion01", "cifar10_0v2",
-)
-IMAGE_DATASETS = (
-    "digits01", "digits012", "mnist5k01", "mnist01", "mnist012", "fashion01", "cifar10_0v2",
-)
+# Derived from the declarations in nnboundary.catalog (the one place each built-in lives).
+DATASETS = tuple(catalog.DATASETS)
+IMAGE_DATASETS = tuple(n for n, e in catalog.DATASETS.items() if e.image)
 # Generated from the run's seed: prepared once per seed. Every other set is prepared once.
-SEEDED_DATASETS = (
-    "blobs", "blobs3", "moons", "sectors", "sectors_nonsep", "linear_margin", "circle",
-)
+SEEDED_DATASETS = tuple(n for n, e in catalog.DATASETS.items() if e.seeded)
 # Read through torchvision.datasets from `data_root`, with their official train/test split.
-TORCHVISION_DATASETS = ("mnist01", "mnist012", "fashion01", "cifar10_0v2")
-ARCHS = ("mlp", "cnn", "resnet", "densenet40")
-IMAGE_ONLY_ARCHS = ("cnn", "resnet", "densenet40")
+TORCHVISION_DATASETS = tuple(n for n, e in catalog.DATASETS.items() if e.kind == "torchvision")
+ARCHS = tuple(catalog.ARCHS)
+IMAGE_ONLY_ARCHS = tuple(n for n, e in catalog.ARCHS.items() if e.image)
 
 # Training for the max-margin experiments: no weight decay, no label smoothing, no dropout, no EMA.
 DEFAULT_TRAIN: dict[str, Any] = {
@@ -86,74 +82,17 @@ DEFAULT_RETRAIN: dict[str, Any] = {
 # Per training job; sized per dataset x arch in the config (see train_resources).
 DEFAULT_RESOURCES: dict[str, Any] = {"gpu": 1, "threads": 1, "mem_mb": 2000, "runtime": 30}
 
-DEFAULT_ARCH: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden": 2000, "bottleneck": 2, "activation": "relu", "init": "original"},
-    "cnn": {
-        "channels": [16, 32],
-        "hidden": 64,
-        "bottleneck": 2,
-        "activation": "relu",
-        "init": "original",
-    },
-    # The original study's bottleneck ResNet for MNIST; blocks: [inner, out, n_blocks, stride].
-    "resnet": {
-        "hidden": 200,
-        "bottleneck": 2,
-        "activation": "relu",
-        "init": "original",
-        "width": 64,
-        "blocks": [[16, 64, 3, 1], [32, 128, 3, 2], [64, 256, 3, 2]],
-    },
-    # DenseNet-40 (growth 12, no compression); the bottleneck follows the global pool directly.
-    "densenet40": {
-        "depth": 40,
-        "growth": 12,
-        "init_channels": 16,
-        "hidden": 0,
-        "bottleneck": 2,
-        "activation": "relu",
-        "init": "original",
-    },
-}
-
+DEFAULT_ARCH: dict[str, dict[str, Any]] = {n: e.defaults for n, e in catalog.ARCHS.items()}
 DEFAULT_DATASET: dict[str, dict[str, Any]] = {
-    "blobs": {"n_samples": 5000},
-    "blobs3": {"n_samples": 5000},
-    "moons": {"n_samples": 5000, "noise": 0.05},
-    "sectors": {"n_samples": 5000},
-    "sectors_nonsep": {"n_samples": 5000},
-    "linear_margin": {"n_samples": 5000},
-    "circle": {"n_samples": 5000},
-    "digits01": {},
-    "digits012": {},
-    "mnist5k01": {},
-    "mnist01": {"data_root": "data", "download": True},
-    "mnist012": {"data_root": "data", "download": True},
-    "fashion01": {"data_root": "data", "download": True},
-    "cifar10_0v2": {"data_root": "data", "download": True},
-}
+    n: e.defaults for n, e in catalog.DATASETS.items()}
 
 # Keys every dataset accepts: the archs that fit it and its layered train settings and resources.
 LAYERED_DATASET_KEYS = ("archs", "train", "retrain", "resources")
 LAYERED_ARCH_KEYS = ("train", "retrain", "resources")
 
-# Settings a dataset accepts besides LAYERED_DATASET_KEYS (the schema allows the union).
+# Settings a built-in dataset accepts besides LAYERED_DATASET_KEYS (the schema allows the union).
 DATASET_KEYS: dict[str, tuple[str, ...]] = {
-    "blobs": ("n_samples",),
-    "blobs3": ("n_samples",),
-    "moons": ("n_samples", "noise"),
-    "sectors": ("n_samples",),
-    "sectors_nonsep": ("n_samples",),
-    "linear_margin": ("n_samples",),
-    "circle": ("n_samples",),
-    "digits01": (),
-    "digits012": (),
-    "mnist5k01": (),
-    "mnist01": ("data_root", "download"),
-    "mnist012": ("data_root", "download"),
-    "fashion01": ("data_root", "download"),
-    "cifar10_0v2": ("data_root", "download"),
-}
+    n: tuple(e.settings) for n, e in catalog.DATASETS.items()}
 
 
 class ConfigError(ValueError):
@@ -243,16 +182,77 @@ def variants(config: dict) -> list[str]:
     return names
 
 
-def data_path(dataset: str, seed: int) -> str:
+def data_path(dataset: str, seed: int, config: dict | None = None) -> str:
     """The prepared file of ``dataset`` for the run seed ``seed``.
 
-    Sets generated from the seed (:data:`SEEDED_DATASETS`) have one file per seed,
+    Sets generated from the seed (:func:`is_seeded`) have one file per seed,
     ``results/data/{dataset}/seed{seed}.npz``; every other set is prepared once,
     ``results/data/{dataset}/fixed.npz``, and shared by all seeds.
     """
-    if dataset in SEEDED_DATASETS:
+    if is_seeded(config or {}, dataset):
         return f"results/data/{dataset}/seed{int(seed)}.npz"
     return f"results/data/{dataset}/fixed.npz"
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in and user entries
+# --------------------------------------------------------------------------------------------
+
+
+def user_datasets(config: dict) -> dict[str, dict]:
+    """The config's own datasets: entries under ``datasets:`` whose name is not built in."""
+    return {n: e for n, e in (config.get("datasets") or {}).items() if n not in catalog.DATASETS}
+
+
+def user_archs(config: dict) -> dict[str, dict]:
+    """The config's own networks: entries under ``archs:`` whose name is not built in."""
+    return {n: e for n, e in (config.get("archs") or {}).items() if n not in catalog.ARCHS}
+
+
+def dataset_names(config: dict) -> list[str]:
+    """Every dataset name a config can use: the built-in ones, then its own."""
+    return list(catalog.DATASETS) + list(user_datasets(config))
+
+
+def arch_names(config: dict) -> list[str]:
+    """Every arch name a config can use: the built-in ones, then its own."""
+    return list(catalog.ARCHS) + list(user_archs(config))
+
+
+def is_seeded(config: dict, dataset: str) -> bool:
+    """Whether ``dataset`` is made from the run's seed (one prepared file per seed): a built-in
+    of kind ``seeded``, or a user dataset with ``seeded: true``."""
+    if dataset in catalog.DATASETS:
+        return catalog.DATASETS[dataset].seeded
+    return bool(user_datasets(config).get(dataset, {}).get("seeded", False))
+
+
+def dataset_source(config: dict, dataset: str) -> str:
+    """Where ``dataset`` comes from: the built-in's source or the user entry's ``source``."""
+    if dataset in catalog.DATASETS:
+        return catalog.DATASETS[dataset].source
+    return user_datasets(config)[dataset]["source"]
+
+
+def source_files(config: dict, dataset: str) -> list[str]:
+    """The file a ``file:`` source reads (as a workflow input), else nothing."""
+    source = dataset_source(config, dataset)
+    if catalog.source_kind(source) == "file":
+        return [source.removeprefix(catalog.FILE_PREFIX)]
+    return []
+
+
+def _is_image_dataset(config: dict, dataset: str) -> bool | None:
+    """True / False where known before loading (built-ins, torchvision sources), else None."""
+    if dataset in catalog.DATASETS:
+        return catalog.DATASETS[dataset].image
+    return True if catalog.source_kind(dataset_source(config, dataset)) == "torchvision" else None
+
+
+def _arch_needs_image(config: dict, arch: str) -> bool:
+    if arch in catalog.ARCHS:
+        return catalog.ARCHS[arch].image
+    return "backbone" in user_archs(config).get(arch, {})
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,9 +261,25 @@ def data_path(dataset: str, seed: int) -> str:
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The config schema: the YAML file, completed from :mod:`nnboundary.catalog`: the
+    settings of the built-in datasets and archs (the union of their keys; which key applies to
+    which entry is checked after the schema), and one entry per built-in name under
+    ``datasets:`` and ``archs:`` (any other name is a user entry)."""
     import yaml
 
-    return yaml.safe_load(Path(path).read_text())
+    schema = yaml.safe_load(Path(path).read_text())
+    definitions = schema["definitions"]
+    for table, settings in ((catalog.DATASETS, "dataset_settings"),
+                            (catalog.ARCHS, "arch_settings")):
+        properties = definitions[settings]["properties"]
+        for entry in table.values():
+            for key, (_, fragment) in entry.settings.items():
+                properties.setdefault(key, fragment)
+    for section, table, settings in (("datasets", catalog.DATASETS, "dataset_settings"),
+                                     ("archs", catalog.ARCHS, "arch_settings")):
+        schema["properties"][section]["properties"] = {
+            name: {"$ref": f"#/definitions/{settings}"} for name in table}
+    return schema
 
 
 def _format_error(error) -> str:
@@ -300,6 +316,9 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     import jsonschema
 
     schema = load_schema(schema_path)
+    problems = _entry_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     validator = jsonschema.Draft7Validator(schema)
     problems = [_format_error(e) for e in sorted(validator.iter_errors(config), key=str)]
     if problems:
@@ -309,28 +328,140 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     problems = _semantic_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    problems = source_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return config
 
 
-def _semantic_problems(config: dict) -> list[str]:
+def _entry_problems(config: dict) -> list[str]:
+    """Before the schema: a user entry under a built-in name, or an entry that is neither
+    built in nor has a source (the schema's own messages would not say why)."""
     problems = []
+    for section, table, own, what in (("datasets", catalog.DATASETS, ("source",), "dataset"),
+                                      ("archs", catalog.ARCHS, ("source", "backbone"), "arch")):
+        entries = config.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name, entry in entries.items():
+            if not isinstance(entry, dict):
+                continue
+            given = [k for k in own if k in entry]
+            if name in table and given:
+                problems.append(
+                    f"config key '{section}/{name}': '{name}' is a built-in {what}, so it takes "
+                    f"no {given[0]}; give your own {what} a name of its own (built-in "
+                    f"{section}: {', '.join(table)})")
+            elif name not in table and not given:
+                problems.append(
+                    f"config key '{section}/{name}': '{name}' is not a built-in {what} "
+                    f"({', '.join(table)}), so it needs a "
+                    f"{' or a '.join(own)} to be one of your own")
+    return problems
+
+
+def source_problems(config: dict) -> list[str]:
+    """Every user source that cannot be used, found before any job runs: a
+    ``module:function`` whose module does not import or lacks the function, a ``file:`` that
+    does not exist, a ``torchvision:`` dataset class or model that torchvision does not have."""
+    problems = []
+    for name, entry in user_datasets(config).items():
+        where, source = f"datasets/{name}/source", entry["source"]
+        kind = catalog.source_kind(source)
+        if kind == "function":
+            try:
+                catalog.resolve(source, f"config key '{where}'")
+            except catalog.SourceError as err:
+                problems.append(str(err))
+        elif kind == "file":
+            path = Path(source.removeprefix(catalog.FILE_PREFIX))
+            if not path.is_file():
+                problems.append(f"config key '{where}': file {str(path)!r} (resolved: "
+                                f"{path.resolve()}) does not exist; a relative path is "
+                                f"relative to the working directory")
+        else:
+            import torchvision.datasets
+
+            cls = source.removeprefix(catalog.TORCHVISION_PREFIX)
+            if not isinstance(getattr(torchvision.datasets, cls, None), type):
+                problems.append(f"config key '{where}': torchvision.datasets has no class "
+                                f"{cls!r} (it has e.g. MNIST, FashionMNIST, CIFAR10, SVHN)")
+    for name, entry in user_archs(config).items():
+        if "source" in entry:
+            try:
+                catalog.resolve(entry["source"], f"config key 'archs/{name}/source'")
+            except catalog.SourceError as err:
+                problems.append(str(err))
+        else:
+            import torchvision.models
+
+            model = entry["backbone"].removeprefix(catalog.TORCHVISION_PREFIX)
+            if model not in torchvision.models.list_models(module=torchvision.models):
+                problems.append(f"config key 'archs/{name}/backbone': {model!r} is not a "
+                                f"classification model of torchvision.models (e.g. resnet18, "
+                                f"mobilenet_v3_small, efficientnet_b0)")
+    return problems
+
+
+def _name_problems(config: dict) -> list[str]:
+    """Dataset and arch names used by the grid, ``overrides`` and ``datasets.<d>.archs`` that
+    are neither built in nor the config's own."""
+    problems = []
+    known = {"dataset": dataset_names(config), "arch": arch_names(config)}
+    uses = [("grid/datasets", "dataset", config["grid"]["datasets"]),
+            ("grid/archs", "arch", config["grid"]["archs"])]
+    uses += [(f"datasets/{n}/archs", "arch", e.get("archs", []))
+             for n, e in config.get("datasets", {}).items()]
+    for i, override in enumerate(config.get("overrides", [])):
+        uses += [(f"overrides/{i}/datasets", "dataset", override.get("datasets", [])),
+                 (f"overrides/{i}/archs", "arch", override.get("archs", []))]
+    for where, what, names in uses:
+        for name in names:
+            if name not in known[what]:
+                section = what + "s"
+                own = [n for n in known[what] if n not in
+                       (catalog.DATASETS if what == "dataset" else catalog.ARCHS)]
+                problems.append(
+                    f"config key '{where}': '{name}' is not {'an' if what == 'arch' else 'a'} "
+                    f"{what}; built-in {section}: "
+                    f"{', '.join(catalog.DATASETS if what == 'dataset' else catalog.ARCHS)}"
+                    f"{'; your own: ' + ', '.join(own) if own else ''} (your own {what} is an "
+                    f"entry under {section}: with a source)")
+    return problems
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = _name_problems(config)
+    if problems:
+        return problems
     grid = config["grid"]
     for name, settings in config.get("datasets", {}).items():
-        allowed = DATASET_KEYS[name]
+        if name not in catalog.DATASETS:
+            if (catalog.source_kind(settings["source"]) == "torchvision"
+                    and not settings.get("classes")):
+                problems.append(
+                    f"config key 'datasets/{name}/classes': a torchvision source needs the "
+                    f"classes to keep, e.g. classes: [3, 5] (relabelled 0..K-1 in that order)")
+            continue
+        allowed = tuple(catalog.DATASETS[name].settings)
         for key in settings:
             if key not in allowed and key not in LAYERED_DATASET_KEYS:
                 problems.append(
                     f"config key 'datasets/{name}/{key}': '{key}' does not apply to {name}; "
                     f"allowed keys: {', '.join(allowed + LAYERED_DATASET_KEYS)}"
                 )
+    for name, settings in config.get("datasets", {}).items():
         for arch in settings.get("archs", []):
-            if arch in IMAGE_ONLY_ARCHS and name not in IMAGE_DATASETS:
+            if _arch_needs_image(config, arch) and _is_image_dataset(config, name) is False:
                 problems.append(
                     f"config key 'datasets/{name}/archs': '{arch}' needs image inputs, "
-                    f"{name} is not an image dataset (image datasets: {', '.join(IMAGE_DATASETS)})"
+                    f"{name} is not an image dataset (built-in image datasets: "
+                    f"{', '.join(n for n, e in catalog.DATASETS.items() if e.image)})"
                 )
     for name, settings in config.get("archs", {}).items():
-        allowed = tuple(DEFAULT_ARCH[name]) + LAYERED_ARCH_KEYS
+        if name not in catalog.ARCHS:
+            continue
+        allowed = tuple(catalog.ARCHS[name].defaults) + LAYERED_ARCH_KEYS
         for key in settings:
             if key not in allowed:
                 problems.append(
@@ -350,7 +481,7 @@ def _semantic_problems(config: dict) -> list[str]:
                 f"{grid['archs']} (it fits {fitting_archs(config, dataset)}; set "
                 f"datasets/{dataset}/archs or add an arch to grid/archs)"
             )
-        if dataset in TORCHVISION_DATASETS:
+        if catalog.source_kind(dataset_source(config, dataset)) == "torchvision":
             source = dataset_settings(config, dataset)
             root = Path(source["data_root"])
             if not source["download"] and not root.is_dir():
@@ -386,6 +517,11 @@ def _semantic_problems(config: dict) -> list[str]:
                     f"retrain checkpoints {late} for {where} lie beyond the last retrain epoch "
                     f"({retrain['epochs']}); allowed: 1..{retrain['epochs']}"
                 )
+        if train["amp"] == "bf16" and "source" in user_archs(config).get(arch, {}):
+            problems.append(
+                f"train amp bf16 for {where}: arch {arch} is your own network (source), whose "
+                f"features() the pipeline cannot split into a bf16 backbone and a float32 "
+                f"head; set amp: none")
         if train["amp"] == "bf16" and train["dtype"] == "float64":
             problems.append(
                 f"train amp bf16 for {where} needs dtype float32 (the backbone runs in bf16, the "
@@ -409,13 +545,16 @@ def _semantic_problems(config: dict) -> list[str]:
 
 
 def fitting_archs(config: dict, dataset: str) -> list[str]:
-    """The architectures that fit ``dataset``: its ``archs`` list, or every arch that accepts it."""
+    """The architectures that fit ``dataset``: its ``archs`` list, or every arch that accepts
+    it (an image-only arch needs an image dataset; a user dataset from a function or a file may
+    be either, so every arch is tried on it, and an image-only arch on vectors fails its job
+    with a message)."""
     declared = config.get("datasets", {}).get(dataset, {}).get("archs")
     if declared:
         return list(declared)
-    if dataset in IMAGE_DATASETS:
-        return list(ARCHS)
-    return [a for a in ARCHS if a not in IMAGE_ONLY_ARCHS]
+    if _is_image_dataset(config, dataset) is False:
+        return [a for a in arch_names(config) if not _arch_needs_image(config, a)]
+    return arch_names(config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,10 +638,18 @@ def dataset_settings(config: dict, dataset: str) -> dict[str, Any]:
     """Settings of the prepare stage for ``dataset``: generation parameters (or, for the
     torchvision sets, where to read the files) and the split. The torchvision sets keep their
     official train/test split, so ``split`` does not apply to them."""
-    settings = dict(DEFAULT_DATASET[dataset])
     user = config.get("datasets", {}).get(dataset, {})
+    if dataset in catalog.DATASETS:
+        settings = catalog.DATASETS[dataset].defaults
+        torchvision = catalog.DATASETS[dataset].kind == "torchvision"
+    else:  # a user entry: its source, seeded and its own settings, passed to the source
+        settings = {}
+        torchvision = catalog.source_kind(user["source"]) == "torchvision"
+        if torchvision:
+            settings.update({key: default for key, (default, _)
+                             in catalog.TORCHVISION_SETTINGS.items()})
     settings.update({k: v for k, v in user.items() if k not in LAYERED_DATASET_KEYS})
-    if dataset not in TORCHVISION_DATASETS:
+    if not torchvision:
         settings.update(config.get("split", {"test_fraction": 0.2, "seed": 12345}))
     return settings
 
@@ -512,13 +659,23 @@ def arch_settings(config: dict, arch: str, variant: str = BASE_VARIANT,
     """Settings of ``arch``: defaults < ``archs.<arch>`` < the ``arch`` block of every matching
     ``overrides`` entry (for ``dataset``, more specific entries later) < the variant's arch
     axes (an ablation value always wins)."""
-    settings = dict(DEFAULT_ARCH[arch])
-    user = config.get("archs", {}).get(arch, {})
-    settings.update({k: v for k, v in user.items() if k not in LAYERED_ARCH_KEYS})
+    settings = _arch_base(config, arch)
     if dataset is not None:
         for override in matching_overrides(config, dataset, arch, variant):
             settings.update(override.get("arch", {}))
     settings.update(_axis_values(variant, "arch"))
+    return settings
+
+
+def _arch_base(config: dict, arch: str) -> dict[str, Any]:
+    """An arch's defaults < its ``archs.<arch>`` entry (without the layered keys). A user arch
+    with a ``backbone`` starts from the head's defaults; one with a ``source`` from nothing."""
+    user = config.get("archs", {}).get(arch, {})
+    if arch in catalog.ARCHS:
+        settings = catalog.ARCHS[arch].defaults
+    else:
+        settings = dict(catalog.BACKBONE_HEAD_DEFAULTS) if "backbone" in user else {}
+    settings.update({k: v for k, v in user.items() if k not in LAYERED_ARCH_KEYS})
     return settings
 
 
@@ -583,11 +740,10 @@ def matching_overrides(config: dict, dataset: str, arch: str, variant: str = BAS
 def _default_axis_value(config: dict, dataset: str, arch: str, axis: str) -> Any:
     """The value an ablation axis has when the variant does not set it."""
     if ABLATION_AXES[axis] == "arch":
-        settings = dict(DEFAULT_ARCH[arch])
-        settings.update(config.get("archs", {}).get(arch, {}))
+        settings = _arch_base(config, arch)
         for override in matching_overrides(config, dataset, arch, ablation_overrides=False):
             settings.update(override.get("arch", {}))
-        return settings[axis]
+        return settings.get(axis)
     return _layered(config, dataset, arch, "train", DEFAULT_TRAIN, ablation_overrides=False)[axis]
 
 

@@ -19,6 +19,7 @@ import torch
 
 from . import io
 from .config import to_json
+from .models import input_dtype
 from .prepare import Dataset, load_dataset
 from .train import load_checkpoints, model_at, resolve_device
 
@@ -32,7 +33,7 @@ def forward_features(model: torch.nn.Module, X: np.ndarray, device: torch.device
     of the image networks to a few hundred MB).
     """
     batch = batch or (8192 if X.ndim == 2 else 512)
-    dtype = model.bottleneck.weight.dtype if hasattr(model, "bottleneck") else torch.float32
+    dtype = input_dtype(model)
     hs, logits = [], []
     for lo in range(0, len(X), batch):
         xb = torch.from_numpy(X[lo:lo + batch]).to(device=device, dtype=dtype)

@@ -425,6 +425,7 @@ def draw_input_space(checkpoints: dict, epoch: int, data, fits: list[dict], ax,
     points, and the svc SVM pulled back through the network's features h(x) (dashed)."""
     import torch
 
+    from .models import input_dtype
     from .train import model_at
 
     if epoch not in checkpoints["states"]:
@@ -438,7 +439,7 @@ def draw_input_space(checkpoints: dict, epoch: int, data, fits: list[dict], ax,
     low, high = box(np.asarray(X, dtype=np.float64))
     xs, ys, grid = plane_grid(low, high, resolution)
     hs, logits = [], []
-    dtype = model.bottleneck.weight.dtype
+    dtype = input_dtype(model)
     with torch.no_grad():
         for start in range(0, grid.shape[0], INPUT_GRID_CHUNK):
             chunk = torch.from_numpy(grid[start:start + INPUT_GRID_CHUNK]).to(dtype)

@@ -28,6 +28,12 @@ space in which the SVM is fitted. ``model.last`` is a plain ``nn.Linear(d, K)`` 
 
 ``hidden`` 0 means no hidden layer: the bottleneck reads the backbone's output directly.
 
+Each built-in arch is declared once in :mod:`nnboundary.catalog` (its backbone builder
+``name_backbone(input_shape, settings) -> (module, width)``, defaults and schema). A config's
+own networks: ``backbone: torchvision:NAME`` (:func:`torchvision_backbone`, then the same head;
+``bottleneck: null`` drops the bottleneck) or ``source: module:function`` (:func:`user_network`),
+each checked by :func:`check_network`.
+
 Convolutions in ``resnet`` and ``densenet40`` have no bias: every one of them is followed (on
 every path) by a BatchNorm, which would cancel a per-channel constant anyway.
 
@@ -51,6 +57,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import catalog
 from .config import DEFAULT_ARCH
 
 
@@ -80,10 +87,12 @@ def make_activation(name: str) -> nn.Module:
 
 class BottleneckNet(nn.Module):
     """A backbone, an optional hidden layer, a bottleneck of width d with its activation, and a
-    linear last layer. ``hidden`` 0 means no hidden layer (``self.hidden`` is the identity)."""
+    linear last layer. ``hidden`` 0 means no hidden layer (``self.hidden`` is the identity);
+    ``bottleneck`` None means no bottleneck either: the last layer reads the backbone's own
+    features (a ``backbone: torchvision:...`` arch with ``bottleneck: null``)."""
 
-    def __init__(self, backbone: nn.Module, backbone_out: int, hidden: int, bottleneck: int,
-                 n_classes: int, activation: str):
+    def __init__(self, backbone: nn.Module, backbone_out: int, hidden: int,
+                 bottleneck: int | None, n_classes: int, activation: str):
         super().__init__()
         if hidden < 0:
             raise ValueError(f"hidden width must be 0 (no hidden layer) or positive, got {hidden}")
@@ -93,15 +102,21 @@ class BottleneckNet(nn.Module):
             hidden = backbone_out
         else:
             self.hidden = nn.Sequential(nn.Linear(backbone_out, hidden), nn.ReLU())
-        self.bottleneck = nn.Linear(hidden, bottleneck)
-        self.activation = make_activation(activation)
-        self.last = nn.Linear(bottleneck, n_classes)
+        if bottleneck is None:
+            self.bottleneck: nn.Module = nn.Identity()
+            self.activation: nn.Module = nn.Identity()
+            width = hidden
+        else:
+            self.bottleneck = nn.Linear(hidden, bottleneck)
+            self.activation = make_activation(activation)
+            width = bottleneck
+        self.last = nn.Linear(width, n_classes)
 
     def features(self, x: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
         """The last hidden layer h (n×d), after the bottleneck's activation.
 
         With ``autocast_dtype`` (e.g. ``torch.bfloat16``) the backbone runs under
-        ``torch.autocast`` on x's device, its output is cast back to the bottleneck's dtype
+        ``torch.autocast`` on x's device, its output is cast back to the head's dtype
         (float32), and hidden → bottleneck → activation run outside autocast: the features we
         measure and fit the SVM on stay in full precision.
         """
@@ -109,7 +124,8 @@ class BottleneckNet(nn.Module):
             return self.activation(self.bottleneck(self.hidden(self.backbone(x))))
         with torch.autocast(device_type=x.device.type, dtype=autocast_dtype):
             z = self.backbone(x)
-        z = z.to(self.bottleneck.weight.dtype)
+        head = self.bottleneck.weight if isinstance(self.bottleneck, nn.Linear) else self.last.weight
+        z = z.to(head.dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self.activation(self.bottleneck(self.hidden(z)))
 
@@ -118,11 +134,14 @@ class BottleneckNet(nn.Module):
         return self.last(h.to(self.last.weight.dtype))  # a retrained last layer may be float64
 
 
-def _cnn_backbone(input_shape: tuple[int, ...], channels: list[int]) -> tuple[nn.Module, int]:
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"arch 'cnn' needs image inputs (channels, height, width), got input shape {input_shape}"
-        )
+def mlp_backbone(input_shape: tuple[int, ...], settings: dict[str, Any]) -> tuple[nn.Module, int]:
+    """The input flattened (the hidden layer and the head follow)."""
+    return nn.Flatten(), math.prod(input_shape)
+
+
+def cnn_backbone(input_shape: tuple[int, ...], settings: dict[str, Any]) -> tuple[nn.Module, int]:
+    _require_image("cnn", input_shape)
+    channels = list(settings["channels"])
     layers: list[nn.Module] = []
     c_in, size = input_shape[0], input_shape[1]
     for c_out in channels:
@@ -135,8 +154,8 @@ def _cnn_backbone(input_shape: tuple[int, ...], channels: list[int]) -> tuple[nn
     return nn.Sequential(*layers), c_in * 4
 
 
-# Default arch settings of the two image networks live with every arch's in the config module
-# (pure Python, JSON-able); build_model merges user settings over them.
+# Default arch settings live with every arch's declaration in nnboundary.catalog (pure Python,
+# JSON-able); build_model merges a config's settings over them.
 RESNET_DEFAULTS: dict[str, Any] = DEFAULT_ARCH["resnet"]
 DENSENET_DEFAULTS: dict[str, Any] = DEFAULT_ARCH["densenet40"]
 
@@ -200,9 +219,9 @@ def _parse_stages(blocks: Any) -> list[tuple[int, int, int, int]]:
     return stages
 
 
-def _resnet_backbone(input_shape: tuple[int, ...], width: int,
-                     blocks: Any) -> tuple[nn.Module, int]:
+def resnet_backbone(input_shape: tuple[int, ...], settings: dict[str, Any]) -> tuple[nn.Module, int]:
     _require_image("resnet", input_shape)
+    width, blocks = int(settings["width"]), settings["blocks"]
     if width < 1:
         raise ValueError(f"resnet 'width' (stem channels) must be at least 1, got {width}")
     layers: OrderedDict[str, nn.Module] = OrderedDict(stem=_conv(input_shape[0], width, 3))
@@ -229,9 +248,10 @@ class DenseLayer(nn.Module):
         return torch.cat([x, self.conv(F.relu(self.norm(x)))], dim=1)
 
 
-def _densenet_backbone(input_shape: tuple[int, ...], depth: int, growth: int,
-                       init_channels: int) -> tuple[nn.Module, int]:
+def densenet_backbone(input_shape: tuple[int, ...], settings: dict[str, Any]) -> tuple[nn.Module, int]:
     _require_image("densenet40", input_shape)
+    depth, growth, init_channels = (settings["depth"], int(settings["growth"]),
+                                    int(settings["init_channels"]))
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 7 or (depth - 4) % 3:
         raise ValueError(
             f"densenet40 'depth' must be 3·L + 4 with L ≥ 1 layers per dense block "
@@ -259,38 +279,150 @@ def _densenet_backbone(input_shape: tuple[int, ...], depth: int, growth: int,
 
 
 def build_model(arch: str, input_shape: tuple[int, ...], n_classes: int,
-                settings: dict[str, Any]) -> BottleneckNet:
+                settings: dict[str, Any]) -> nn.Module:
     """Build ``arch`` for inputs of ``input_shape`` and ``n_classes`` classes.
 
-    ``settings`` are the arch settings (hidden, bottleneck, activation, init, and per arch:
-    channels; width, blocks; depth, growth, init_channels). For ``resnet`` and ``densenet40``
-    missing keys take their value from ``RESNET_DEFAULTS`` / ``DENSENET_DEFAULTS``.
+    A built-in arch (:data:`nnboundary.catalog.ARCHS`): its backbone builder, then the shared
+    head (:class:`BottleneckNet`); ``settings`` are its arch settings (hidden, bottleneck,
+    activation, init and its own keys), missing keys taking the catalog's defaults. A user arch
+    (``settings`` hold its entry): ``backbone: torchvision:NAME`` (:func:`torchvision_backbone`
+    and the head) or ``source: module:function`` (:func:`user_network`). Every model is checked
+    to have ``features`` and ``last`` with ``forward == last ∘ features``
+    (:func:`check_network`).
     """
-    if arch == "resnet":
-        settings = {**RESNET_DEFAULTS, **settings}
-    elif arch == "densenet40":
-        settings = {**DENSENET_DEFAULTS, **settings}
-    bottleneck = int(settings["bottleneck"])
-    if bottleneck < 1:
-        raise ValueError(f"bottleneck width must be at least 1, got {bottleneck}")
-    if arch == "mlp":
-        backbone: nn.Module = nn.Flatten()
-        backbone_out = math.prod(input_shape)
-    elif arch == "cnn":
-        backbone, backbone_out = _cnn_backbone(tuple(input_shape), list(settings["channels"]))
-    elif arch == "resnet":
-        backbone, backbone_out = _resnet_backbone(tuple(input_shape), int(settings["width"]),
-                                                  settings["blocks"])
-    elif arch == "densenet40":
-        backbone, backbone_out = _densenet_backbone(
-            tuple(input_shape), settings["depth"], int(settings["growth"]),
-            int(settings["init_channels"]))
+    entry = catalog.ARCHS.get(arch)
+    if entry is not None:
+        settings = {**entry.defaults, **settings}
+        backbone, backbone_out = catalog.resolve(entry.builder, f"arch {arch}")(
+            tuple(input_shape), settings)
+    elif "backbone" in settings:
+        settings = {**catalog.BACKBONE_HEAD_DEFAULTS, **settings}
+        backbone, backbone_out = torchvision_backbone(arch, settings["backbone"],
+                                                      tuple(input_shape), settings)
+    elif "source" in settings:
+        return user_network(arch, tuple(input_shape), n_classes, settings)
     else:
-        raise ValueError(f"unknown arch {arch!r}; allowed: mlp, cnn, resnet, densenet40")
-    model = BottleneckNet(backbone, backbone_out, int(settings["hidden"]), bottleneck, n_classes,
+        raise ValueError(f"unknown arch {arch!r}: not built in ({', '.join(catalog.ARCHS)}) and "
+                         f"its settings have neither source nor backbone")
+    bottleneck = settings["bottleneck"]
+    if bottleneck is not None and int(bottleneck) < 1:
+        raise ValueError(f"bottleneck width must be at least 1, got {bottleneck}")
+    model = BottleneckNet(backbone, backbone_out, int(settings["hidden"]),
+                          None if bottleneck is None else int(bottleneck), n_classes,
                           settings["activation"])
     initialise(model, settings.get("init", "original"))
     return model
+
+
+#: Keys of a user arch's settings that are the pipeline's own, never passed to its function.
+_PIPELINE_ARCH_KEYS = ("source", "backbone")
+
+
+def user_network(arch: str, input_shape: tuple[int, ...], n_classes: int,
+                 settings: dict[str, Any]) -> nn.Module:
+    """``function(input_shape=..., n_classes=..., **settings)`` of a ``source:`` arch, checked
+    (:func:`check_network`)."""
+    source = settings["source"]
+    function = catalog.resolve(source, f"arch {arch}")
+    arguments = {k: v for k, v in settings.items() if k not in _PIPELINE_ARCH_KEYS}
+    model = function(input_shape=tuple(input_shape), n_classes=n_classes, **arguments)
+    return check_network(model, input_shape, n_classes, f"arch {arch} (source {source!r})")
+
+
+@torch.no_grad()
+def check_network(model, input_shape: tuple[int, ...], n_classes: int, where: str) -> nn.Module:
+    """``model`` if it is what every stage needs, else :class:`nnboundary.catalog.SourceError`
+    saying what was expected and what came back: an ``nn.Module`` with ``features(x)`` giving
+    (n, d), ``last`` an ``nn.Linear(d, n_classes)``, and ``forward(x) == last(features(x))``
+    (checked in eval mode on two inputs; the modes are restored)."""
+    expected = (f"expected an nn.Module with features(x) -> (n, d) (the last hidden layer), "
+                f"last = nn.Linear(d, {n_classes}) and forward(x) == last(features(x))")
+    if not isinstance(model, nn.Module):
+        raise catalog.SourceError(f"{where}: {expected}; got {type(model).__name__}")
+    last = getattr(model, "last", None)
+    if not callable(getattr(model, "features", None)) or not isinstance(last, nn.Linear):
+        found = [n for n in ("features", "last") if hasattr(model, n)]
+        raise catalog.SourceError(
+            f"{where}: {expected}; it has {' and '.join(found) or 'neither features nor last'}"
+            f"{', but last is ' + type(last).__name__ if last is not None else ''}")
+    if last.out_features != n_classes:
+        raise catalog.SourceError(f"{where}: {expected}; last has {last.out_features} outputs")
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        parameter = next(model.parameters())
+        x = torch.linspace(-1, 1, 2 * math.prod(input_shape), dtype=parameter.dtype,
+                           device=parameter.device).reshape(2, *input_shape)
+        h = model.features(x)
+        if not isinstance(h, torch.Tensor) or h.ndim != 2 or h.shape != (2, last.in_features):
+            shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            raise catalog.SourceError(
+                f"{where}: {expected}; features of 2 inputs of shape {tuple(input_shape)} gave "
+                f"{shape}, last takes d = {last.in_features}")
+        out = model(x)
+        if not isinstance(out, torch.Tensor) or not torch.allclose(
+                out, last(h), rtol=1e-4, atol=1e-5):
+            raise catalog.SourceError(f"{where}: {expected}; forward(x) differs from "
+                                      f"last(features(x))")
+    finally:
+        for module, mode in modes:
+            module.train(mode)
+    return model
+
+
+def torchvision_backbone(arch: str, backbone: str, input_shape: tuple[int, ...],
+                         settings: dict[str, Any]) -> tuple[nn.Module, int]:
+    """A ``torchvision.models`` classifier built from scratch (``weights=None``, no download),
+    its last ``nn.Linear`` (the classifier) replaced by the identity, its first convolution
+    made to take the data's channels; returns it and the width of its features. Settings other
+    than the head's (bottleneck, hidden, activation, init) go to ``torchvision.models.get_model``.
+    """
+    import torchvision.models
+
+    name = backbone.removeprefix(catalog.TORCHVISION_PREFIX)
+    where = f"arch {arch} (backbone {backbone!r})"
+    if len(input_shape) != 3:
+        raise ValueError(f"{where} needs image inputs (channels, height, width), got input "
+                         f"shape {input_shape}")
+    extra = {k: v for k, v in settings.items()
+             if k not in _PIPELINE_ARCH_KEYS and k not in catalog.BACKBONE_HEAD_DEFAULTS}
+    model = torchvision.models.get_model(name, weights=None, **extra)
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise catalog.SourceError(f"{where}: the model has no nn.Linear classifier to replace")
+    _replace(model, linears[-1], nn.Identity())
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if convs and convs[0][1].in_channels != input_shape[0]:
+        first_name, first = convs[0]
+        _replace(model, first_name, nn.Conv2d(
+            input_shape[0], first.out_channels, first.kernel_size, stride=first.stride,
+            padding=first.padding, dilation=first.dilation, bias=first.bias is not None))
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except Exception as err:
+        raise catalog.SourceError(f"{where}: cannot take inputs of shape {input_shape} "
+                                  f"({type(err).__name__}: {err})") from err
+    model.train()
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise catalog.SourceError(f"{where}: without its classifier the model returns "
+                                  f"{type(out).__name__}, not features of shape (n, d)")
+    return model, int(out.shape[1])
+
+
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype a model's inputs take: that of its first floating parameter outside ``last``
+    (a retrained last layer may be float64 on a float32 network), float32 if it has none."""
+    for name, parameter in model.named_parameters():
+        if not name.startswith("last.") and parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
 @torch.no_grad()

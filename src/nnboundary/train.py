@@ -36,10 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import io
+from . import catalog, io
 from .config import (
     BASE_VARIANT,
     DEFAULT_ARCH,
+    ConfigError,
     DEFAULT_TRAIN,
     parse_settings,
     to_json,
@@ -340,6 +341,12 @@ def torch_dtype(settings: dict[str, Any]) -> torch.dtype:
     return getattr(torch, name)
 
 
+def dropouts(model: nn.Module) -> list[nn.Module]:
+    """The dropout layers of a model (e.g. a torchvision backbone's): with them the training
+    loss is not the eval-mode loss, so the fused one-pass loop does not apply."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
 def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -524,7 +531,7 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     result = run_loop(
         model, optimizer, step, evaluate, X, y, settings, plan, snapshot, shuffle,
         f"dataset {data.name}, arch {arch}, variant {variant}, seed {seed}", "train", log, fmt,
-        resume, before_epoch, extra=shifts, fused=not has_bn,
+        resume, before_epoch, extra=shifts, fused=not has_bn and not dropouts(model),
     )
     return {
         "keys": {"dataset": data.name, "arch": arch, "variant": variant, "regime": "full",
@@ -564,7 +571,9 @@ def model_at(checkpoints: dict[str, Any], epoch: int) -> nn.Module:
                         checkpoints["arch_settings"])
     state = checkpoints["states"][epoch]
     # The saved dtypes: the network's, and the last layer's (a retrained one may differ).
-    model.to(state_dtype(state, "bottleneck.weight"))
+    body = next((k for k, v in state.items() if not k.startswith("last.")
+                 and v.is_floating_point()), "last.weight")
+    model.to(state_dtype(state, body))
     model.last.to(state_dtype(state, "last.weight"))
     model.load_state_dict(state)
     return model.eval()
@@ -574,6 +583,18 @@ def state_dtype(state: dict[str, torch.Tensor], name: str) -> torch.dtype:
     """The dtype of tensor ``name`` of a saved state (float32 if absent)."""
     tensor = state.get(name)
     return tensor.dtype if tensor is not None and tensor.is_floating_point() else torch.float32
+
+
+def parse_arch_settings(arch: str, text: str) -> dict[str, Any]:
+    """``--arch-settings`` of a built-in arch (checked against its defaults) or of a user arch
+    (which must hold its ``source`` or ``backbone``)."""
+    if arch in catalog.ARCHS:
+        return parse_settings(text, catalog.ARCHS[arch].defaults)
+    settings = parse_settings(text)
+    if "source" not in settings and "backbone" not in settings:
+        raise ConfigError(f"--arch {arch}: not a built-in arch ({', '.join(DEFAULT_ARCH)}), and "
+                          f"--arch-settings has neither source nor backbone")
+    return settings
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str) -> None:
@@ -586,7 +607,9 @@ def add_output_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary train", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="prepared dataset (.npz)")
-    parser.add_argument("--arch", required=True, choices=sorted(DEFAULT_ARCH))
+    parser.add_argument("--arch", required=True,
+                        help=f"a built-in arch ({', '.join(DEFAULT_ARCH)}) or your own (its "
+                             f"--arch-settings hold its source or backbone)")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--variant", default=BASE_VARIANT, help="the run's ablation variant name")
     parser.add_argument("--arch-settings", default="", help="JSON object of arch settings")
@@ -594,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     add_output_arguments(parser, "--checkpoints")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    arch_settings = parse_settings(args.arch_settings, DEFAULT_ARCH[args.arch])
+    arch_settings = parse_arch_settings(args.arch, args.arch_settings)
     settings = parse_settings(args.settings, DEFAULT_TRAIN)
     data = load_dataset(args.data)
     resume_path = f"{args.checkpoints}.resume"

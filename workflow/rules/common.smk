@@ -15,7 +15,9 @@ from nnboundary import config as nbconfig  # noqa: E402
 # the interpreter that runs Snakemake comes first on PATH (so .venv/bin/snakemake works without
 # activating .venv). Snakemake formats the prefix like a command, hence the doubled braces.
 USES_CONDA = "conda" in {str(m) for m in workflow.deployment_settings.deployment_method}
-PREFIX = "export PYTHONPATH='%s':${{PYTHONPATH:-}}; " % SRC
+# The working directory is on it too: a config's own datasets and networks (source:
+# "module:function") are imported from there, also on a cluster's compute node.
+PREFIX = "export PYTHONPATH='%s':'%s':${{PYTHONPATH:-}}; " % (SRC, os.getcwd())
 if not USES_CONDA:
     PREFIX += "export PATH='%s':$PATH; " % os.path.dirname(sys.executable)
 shell.prefix(PREFIX)
@@ -39,8 +41,8 @@ print(f"nnboundary grid: {nbconfig.grid_size(config)}", file=sys.stderr)
 
 
 wildcard_constraints:
-    dataset="|".join(nbconfig.DATASETS),
-    arch="|".join(nbconfig.ARCHS),
+    dataset="|".join(nbconfig.dataset_names(config)),
+    arch="|".join(nbconfig.arch_names(config)),
     variant=r"base|[a-z]+-[A-Za-z0-9_.]+(__[a-z]+-[A-Za-z0-9_.]+)*",
     regime="|".join(nbconfig.REGIMES),
     seed=r"\d+",
@@ -84,7 +86,7 @@ def benchmark_files(wildcards=None):
     test checks that this is exactly what a run writes."""
     groups = sorted({(r.dataset, r.arch, r.variant) for r in RUNS})
     models = sorted({(r.dataset, r.arch, r.variant, r.seed) for r in RUNS})
-    data = sorted({nbconfig.data_path(r.dataset, r.seed) for r in RUNS})
+    data = sorted({nbconfig.data_path(r.dataset, r.seed, config) for r in RUNS})
     return (
         [
             f"{BENCHMARKS}/prepare/{path.removeprefix('results/data/')[:-4]}.tsv"
@@ -133,14 +135,19 @@ def seed_metrics_files(wildcards):
 
 def data_file(wildcards):
     """The prepared dataset of a run: one file per seed for the sets generated from the seed
-    (nbconfig.SEEDED_DATASETS), one file shared by every seed for the others."""
-    return nbconfig.data_path(wildcards.dataset, int(wildcards.seed))
+    (nbconfig.is_seeded), one file shared by every seed for the others."""
+    return nbconfig.data_path(wildcards.dataset, int(wildcards.seed), config)
+
+
+def dataset_files(wildcards):
+    """The .npz file of a dataset with a file: source (so that changing it reruns prepare)."""
+    return nbconfig.source_files(config, wildcards.dataset)
 
 
 def prepare_seed_option(wildcards):
     """`--seed N` for results/data/<set>/seed<N>.npz of a seeded set, nothing for fixed.npz;
     any other combination names a file no run uses."""
-    seeded = wildcards.dataset in nbconfig.SEEDED_DATASETS
+    seeded = nbconfig.is_seeded(config, wildcards.dataset)
     if seeded != (wildcards.part != "fixed"):
         name = "seed<N>.npz, one per seed" if seeded else "fixed.npz, one for all seeds"
         raise ValueError(

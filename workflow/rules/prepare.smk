@@ -1,4 +1,6 @@
 rule prepare:
+    input:
+        dataset_files,
     output:
         "results/data/{dataset}/{part}.npz",
     log:
