@@ -21,6 +21,7 @@ localrules:
     run_figure,
     convergence_figure,
     overview_figure,
+    collapse_figure,
     config_record,
     job_times,
 
@@ -32,6 +33,7 @@ include: "workflow/rules/retrain.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/svm.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/collapse.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/config.smk"

@@ -43,7 +43,7 @@ def test_report_html_is_self_contained_and_holds_every_table(report_html):
     html = report_html.read_text(errors="replace")
     assert len(html) > 50_000
     for name in ("findings.html", "summary.html", "claims.html", "job_times.html",
-                 "findings.csv", "summary.csv", "convergence.csv", "claims.csv", "excluded.csv",
+                 "collapse.html", "collapse.png", "findings.csv", "summary.csv", "convergence.csv", "claims.csv", "excluded.csv",
                  "seeds.csv", "config.yaml", "overview.png"):
         assert name in html, name
     # Self-contained: it opens offline (no script or stylesheet fetched from the network).
@@ -74,8 +74,8 @@ def test_job_times_cover_exactly_the_jobs_the_run_wrote(finished):
     table = pd.read_csv(finished / "results" / "job_times.csv")
     assert dict(zip(table["rule"], table["jobs"])) == on_disk
     assert set(on_disk) == {"prepare", "train", "retrain", "features", "svm", "metrics",
-                            "aggregate", "run_figure", "convergence_figure", "overview_figure",
-                            "config_record"}
+                            "collapse", "aggregate", "run_figure", "convergence_figure",
+                            "overview_figure", "collapse_figure", "config_record"}
     largest = table.set_index("rule")
     assert (largest["max_s"] <= largest["total_s"] + 1e-9).all()
     assert largest.loc["train", "max_job"].startswith(("blobs/", "digits012/"))

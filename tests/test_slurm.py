@@ -29,7 +29,7 @@ SCRIPT = REPO / "scripts" / "slurm-local.sh"
 PROFILE = REPO / "profiles" / "slurm"
 # Rules that run on the submit host (localrules); every other job must go through sbatch.
 LOCAL_RULES = {"prepare", "aggregate", "run_figure", "convergence_figure", "overview_figure",
-               "config_record", "job_times", "all"}
+               "config_record", "job_times", "collapse_figure", "all"}
 # Poll SLURM every few seconds instead of the profile's 20 s: the jobs here take seconds.
 FAST_POLL = ("--slurm-init-seconds-before-status-checks", "3")
 
@@ -124,10 +124,10 @@ def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path
     assert "Falling back to 'sacct'" not in result.stdout
 
     jobs = _slurm_logs(cluster)
-    # The profile groups each run's features, svm and metrics into one submission: 4 runs give
-    # 4 group jobs instead of 12 single ones, 8 sbatch calls in all instead of 16.
+    # The profile groups each run's features, svm, metrics and collapse into one submission: 4
+    # runs give 4 group jobs instead of 16 single ones, 8 sbatch calls in all instead of 20.
     # The plugin names a group job's log folder group_<group>_<its rules>.
-    expected = {"train": 2, "retrain": 2, "group_run_features_metrics_svm": 4}
+    expected = {"train": 2, "retrain": 2, "group_run_collapse_features_metrics_svm": 4}
     assert {rule: len(ids) for rule, ids in jobs.items()} == expected
     assert not set(jobs) & LOCAL_RULES
     records = _sacct([i for ids in jobs.values() for i in ids])
@@ -142,7 +142,7 @@ def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path
         for job_id in ids:
             asks_gpu = "gres/gpu=1" in records[job_id][1]
             # train, retrain and the group holding the feature dump ask for the GPU.
-            assert asks_gpu == (rule in ("train", "retrain", "group_run_features_metrics_svm")), (
+            assert asks_gpu == (rule in ("train", "retrain", "group_run_collapse_features_metrics_svm")), (
                 rule, records[job_id])
 
     snakemake(local, "--cores", "2")
@@ -234,7 +234,7 @@ def test_own_data_and_network_run_through_slurm(slurm, tmp_path):
     assert result.returncode == 0, result.stdout[-6000:]
     jobs = _slurm_logs(cluster)
     assert {rule: len(ids) for rule, ids in jobs.items()} == {
-        "train": 1, "group_run_features_metrics_svm": 1}
+        "train": 1, "group_run_collapse_features_metrics_svm": 1}
     records = _sacct([i for ids in jobs.values() for i in ids])
     assert all(state == "COMPLETED" for state, _ in records.values()), records
     snakemake(local, "--cores", "2")

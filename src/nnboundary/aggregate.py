@@ -171,7 +171,9 @@ def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_
               convergence_csv: Path | None = None, claims_csv: Path | None = None,
               seeds_csv: Path | None = None, excluded_csv: Path | None = None,
               summary_html: Path | None = None, findings_html: Path | None = None,
-              claims_html: Path | None = None) -> pd.DataFrame:
+              claims_html: Path | None = None, collapse_inputs: list[Path] | None = None,
+              collapse_out: Path | None = None, collapse_csv: Path | None = None,
+              collapse_html: Path | None = None) -> pd.DataFrame:
     """Write the tables of the module docstring (the optional ones only when given); return
     the summary."""
     metrics = with_validity(combine(inputs))
@@ -195,6 +197,17 @@ def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_
             _write_csv(path, table)
     if convergence_csv is not None:
         _write_csv(convergence_csv, convergence_table(metrics))
+    if collapse_inputs is not None:
+        from . import collapse
+
+        table = collapse.collapse_table([io.read_table(p) for p in collapse_inputs], metrics)
+        if collapse_out is not None:
+            io.write_table(collapse_out, table)
+        nc_summary = collapse.collapse_summary(table)
+        if collapse_csv is not None:
+            _write_csv(collapse_csv, nc_summary)
+        write_document(collapse.collapse_document(nc_summary), None, collapse_html,
+                       "Neural collapse")
     return summary
 
 
@@ -210,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary-html", help="summary table (HTML page) to write")
     parser.add_argument("--findings-html", help="findings (HTML page) to write")
     parser.add_argument("--claims-html", help="the paper's claims (HTML page) to write")
+    parser.add_argument("--collapse-inputs", nargs="*", default=None,
+                        help="per-run neural_collapse.parquet files")
+    parser.add_argument("--collapse", help="combined neural_collapse.parquet to write")
+    parser.add_argument("--collapse-csv", help="neural-collapse summary (CSV) to write")
+    parser.add_argument("--collapse-html", help="neural-collapse summary (HTML page) to write")
     parser.add_argument("--convergence-csv", required=True,
                         help="1/log t convergence fits per run and their medians (CSV) to write")
     parser.add_argument("--claims-csv", required=True, help="the paper's claims (CSV) to write")
@@ -223,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                         Path(args.findings_md), Path(args.convergence_csv),
                         Path(args.claims_csv), Path(args.seeds_csv), Path(args.excluded_csv),
                         *(None if a is None else Path(a) for a in
-                          (args.summary_html, args.findings_html, args.claims_html)))
+                          (args.summary_html, args.findings_html, args.claims_html)),
+                        None if args.collapse_inputs is None else
+                        [Path(p) for p in args.collapse_inputs],
+                        *(None if a is None else Path(a) for a in
+                          (args.collapse, args.collapse_csv, args.collapse_html)))
     print(f"aggregated {len(args.inputs)} runs into {len(summary)} summary rows", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ STAGES = {
     "features": "dump the last hidden layer of every checkpoint to Parquet",
     "svm": "fit the hard-margin SVM targets on each checkpoint's train features",
     "metrics": "compare the network's last layer with the SVMs",
+    "collapse": "neural-collapse metrics (NC1-NC4) of every checkpoint",
     "aggregate": "collect every run's metrics into tables",
     "figures": "draw the figures",
     "benchmark": "print speed benchmarks (not tests)",

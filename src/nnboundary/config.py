@@ -147,11 +147,13 @@ def variant_name(values: dict[str, Any]) -> str:
     (e.g. ``activation-tanh__optimizer-adam``)."""
     if not values:
         return BASE_VARIANT
-    return "__".join(f"{axis}-{values[axis]}" for axis in sorted(values))
+    return "__".join(f"{axis}-{'none' if values[axis] is None else values[axis]}"
+                     for axis in sorted(values))
 
 
 def variant_values(name: str) -> dict[str, Any]:
-    """The inverse of :func:`variant_name` (``bottleneck`` values are integers)."""
+    """The inverse of :func:`variant_name` (``bottleneck`` values are integers, or ``none`` for
+    no bottleneck)."""
     if name == BASE_VARIANT:
         return {}
     values: dict[str, Any] = {}
@@ -160,7 +162,7 @@ def variant_values(name: str) -> dict[str, Any]:
         if not sep or axis not in ABLATION_AXES:
             raise ValueError(f"variant {name!r}: {part!r} is not axis-value with an axis among "
                              f"{', '.join(ABLATION_AXES)}")
-        values[axis] = int(value) if axis == "bottleneck" else value
+        values[axis] = (None if value == "none" else int(value)) if axis == "bottleneck" else value
     return values
 
 

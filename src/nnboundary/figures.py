@@ -898,6 +898,58 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
     _save(fig, output, int(settings["dpi"]))
 
 
+def collapse_figure(table_path: str | Path, output, settings: dict[str, Any]) -> None:
+    """Per run, the angle between the centred last layer and each SVM target (Crammer–Singer
+    for K > 2) against ``nc3_self_duality``, over its valid checkpoints (one line per run,
+    the final checkpoint marked; log axes). One panel per target; colour: dataset × arch ×
+    variant (e.g. the bottleneck width), line style: regime."""
+    plt = _pyplot()
+    table = io.read_table(table_path)
+    targets = [t for t in ("svc", "homog") if f"angle_{t}_deg" in table.columns]
+    fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(5.2 * max(1, len(targets)) + 2, 4.4),
+                             squeeze=False, layout="constrained")
+    valid = table[table["valid"]] if "valid" in table.columns else table.iloc[0:0]
+    cells = sorted({(r.dataset, r.arch, r.variant) for r in valid.itertuples()})
+    colours = plt.get_cmap("tab10" if len(cells) <= 10 else "tab20")
+    styles = _regime_styles(sorted(set(valid["regime"])) if len(valid) else [])
+    for ax, target in zip(axes[0], targets):
+        column = f"angle_{target}_deg"
+        drawn = False
+        for i, cell in enumerate(cells):
+            for regime, style in styles.items():
+                group = valid[(valid["dataset"] == cell[0]) & (valid["arch"] == cell[1])
+                              & (valid["variant"] == cell[2]) & (valid["regime"] == regime)]
+                label = f"{'/'.join(cell)}" if regime == next(iter(styles)) else None
+                for _, run in group.groupby("seed"):
+                    run = run.sort_values("epoch")
+                    x = run["nc3_self_duality"].to_numpy(float)
+                    y = run[column].to_numpy(float)
+                    keep = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+                    if not keep.any():
+                        continue
+                    ax.plot(x[keep], y[keep], style, color=colours(i % colours.N), lw=1.1,
+                            alpha=0.8, label=label)
+                    ax.plot(x[keep][-1], y[keep][-1], "o", color=colours(i % colours.N), ms=4)
+                    label, drawn = None, True
+        if drawn:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no valid checkpoint", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set_xlabel("nc3_self_duality  ‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²")
+        ax.set_ylabel(f"angle to the {target} SVM (°)")
+        ax.set_title(f"{target}: last layer vs SVM against self-duality", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    if cells:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False)
+    fig.suptitle("Neural collapse and the SVM, per run over its valid checkpoints "
+                 "(dot: final checkpoint)", fontsize=10)
+    _save(fig, output, int(settings["dpi"]))
+
+
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
@@ -939,6 +991,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     over.add_argument("--output", required=True, type=Path, help="PNG file to write")
     over.add_argument("--settings", default="", help=settings_help)
 
+    nc = commands.add_parser("collapse", help="angle to the SVM against NC3 self-duality, per run")
+    nc.add_argument("--table", required=True, type=Path, help="aggregated neural_collapse.parquet")
+    nc.add_argument("--output", required=True, type=Path, help="PNG file to write")
+    nc.add_argument("--settings", default="", help=settings_help)
+
     args = parser.parse_args(argv)
     try:
         settings = parse_figure_settings(args.settings)
@@ -948,6 +1005,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_figure(args.features, args.svm, args.checkpoints, args.data, args.output, settings)
     elif args.command == "convergence":
         convergence_figure(args.metrics, args.output, settings)
+    elif args.command == "collapse":
+        collapse_figure(args.table, args.output, settings)
     else:
         overview_figure(args.metrics, args.output, settings)
     return 0

@@ -1,6 +1,7 @@
 rule aggregate:
     input:
-        run_metrics_files(),
+        metrics=run_metrics_files(),
+        collapse=run_collapse_files(),
     output:
         metrics="results/metrics.parquet",
         csv=report(
@@ -50,6 +51,17 @@ rule aggregate:
             caption="../report/convergence_table.rst",
             category="Data (CSV)",
         ),
+        collapse="results/neural_collapse.parquet",
+        collapse_csv=report(
+            "results/collapse.csv",
+            caption="../report/collapse_table.rst",
+            category="Data (CSV)",
+        ),
+        collapse_html=report(
+            "results/collapse.html",
+            caption="../report/collapse_table.rst",
+            category="Tables",
+        ),
     log:
         "results/logs/aggregate/aggregate.log",
     benchmark:
@@ -57,10 +69,12 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python -m nnboundary aggregate --inputs {input} --metrics {output.metrics}"
+        "python -m nnboundary aggregate --inputs {input.metrics} --metrics {output.metrics}"
         " --summary-csv {output.csv} --summary-md {output.md}"
         " --findings-csv {output.findings} --findings-md {output.findings_md}"
         " --claims-csv {output.claims} --seeds-csv {output.seeds}"
         " --excluded-csv {output.excluded} --summary-html {output.html}"
         " --findings-html {output.findings_html} --claims-html {output.claims_html}"
+        " --collapse-inputs {input.collapse} --collapse {output.collapse}"
+        " --collapse-csv {output.collapse_csv} --collapse-html {output.collapse_html}"
         " --convergence-csv {output.convergence} > {log} 2>&1"

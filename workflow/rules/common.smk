@@ -67,6 +67,10 @@ def all_outputs():
             "results/seeds.csv",
             "results/excluded.csv",
             "results/convergence.csv",
+            "results/neural_collapse.parquet",
+            "results/collapse.csv",
+            "results/collapse.html",
+            "results/figures/collapse.png",
             "results/config.yaml",
             "results/figures/overview.png",
             "results/job_times.csv",
@@ -100,14 +104,19 @@ def benchmark_files(wildcards=None):
         ]
         + [
             f"{BENCHMARKS}/{rule}/{r.path}.tsv"
-            for rule in ("features", "svm", "metrics")
+            for rule in ("features", "svm", "metrics", "collapse")
             for r in RUNS
         ]
         + [f"{BENCHMARKS}/run_figure/{r.path}.tsv" for r in figure_runs()]
         + [f"{BENCHMARKS}/convergence_figure/{d}/{a}/{v}.tsv" for d, a, v in groups]
         + [
             f"{BENCHMARKS}/{name}.tsv"
-            for name in ("aggregate", "overview_figure", "config_record")
+            for name in (
+                "aggregate",
+                "overview_figure",
+                "collapse_figure",
+                "config_record",
+            )
         ]
     )
 
@@ -121,6 +130,11 @@ def figure_runs():
 def run_metrics_files(wildcards=None):
     """Every run's metrics table (input of the aggregate step)."""
     return [f"results/runs/{r.path}/metrics.parquet" for r in RUNS]
+
+
+def run_collapse_files(wildcards=None):
+    """Every run's neural-collapse table (input of the aggregate step)."""
+    return [f"results/runs/{r.path}/neural_collapse.parquet" for r in RUNS]
 
 
 def seed_metrics_files(wildcards):

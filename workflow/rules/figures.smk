@@ -75,3 +75,25 @@ rule overview_figure:
     shell:
         "python -m nnboundary figures overview --metrics {input}"
         " --settings {params.settings:q} --output {output} > {log} 2>&1"
+
+
+rule collapse_figure:
+    input:
+        "results/neural_collapse.parquet",
+    output:
+        report(
+            "results/figures/collapse.png",
+            caption="../report/collapse.rst",
+            category="Neural collapse",
+        ),
+    log:
+        "results/logs/figures/collapse.log",
+    benchmark:
+        "results/benchmarks/collapse_figure.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=figure_settings(),
+    shell:
+        "python -m nnboundary figures collapse --table {input}"
+        " --settings {params.settings:q} --output {output} > {log} 2>&1"
