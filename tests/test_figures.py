@@ -181,6 +181,23 @@ def test_convergence_figure(runs, tmp_path):
     assert_png(output, *CONVERGENCE_SIZE)
 
 
+def test_convergence_figure_with_the_neural_collapse_panels(runs, tmp_path):
+    """With the runs' neural_collapse.parquet the figure gains NC1 and NC3 (a fourth column)."""
+    from nnboundary.collapse import run_collapse
+
+    tables = []
+    for name in ("blobs", "blobs3", "dead"):
+        path = tmp_path / f"{name}_nc.parquet"
+        io.write_table(path, run_collapse(io.list_feature_files(runs[name]["features"])))
+        tables.append(path)
+    for name, table in zip(("blobs", "blobs3", "dead"), tables):
+        output = tmp_path / f"conv_nc_{name}.png"
+        assert figures.main(["convergence", "--metrics", str(runs[name]["metrics"]),
+                             "--collapse", str(table), "--output", str(output),
+                             "--settings", json.dumps(FAST)]) == 0
+        assert_png(output, round(8.6 * FAST["dpi"]), round(20.0 * FAST["dpi"]))
+
+
 def test_convergence_figure_multiclass_and_dead(runs, tmp_path):
     for name in ("blobs3", "dead"):
         output = tmp_path / f"conv_{name}.png"

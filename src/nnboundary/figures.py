@@ -78,7 +78,8 @@ EXTRA_REGIME_STYLES = (":", "-.")
 NETWORK_LINE_COLOUR = "0.2"
 #: Floors of the log-scaled convergence panels: smaller values (0 included) are drawn at the
 #: floor, and the axis label says so.
-GAP_FLOOR = {"angle_gap": 1e-12, "margin_gap": 1e-6, "train_loss": 1e-300, "w_norm": 1e-12}
+GAP_FLOOR = {"angle_gap": 1e-12, "margin_gap": 1e-6, "train_loss": 1e-300, "w_norm": 1e-12,
+             "nc1": 1e-12, "nc3_self_duality": 1e-16}
 #: A panel whose values all lie within this factor is drawn with a linear y axis.
 NARROW_RANGE = 1.5
 #: Dash patterns of the SVM boundaries in the ``run`` figure: the homog dashes fill the svc gaps,
@@ -695,10 +696,22 @@ def _fit_summary(frame) -> tuple[list[str], list[str]]:
     return details, short
 
 
+def _read_collapse(paths: Sequence[str | Path], metrics):
+    """The runs' neural-collapse rows with each checkpoint's validity (from its metrics rows:
+    :func:`nnboundary.collapse.collapse_table`) and the x axis ``t`` of the metrics."""
+    from .collapse import collapse_table
+
+    table = collapse_table([io.read_table(path) for path in paths], metrics)
+    table["t"] = np.where(table["step"] > 0, table["step"], table["epoch"])
+    return table.sort_values("t", kind="stable")
+
+
 def convergence_figure(metric_paths: Sequence[str | Path], output,
-                       settings: dict[str, Any]) -> None:
+                       settings: dict[str, Any],
+                       collapse_paths: Sequence[str | Path] | None = None) -> None:
     """Gaps, bias gap, ‖w‖ and loss against optimizer steps for every regime and seed (module
-    docstring); write ``output``."""
+    docstring), and with ``collapse_paths`` (the runs' neural_collapse.parquet) NC1 and NC3
+    of the same checkpoints; write ``output``."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
@@ -708,8 +721,10 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
     rows = overall_rows(frame).sort_values("t", kind="stable")
     regimes = sorted(set(rows["regime"]), key=convergence.regime_sort_key)
     styles = _regime_styles(regimes)
-    fig, axes = plt.subplots(2, 3, figsize=(15.0, 8.6))
-    panels = axes.ravel()
+    collapse = _read_collapse(collapse_paths, frame) if collapse_paths else None
+    n_columns = 3 if collapse is None else 4
+    fig, axes = plt.subplots(2, n_columns, figsize=(5.0 * n_columns, 8.6))
+    panels = list(axes[0]) + list(axes[1])
 
     def by_regime_target(regime, target):
         return rows[(rows["regime"] == regime) & (rows["target"] == target)]
@@ -773,9 +788,28 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
         ax.set_ylabel(label + (f"\n(values below {GAP_FLOOR[column]:g} drawn at it)"
                                if clipped else ""))
 
+    # Neural collapse of the same checkpoints: NC1 and NC3, one line per regime.
+    nc_panels = [] if collapse is None else [
+        (panels[5], "nc1", "NC1 = Tr(Σ_W Σ_B⁺)/K"),
+        (panels[6], "nc3_self_duality", "NC3 = ‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²")]
+    for ax, column, label in nc_panels:
+        clipped, drawn, every = False, [], []
+        for regime in regimes:
+            part = collapse[collapse["regime"] == regime]
+            values, below = _floored(part[column].to_numpy(dtype=float), GAP_FLOOR[column])
+            clipped |= below
+            drawn.append(values[part["valid"].to_numpy(dtype=bool)])
+            every.append(values)
+            _draw_band(ax, part, values, NETWORK_LINE_COLOUR, styles[regime])
+        every = np.concatenate(every) if every else np.array([])
+        if (np.isfinite(every) & (every > 0)).any():  # NaN only (e.g. no spread): stay linear
+            _set_log_scale(ax, np.concatenate(drawn) if drawn else np.array([]))
+        ax.set_ylabel(label + (f"\n(values below {GAP_FLOOR[column]:g} drawn at it)"
+                               if clipped else ""))
+
     from matplotlib.ticker import FuncFormatter
 
-    for ax in panels[:5]:
+    for ax in panels[:5] + [ax for ax, _, _ in nc_panels]:
         if not ax.has_data():
             ax.text(0.5, 0.5, "no valid checkpoint", transform=ax.transAxes, ha="center")
         elif len(rows) and (rows["t"] > 0).all():
@@ -787,12 +821,13 @@ def convergence_figure(metric_paths: Sequence[str | Path], output,
         ax.grid(True, which="major", alpha=0.3)
 
     # Legend and the 1/log t fits in the last panel.
-    text_ax = panels[5]
+    text_ax = panels[-1]
     text_ax.axis("off")
     handles = [Line2D([], [], color=TARGET_COLOURS[t], lw=2.0, label=f"target {t}")
                for t in ("svc", "homog")]
     handles.append(Line2D([], [], color=NETWORK_LINE_COLOUR, lw=2.0,
-                          label="network (bias gap, ‖w‖, loss)"))
+                          label="network (bias gap, ‖w‖, loss" + (", NC1, NC3)" if nc_panels
+                                                                  else ")")))
     handles += [Line2D([], [], color="grey", ls=styles[r], lw=1.7, label=f"regime {r}")
                 for r in regimes]
     handles.append(Line2D([], [], color="grey", ls="", marker="x",
@@ -983,6 +1018,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     conv.add_argument("--metrics", required=True, nargs="+", type=Path,
                       help="per-run metrics files of one dataset × arch × variant: every "
                            "regime and seed")
+    conv.add_argument("--collapse", nargs="*", type=Path, default=None,
+                      help="the same runs' neural_collapse.parquet files (adds NC1 and NC3)")
     conv.add_argument("--output", required=True, type=Path, help="PNG file to write")
     conv.add_argument("--settings", default="", help=settings_help)
 
@@ -1004,7 +1041,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         run_figure(args.features, args.svm, args.checkpoints, args.data, args.output, settings)
     elif args.command == "convergence":
-        convergence_figure(args.metrics, args.output, settings)
+        convergence_figure(args.metrics, args.output, settings, args.collapse)
     elif args.command == "collapse":
         collapse_figure(args.table, args.output, settings)
     else:

@@ -137,14 +137,18 @@ def run_collapse_files(wildcards=None):
     return [f"results/runs/{r.path}/neural_collapse.parquet" for r in RUNS]
 
 
-def seed_metrics_files(wildcards):
-    """The metrics tables of every seed and regime of one dataset x arch x variant."""
-    key = (wildcards.dataset, wildcards.arch, wildcards.variant)
-    return [
-        f"results/runs/{r.path}/metrics.parquet"
-        for r in RUNS
-        if (r.dataset, r.arch, r.variant) == key
-    ]
+def seed_files(name):
+    """Input function: file `name` of every seed and regime of one dataset x arch x variant."""
+
+    def files(wildcards):
+        key = (wildcards.dataset, wildcards.arch, wildcards.variant)
+        return [
+            f"results/runs/{r.path}/{name}"
+            for r in RUNS
+            if (r.dataset, r.arch, r.variant) == key
+        ]
+
+    return files
 
 
 def data_file(wildcards):

@@ -34,7 +34,8 @@ rule run_figure:
 
 rule convergence_figure:
     input:
-        seed_metrics_files,
+        metrics=seed_files("metrics.parquet"),
+        collapse=seed_files("neural_collapse.parquet"),
     output:
         report(
             "results/figures/convergence/{dataset}/{arch}/{variant}.png",
@@ -51,7 +52,8 @@ rule convergence_figure:
     params:
         settings=figure_settings(),
     shell:
-        "python -m nnboundary figures convergence --metrics {input}"
+        "python -m nnboundary figures convergence --metrics {input.metrics}"
+        " --collapse {input.collapse}"
         " --settings {params.settings:q} --output {output} > {log} 2>&1"
 
 
