@@ -53,6 +53,11 @@ HIDDEN = {"description": ("Width of the fully connected hidden layer before the 
 TORCHVISION_SETTINGS = {"data_root": ("data", DATA_ROOT), "download": (True, DOWNLOAD)}
 
 
+def defaults_of(settings: dict[str, tuple[Any, dict]]) -> dict[str, Any]:
+    """The defaults of a ``key → (default, schema fragment)`` table of settings."""
+    return {key: default for key, (default, _) in settings.items()}
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     """One built-in dataset.
@@ -75,7 +80,7 @@ class DatasetEntry:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {key: default for key, (default, _) in self.settings.items()}
+        return defaults_of(self.settings)
 
     @property
     def seeded(self) -> bool:
@@ -98,8 +103,7 @@ class ArchEntry:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {**{key: default for key, (default, _) in self.settings.items()},
-                **HEAD_DEFAULTS}
+        return {**defaults_of(self.settings), **HEAD_DEFAULTS}
 
 
 #: Every arch's head settings (their schema is the config schema's arch_settings).
@@ -191,10 +195,6 @@ ARCHS: dict[str, ArchEntry] = {entry.name: entry for entry in (
         "hidden": (0, HIDDEN)}, "DenseNet-40, non-bottleneck, no compression"),
 )}
 
-#: Keys of a user dataset entry that are the pipeline's own (never passed to its source).
-USER_DATASET_KEYS = ("source", "seeded", "archs", "train", "retrain", "resources")
-#: Keys of a user arch entry that are the pipeline's own.
-USER_ARCH_KEYS = ("source", "backbone", "train", "retrain", "resources")
 #: The head settings of a ``backbone:`` arch, and their defaults (``bottleneck: null``: none).
 BACKBONE_HEAD_DEFAULTS = {"bottleneck": 2, "activation": "relu", "init": "pytorch", "hidden": 0}
 

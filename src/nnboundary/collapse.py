@@ -220,7 +220,7 @@ def collapse_summary(table):
     two SVM targets. A cell without a valid seed has empty statistics."""
     import pandas as pd
 
-    from . import stats
+    from .findings import _put
 
     if table.empty:
         return pd.DataFrame(columns=CELL + ["n_seeds", "n_valid"])
@@ -234,9 +234,7 @@ def collapse_summary(table):
                       feature_dim=int(group["feature_dim"].iloc[0]),
                       n_classes=int(group["n_classes"].iloc[0]))
         for name in measured:
-            summary = stats.describe(valid[name].to_numpy(dtype=float))
-            for part in ("median", "q25", "q75"):
-                record[f"{name}_{part}"] = summary[part]
+            _put(record, name, valid[name].to_numpy(dtype=float), ("median", "q25", "q75"))
         records.append(record)
     return pd.DataFrame(records)
 
@@ -244,19 +242,14 @@ def collapse_summary(table):
 def collapse_document(summary):
     """collapse.html: the summary as a table, medians [q25, q75] over valid seeds."""
     from . import document
-
-    def cell(row, name):
-        if row["n_valid"] == 0 or pd_isna(row[f"{name}_median"]):
-            return "–"
-        return (f"{row[f'{name}_median']:.3g} [{row[f'{name}_q25']:.2g}, "
-                f"{row[f'{name}_q75']:.2g}]")
+    from .findings import _median_iqr
 
     names = NC_COLUMNS + [c for c in ("angle_svc_deg", "angle_homog_deg")
                           if f"{c}_median" in summary]
     header = CELL + ["d", "K", "valid/seeds"] + names
     rows = [[str(row[c]) for c in CELL] + [str(row["feature_dim"]), str(row["n_classes"]),
                                             f"{int(row['n_valid'])}/{int(row['n_seeds'])}"]
-            + [cell(row, n) for n in names] for _, row in summary.iterrows()]
+            + [_median_iqr(row, n) for n in names] for _, row in summary.iterrows()]
     caption = ("Neural collapse at the final checkpoint, median [q25, q75] over valid seeds "
                "(nnboundary.collapse has the formulas): nc1 = Tr(Σ_W Σ_B⁺)/K; nc2: equinorm "
                "(std/mean of the centred means' and of the centred classifier rows' norms), "
@@ -266,7 +259,3 @@ def collapse_document(summary):
                "target (Crammer–Singer for K > 2). A simplex ETF needs d ≥ K − 1.")
     return [document.Heading("Neural collapse: final checkpoint, valid seeds only"),
             document.Table(header, rows, caption=caption)]
-
-
-def pd_isna(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))

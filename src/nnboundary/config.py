@@ -29,13 +29,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 # Derived from the declarations in nnboundary.catalog (the one place each built-in lives).
 DATASETS = tuple(catalog.DATASETS)
-IMAGE_DATASETS = tuple(n for n, e in catalog.DATASETS.items() if e.image)
 # Generated from the run's seed: prepared once per seed. Every other set is prepared once.
 SEEDED_DATASETS = tuple(n for n, e in catalog.DATASETS.items() if e.seeded)
-# Read through torchvision.datasets from `data_root`, with their official train/test split.
-TORCHVISION_DATASETS = tuple(n for n, e in catalog.DATASETS.items() if e.kind == "torchvision")
-ARCHS = tuple(catalog.ARCHS)
-IMAGE_ONLY_ARCHS = tuple(n for n, e in catalog.ARCHS.items() if e.image)
 
 # Training for the max-margin experiments: no weight decay, no label smoothing, no dropout, no EMA.
 DEFAULT_TRAIN: dict[str, Any] = {
@@ -83,16 +78,10 @@ DEFAULT_RETRAIN: dict[str, Any] = {
 DEFAULT_RESOURCES: dict[str, Any] = {"gpu": 1, "threads": 1, "mem_mb": 2000, "runtime": 30}
 
 DEFAULT_ARCH: dict[str, dict[str, Any]] = {n: e.defaults for n, e in catalog.ARCHS.items()}
-DEFAULT_DATASET: dict[str, dict[str, Any]] = {
-    n: e.defaults for n, e in catalog.DATASETS.items()}
 
 # Keys every dataset accepts: the archs that fit it and its layered train settings and resources.
 LAYERED_DATASET_KEYS = ("archs", "train", "retrain", "resources")
 LAYERED_ARCH_KEYS = ("train", "retrain", "resources")
-
-# Settings a built-in dataset accepts besides LAYERED_DATASET_KEYS (the schema allows the union).
-DATASET_KEYS: dict[str, tuple[str, ...]] = {
-    n: tuple(e.settings) for n, e in catalog.DATASETS.items()}
 
 
 class ConfigError(ValueError):
@@ -648,8 +637,7 @@ def dataset_settings(config: dict, dataset: str) -> dict[str, Any]:
         settings = {}
         torchvision = catalog.source_kind(user["source"]) == "torchvision"
         if torchvision:
-            settings.update({key: default for key, (default, _)
-                             in catalog.TORCHVISION_SETTINGS.items()})
+            settings.update(catalog.defaults_of(catalog.TORCHVISION_SETTINGS))
     settings.update({k: v for k, v in user.items() if k not in LAYERED_DATASET_KEYS})
     if not torchvision:
         settings.update(config.get("split", {"test_fraction": 0.2, "seed": 12345}))
