@@ -17,6 +17,7 @@ except ImportError:  # running from a checkout without an installed package
 
 from nnboundary import io as fio  # noqa: E402
 from nnboundary import svm  # noqa: E402
+from nnboundary.svm import problems, qp  # noqa: E402
 from nnboundary.svm import SVMFit, fit_svm, functional_margins  # noqa: E402
 
 
@@ -257,10 +258,10 @@ def test_constraint_generation_equals_direct_solve(scheme, K, target):
     H, y = separable_set(7, 400, 3, K=K)
     fit = fit_svm(H, y, target, scheme)
     if scheme == "binary":
-        prob = svm._Binary(H, np.where(y == 1, 1.0, -1.0), target)
+        prob = problems._Binary(H, np.where(y == 1, 1.0, -1.0), target)
     else:
-        prob = svm._CrammerSinger(H, y, K, target)
-    status, x = svm._solve_hard(prob, np.arange(len(y)), 60.0)
+        prob = problems._CrammerSinger(H, y, K, target)
+    status, x = qp._solve_hard(prob, np.arange(len(y)), 60.0)
     assert status == "Solved"
     if scheme == "binary":
         W = np.vstack([-x[:3] / 2, x[:3] / 2])
@@ -507,8 +508,8 @@ def test_soft_constraint_generation_equals_direct_solve(target):
     H, y = overlap_set(13, 6000)
     C = 1.0
     fit = fit_svm(H, y, target, "binary", C=C)
-    prob = svm._Binary(H, np.where(y == 1, 1.0, -1.0), target)
-    status, x = svm._solve_soft(prob, np.arange(len(y)), np.ones(len(y)), C, 60.0)
+    prob = problems._Binary(H, np.where(y == 1, 1.0, -1.0), target)
+    status, x = qp._solve_soft(prob, np.arange(len(y)), np.ones(len(y)), C, 60.0)
     assert status == "Solved"
     ours = soft_objective(H, y, *binary_uc(fit), C, penalise_bias=target == "homog")
     direct = soft_objective(H, y, x[:2], x[2], C, penalise_bias=target == "homog")
@@ -550,19 +551,19 @@ def kkt_residual(H, y, fit: SVMFit, K: int, active_tol: float = 1e-6) -> float:
     module solved the problem. Computed by NNLS, so only accurate to ~1e-4 on such data."""
     from scipy.optimize import nnls
 
-    problems = []
+    cases = []
     if fit.scheme == "binary":
-        prob = svm._Binary(H, np.where(y == 1, 1.0, -1.0), fit.target)
-        problems.append((prob, np.r_[fit.W[1] - fit.W[0], fit.b[1] - fit.b[0]]))
+        prob = problems._Binary(H, np.where(y == 1, 1.0, -1.0), fit.target)
+        cases.append((prob, np.r_[fit.W[1] - fit.W[0], fit.b[1] - fit.b[0]]))
     elif fit.scheme == "crammer_singer":
-        prob = svm._CrammerSinger(H, y, K, fit.target)
-        problems.append((prob, np.r_[fit.W.ravel(), fit.b]))
+        prob = problems._CrammerSinger(H, y, K, fit.target)
+        cases.append((prob, np.r_[fit.W.ravel(), fit.b]))
     else:
         for k in range(K):
-            prob = svm._Binary(H, np.where(y == k, 1.0, -1.0), fit.target)
-            problems.append((prob, np.r_[fit.W[k], fit.b[k]]))
+            prob = problems._Binary(H, np.where(y == k, 1.0, -1.0), fit.target)
+            cases.append((prob, np.r_[fit.W[k], fit.b[k]]))
     worst = 0.0
-    for prob, x in problems:
+    for prob, x in cases:
         R, _ = prob.rows(np.arange(prob.n))
         act = np.flatnonzero(R @ x <= 1 + active_tol)
         cols = [R[act].toarray().T]
@@ -691,7 +692,7 @@ def test_precond_is_an_exact_change_of_variables(target, scheme, K):
     rng = np.random.default_rng(21)
     H, y = network_like(4, 300, 3, K, (1e-3, 1e-7))
     H = np.c_[H, np.full(len(H), 0.25)]
-    pre = svm._Precond(H, target)
+    pre = problems._Precond(H, target)
     assert pre.r == (3 if target == "svc" else 4)  # homog keeps the constant direction once
     prob = (
         pre.binary(np.where(y == 1, 1.0, -1.0)) if scheme == "binary" else pre.crammer_singer(y, K)
@@ -717,11 +718,11 @@ def test_ldp_by_nnls_known_answer():
     # homog on the Soudry toy set as a least-distance problem: min ½‖x‖² s.t. sᵢ[hᵢ, 1]·x ≥ 1.
     H, y = soudry_toy()
     G = np.where(y == 1, 1.0, -1.0)[:, None] * np.c_[H, np.ones(len(H))]
-    w, z = svm._ldp(G)
+    w, z = qp._ldp(G)
     np.testing.assert_allclose(w, [0.5, 0.5, 0.0], atol=1e-12)
     # Multipliers only on support vectors (4 of them in 3-D: degenerate, so any 3 may carry them).
     assert set(np.flatnonzero(z > 0).tolist()) <= {0, 1, 5, 6}
-    w, _ = svm._ldp(np.array([[1.0], [-1.0]]))  # x ≥ 1 and −x ≥ 1: infeasible
+    w, _ = qp._ldp(np.array([[1.0], [-1.0]]))  # x ≥ 1 and −x ≥ 1: infeasible
     assert w is None
 
 
@@ -735,13 +736,13 @@ def test_unconverged_solver_status_is_verified_not_trusted(monkeypatch, target):
     # InsufficientProgress is certified by its KKT system and kept (it used to raise SVMError).
     H, y, K = load_features(DATA / "svm_features_blobs3_epoch001.npz")
     expected = fit_svm(H, y, target, "crammer_singer", n_classes=K)
-    real = svm._clarabel
+    real = qp._clarabel
 
     def stalls(pdiag, q, A, b, cones, time_limit, **options):
         status, x, z = real(pdiag, q, A, b, cones, time_limit, **options)
         return ("InsufficientProgress" if _hard_qp(q) else status), x, z
 
-    monkeypatch.setattr(svm, "_clarabel", stalls)
+    monkeypatch.setattr(qp, "_clarabel", stalls)
     fit = fit_svm(H, y, target, "crammer_singer", n_classes=K)
     assert_exact_hard_fit(H, y, fit, K)
     np.testing.assert_allclose(fit.W, expected.W, rtol=1e-6, atol=1e-9 * np.abs(expected.W).max())
@@ -763,7 +764,7 @@ def test_nnls_fallback_when_clarabel_fails(monkeypatch, path, scheme, target):
     # least-distance fallback, polished on its active set, must give the same exact fit.
     H, y, K = load_features(path)
     expected = fit_svm(H, y, target, scheme, n_classes=K)
-    real = svm._clarabel
+    real = qp._clarabel
 
     def fails(pdiag, q, A, b, cones, time_limit, **options):
         status, x, z = real(pdiag, q, A, b, cones, time_limit, **options)
@@ -771,7 +772,7 @@ def test_nnls_fallback_when_clarabel_fails(monkeypatch, path, scheme, target):
             return "InsufficientProgress", 0.97 * x, np.ones_like(z)
         return status, x, z
 
-    monkeypatch.setattr(svm, "_clarabel", fails)
+    monkeypatch.setattr(qp, "_clarabel", fails)
     fit = fit_svm(H, y, target, scheme, n_classes=K)
     assert_exact_hard_fit(H, y, fit, K)
     np.testing.assert_allclose(fit.W, expected.W, rtol=1e-5, atol=1e-8 * np.abs(expected.W).max())
@@ -782,7 +783,7 @@ def test_no_silent_soft_fit_when_every_solver_fails(monkeypatch):
     # Separable (the LP certifies it) but no hard solve can be verified: an SVMError that says
     # so, never a soft fit labelled "not separable".
     H, y = soudry_toy()
-    real = svm._clarabel
+    real = qp._clarabel
 
     def broken(pdiag, q, A, b, cones, time_limit, **options):
         status, x, z = real(pdiag, q, A, b, cones, time_limit, **options)
@@ -790,7 +791,7 @@ def test_no_silent_soft_fit_when_every_solver_fails(monkeypatch):
             return "PrimalInfeasible", np.full_like(x, np.nan), z
         return status, x, z
 
-    monkeypatch.setattr(svm, "_clarabel", broken)
-    monkeypatch.setattr(svm, "_ldp_fallback", lambda *args, **kwargs: iter(()))
+    monkeypatch.setattr(qp, "_clarabel", broken)
+    monkeypatch.setattr(qp, "_ldp_fallback", lambda *args, **kwargs: iter(()))
     with pytest.raises(svm.SVMError, match="separable"):
         fit_svm(H, y, "homog", "binary")

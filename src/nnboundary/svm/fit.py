@@ -1,0 +1,251 @@
+"""``fit_svm``: one fitted target (SVMFit) from train features and labels."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import io as fio
+from .problems import SCHEMES, TARGETS, SVMError, _Precond, _nearest_mean_margins, functional_margins
+from .qp import _fit_problem, _initial_set
+
+
+@dataclass
+class SVMFit:
+    """One fitted target; the classifier is argmax(h @ W.T + b)."""
+
+    target: str  # "svc" | "homog"
+    scheme: str  # "binary" | "crammer_singer" | "ovr"
+    W: np.ndarray  # (K, d)
+    b: np.ndarray  # (K,)
+    separable: bool  # hard-margin problem feasible (ovr: every one-vs-rest problem)
+    hard_margin: bool  # separable and min_margin >= 1 - tol, verified over all train points
+    C: float | None  # soft-margin penalty used, None when every problem was hard
+    min_margin: float  # minimum functional margin over all train points (module docstring)
+    support: np.ndarray  # int train rows whose constraint is active (margin <= 1 + tol)
+    seconds: float  # wall time of the fit
+    status: str  # what was done and why, in words
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "scheme": self.scheme,
+            "W": np.asarray(self.W, dtype=float).tolist(),
+            "b": np.asarray(self.b, dtype=float).tolist(),
+            "separable": bool(self.separable),
+            "hard_margin": bool(self.hard_margin),
+            "C": None if self.C is None else float(self.C),
+            "min_margin": _finite_or_none(self.min_margin),
+            "support": [int(i) for i in np.asarray(self.support).ravel()],
+            "seconds": float(self.seconds),
+            "status": str(self.status),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "SVMFit":
+        W = np.asarray(obj["W"], dtype=np.float64)
+        if W.ndim != 2:
+            raise fio.InputFileError(f"SVM fit has W of shape {W.shape}; expected K×d (2-D)")
+        min_margin = obj.get("min_margin")
+        return cls(
+            target=str(obj["target"]),
+            scheme=str(obj["scheme"]),
+            W=W,
+            b=np.asarray(obj["b"], dtype=np.float64).reshape(W.shape[0]),
+            separable=bool(obj["separable"]),
+            hard_margin=bool(obj["hard_margin"]),
+            C=None if obj.get("C") is None else float(obj["C"]),
+            min_margin=float("nan") if min_margin is None else float(min_margin),
+            support=np.asarray(obj.get("support", []), dtype=np.int64),
+            seconds=float(obj.get("seconds", 0.0)),
+            status=str(obj.get("status", "")),
+        )
+
+
+def _finite_or_none(value: float) -> float | None:
+    # Strict JSON has no NaN/inf; None marks "undefined" (e.g. no constraint at all).
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def fit_svm(
+    H: np.ndarray,
+    y: np.ndarray,
+    target: str,
+    scheme: str,
+    C: float = 1.0,
+    tol: float = 1e-3,
+    n_classes: int | None = None,
+    time_limit: float = 600.0,
+) -> SVMFit:
+    """Fit the ``target`` SVM (svc | homog) under ``scheme`` (binary | crammer_singer | ovr).
+
+    H: (n, d) train features; y: (n,) integer labels in 0..K−1 with K = ``n_classes`` (default
+    max(y) + 1). Hard margin when the data are separable, else the soft margin with penalty C.
+    ``time_limit`` (seconds) bounds the solver; a soft fit stopped by it says so in ``status``.
+    Raises SVMError if a separable fit fails the hard-margin check over all train points.
+    """
+    t0 = time.perf_counter()
+    deadline = t0 + float(time_limit)
+    if target not in TARGETS:
+        raise ValueError(f"target {target!r} is not one of {TARGETS}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme {scheme!r} is not one of {SCHEMES}")
+    if not (C > 0 and np.isfinite(C)):
+        raise ValueError(f"C = {C!r}; the soft-margin penalty must be a positive finite number")
+    if not (0 < tol < 1):
+        raise ValueError(f"tol = {tol!r}; the margin tolerance must lie in (0, 1)")
+    # "+ 0.0" turns −0.0 into 0.0 so that byte-wise de-duplication treats them as equal.
+    H = np.array(H, dtype=np.float64, ndmin=2) + 0.0
+    y = np.asarray(y)
+    if H.ndim != 2 or y.ndim != 1 or len(y) != H.shape[0]:
+        raise ValueError(f"H has shape {H.shape} and y {y.shape}; expected (n, d) and (n,)")
+    n, d = H.shape
+    if n == 0 or d == 0:
+        raise ValueError(f"H has shape {H.shape}; need at least one train point and one feature")
+    if not np.all(np.isfinite(H)):
+        raise ValueError(
+            f"H holds {np.size(H) - np.isfinite(H).sum()} NaN/inf values; features must be finite"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"labels must be integers 0..K-1, got dtype {y.dtype}")
+        y = y.astype(np.int64)
+    y = y.astype(np.int64)
+    K = int(n_classes) if n_classes is not None else int(y.max()) + 1
+    if y.min() < 0 or y.max() >= K:
+        raise ValueError(f"labels span {y.min()}..{y.max()}; allowed 0..{K - 1} (K = {K})")
+    if scheme == "binary" and K != 2:
+        raise ValueError(
+            f"scheme 'binary' needs K = 2 classes, got K = {K}; use crammer_singer or ovr"
+        )
+    if K < 2:
+        raise ValueError(f"K = {K}; an SVM needs at least 2 classes")
+
+    present = np.unique(y)
+    prefix = ""
+    if len(present) < 2:
+        # Nothing to separate: return the zero classifier and say why.
+        W, b = np.zeros((K, d)), np.zeros(K)
+        status = f"degenerate: only class {present.tolist()} present among {n} train points; no boundary fitted"
+        return _finish(H, y, W, b, target, scheme, False, C, tol, status, t0)
+    identical = bool(np.all(H == H[0]))
+    if identical:
+        prefix = (
+            f"degenerate: all {n} train features are identical ({H[0][:4].tolist()}...; a dead "
+            f"bottleneck?), so no boundary can separate them; "
+        )
+
+    # Merge duplicate (h, y) rows; counts weight the slacks of the soft fit.
+    key = (
+        np.ascontiguousarray(np.c_[H, y.astype(np.float64)])
+        .view(np.dtype((np.void, 8 * (d + 1))))
+        .ravel()
+    )
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    Hu, yu, weights = H[first], y[first], counts.astype(np.float64)
+    # Solve in whitened coordinates (an exact change of variables, see _Precond); map back at the end.
+    pre = _Precond(Hu, target)
+    use_hull = d <= 3 and not identical
+    if use_hull:
+        # Hull coordinates: the centred, whitened features (the svc ones; same hull vertices).
+        X = pre.Z if target == "svc" else _Precond(Hu, "svc").Z
+        use_hull = X.shape[1] > 0
+    else:
+        X = pre.Z
+
+    if scheme in ("binary", "crammer_singer"):
+        if scheme == "binary":
+            s = np.where(yu == 1, 1.0, -1.0)
+            prob = pre.binary(s)
+        else:
+            prob = pre.crammer_singer(yu, K)
+        init = _initial_set(X, yu, use_hull, _nearest_mean_margins(pre.Z, yu))
+        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline)
+        if scheme == "binary":
+            u, c = pre.binary_back(x)
+            # Centred form: W₁ − W₀ = u, b₁ − b₀ = c.
+            W, b = np.vstack([-u / 2, u / 2]), np.array([-c / 2, c / 2])
+        else:
+            W, b = pre.cs_back(*prob.unpack(x))
+        return _finish(H, y, W, b, target, scheme, separable, C, tol, prefix + note, t0)
+
+    # One-vs-rest: K independent binary problems.
+    W, b = np.zeros((K, d)), np.zeros(K)
+    seps, notes = [], []
+    class_init = None
+    for k in range(K):
+        s = np.where(yu == k, 1.0, -1.0)
+        if np.all(s < 0) and target == "svc":
+            # Class k absent: min ½‖u‖² s.t. −(u·h + c) ≥ 1 has the unbounded optimal face u = 0,
+            # c ≤ −1; take its point nearest 0.
+            W[k], b[k] = 0.0, -1.0
+            seps.append(True)
+            notes.append(f"class {k}: absent, constant −1")
+            continue
+        prob = pre.binary(s)
+        if class_init is None:
+            # The hull of "the rest" has its vertices among the union of the per-class hull
+            # vertices, so one union serves every k.
+            class_init = _initial_set(X, yu, use_hull, _nearest_mean_margins(pre.Z, yu))
+        init = np.unique(
+            np.r_[class_init, _initial_set(X, s, False, _nearest_mean_margins(pre.Z, s))]
+        )
+        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline)
+        W[k], b[k] = pre.binary_back(x)
+        seps.append(separable)
+        notes.append(f"class {k}: {note}")
+    return _finish(
+        H,
+        y,
+        W,
+        b,
+        target,
+        scheme,
+        all(seps),
+        C,
+        tol,
+        prefix + " | ".join(notes),
+        t0,
+        any_soft=not all(seps),
+    )
+
+
+def _finish(H, y, W, b, target, scheme, separable, C, tol, status, t0, any_soft=None) -> SVMFit:
+    """Margins over all train points, the hard-margin verification and the support set."""
+    m = functional_margins(H, y, W, b, scheme)
+    min_margin = float(m.min())
+    hard = bool(separable and min_margin >= 1 - tol)
+    if separable and not hard:
+        raise SVMError(
+            f"{target}/{scheme} fit claims separable data but its minimum functional margin over "
+            f"all {len(y)} train points is {min_margin:.6g} < 1 − tol = {1 - tol:.6g}; refusing to "
+            f"return an unverified hard-margin fit ({status})"
+        )
+    if scheme == "ovr":
+        # A point is support if it is on or inside the margin of any one-vs-rest problem.
+        # (A class absent from y has the constant row u = 0, c = −1 with every margin exactly 1:
+        # no information, so it is left out here.)
+        present = np.isin(np.arange(W.shape[0]), y)
+        S = H @ W[present].T + b[present]
+        sign = np.where(y[:, None] == np.flatnonzero(present)[None, :], 1.0, -1.0)
+        support = np.flatnonzero(((sign * S) <= 1 + tol).any(axis=1))
+    else:
+        support = np.flatnonzero(m <= 1 + tol)
+    soft = (not separable) if any_soft is None else any_soft
+    return SVMFit(
+        target=target,
+        scheme=scheme,
+        W=np.asarray(W, dtype=np.float64),
+        b=np.asarray(b, dtype=np.float64),
+        separable=bool(separable),
+        hard_margin=hard,
+        C=float(C) if soft else None,
+        min_margin=min_margin,
+        support=support.astype(np.int64),
+        seconds=time.perf_counter() - t0,
+        status=status,
+    )
