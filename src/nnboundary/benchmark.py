@@ -1,7 +1,9 @@
 """``nnboundary benchmark <what>``: speed benchmarks that print numbers (never timed tests).
 
 - ``svm``: seconds per SVM fit on 60,000 2-D points, separable and overlapping, every target
-  and scheme (goal: under 1 s per binary fit).
+  and scheme (goal: under 1 s per binary fit); then the hard Crammer–Singer fit of wide
+  ten-class features up to n = 50,000, d = 512 with each fit's peak memory (goal: ≤ 30 s and
+  ≤ 4 GB at that size, exact). ``--wide-only`` skips the 2-D table, ``--no-wide`` the wide one.
 - ``jobs``: where a workflow run's time went, from the ``benchmark:`` file every rule writes
   (``results/benchmarks/<rule>/…tsv``, the first row of each file: Snakemake's wall-clock ``s``
   and ``cpu_time``): per rule the number of jobs, their total, mean and largest wall-clock
@@ -320,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="jobs: these benchmark files under --folder (default: all)")
     parser.add_argument("--csv", default=None, help="jobs: also write the table as CSV")
     parser.add_argument("--html", default=None, help="jobs: also write it as an HTML page")
-    parser.add_argument("--n", type=int, default=60000, help="svm: points per data set")
+    parser.add_argument("--n", type=int, default=60000, help="svm: points per 2-D data set")
+    parser.add_argument("--wide-only", action="store_true", help="svm: only the wide table")
+    parser.add_argument("--no-wide", action="store_true", help="svm: only the 2-D table")
     parser.add_argument("--device", default="auto", help="train: auto, cpu or cuda[:N]")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps per case")
     parser.add_argument("--warmup", type=int, default=3, help="train: untimed steps first")
@@ -335,8 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.what == "svm":
         from .svm import benchmark
+        from .svm.bench import benchmark_wide
 
-        benchmark(n=args.n)
+        if not args.wide_only:
+            benchmark(n=args.n)
+            print()
+        if not args.no_wide:
+            benchmark_wide()
         return 0
     if args.what == "jobs":
         table = job_times(args.folder, args.inputs)

@@ -1,7 +1,14 @@
-"""``nnboundary benchmark svm``: seconds per fit on generated data (printed, never a timed test)."""
+"""``nnboundary benchmark svm``: seconds per fit on generated data (printed, never a timed test).
+
+Two tables: 2-D sets of 60,000 points (binary, three classes), and wide ten-class features
+(``collapsed_features``, up to n = 50,000, d = 512: a ResNet-18 on CIFAR-10), Crammer–Singer,
+both targets, each fit in a fresh process so that its peak resident memory is its own.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import resource
 import sys
 from typing import Any
 
@@ -9,6 +16,61 @@ import numpy as np
 
 from .fit import fit_svm
 from .problems import TARGETS
+
+# (n, d, K, noise) of the wide table: NC1 ≈ 0.06 at noise 4 and 0.15 at noise 6 (less collapsed).
+WIDE_SIZES = ((500, 64, 10, 4.0), (10000, 64, 10, 4.0), (50000, 128, 10, 4.0),
+              (50000, 512, 10, 4.0), (50000, 512, 10, 6.0))
+
+
+def collapsed_features(n: int, d: int, K: int, noise: float = 4.0, seed: int = 0):
+    """Last-layer-like features near collapse: hᵢ = max(0, 1 + 2 m_{yᵢ} + noise · D εᵢ), with class
+    means m_k ~ N(0, I_d), εᵢ ~ N(0, I_d) and D = diag(j^{−1/2}) scaled to ‖D‖_F = √d (a
+    decaying spectrum, as trained features have); labels yᵢ = i mod K. Non-negative like
+    post-ReLU features; larger ``noise`` means less collapse (a larger NC1)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, 1.0, (K, d))
+    y = np.arange(n) % K
+    spectrum = 1.0 / np.sqrt(np.arange(1, d + 1))
+    spectrum *= np.sqrt(d) / np.linalg.norm(spectrum)
+    H = 1.0 + 2.0 * means[y] + noise * rng.normal(0.0, 1.0, (n, d)) * spectrum
+    return np.maximum(H, 0.0), y
+
+
+def _wide_case(n: int, d: int, K: int, noise: float, target: str) -> dict[str, Any]:
+    """One wide fit (run in a child process): its numbers and the process's peak memory."""
+    from ..collapse import class_means, nc1
+
+    H, y = collapsed_features(n, d, K, noise)
+    fit = fit_svm(H, y, target, "crammer_singer", n_classes=K)
+    return {
+        "n": n, "d": d, "K": K, "noise": noise,
+        "nc1": nc1(H, y, class_means(H, y, K)[0]),
+        "target": target, "hard": fit.hard_margin, "min_margin": fit.min_margin,
+        "support": len(fit.support), "seconds": fit.seconds,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "exact": "exact KKT point" in fit.status, "status": fit.status,
+    }
+
+
+def benchmark_wide(sizes=WIDE_SIZES, file=None) -> list[dict[str, Any]]:
+    """Time the hard Crammer–Singer fit on ``collapsed_features`` of each size; print a table."""
+    file = sys.stdout if file is None else file
+    header = (f"{'n':>7} {'d':>5} {'K':>3} {'noise':>5} {'NC1':>7} {'target':<6} {'hard':>5} "
+              f"{'exact':>5} {'min margin':>12} {'support':>8} {'seconds':>8} {'peak MB':>8}")
+    print(header, file=file)
+    print("-" * len(header), file=file)
+    rows = []
+    ctx = multiprocessing.get_context("spawn")
+    for n, d, K, noise in sizes:
+        for target in TARGETS:
+            with ctx.Pool(1) as pool:  # a fresh process: its peak RSS is this fit's alone
+                row = pool.apply(_wide_case, (n, d, K, noise, target))
+            rows.append(row)
+            print(f"{n:>7} {d:>5} {K:>3} {noise:>5g} {row['nc1']:>7.3f} {target:<6} "
+                  f"{str(row['hard']):>5} {str(row['exact']):>5} {row['min_margin']:>12.10f} "
+                  f"{row['support']:>8} {row['seconds']:>8.2f} {row['peak_mb']:>8.0f}",
+                  file=file, flush=True)
+    return rows
 
 
 def _bench_sets(n: int, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -9,8 +9,18 @@ from typing import Any
 import numpy as np
 
 from .. import io as fio
-from .problems import SCHEMES, TARGETS, SVMError, _Precond, _nearest_mean_margins, functional_margins
-from .qp import _fit_problem, _initial_set
+from . import active
+from .problems import (
+    MEMORY_LIMIT,
+    SCHEMES,
+    TARGETS,
+    SVMError,
+    _Precond,
+    _nearest_mean_margins,
+    check_memory,
+    functional_margins,
+)
+from .qp import _hard_cg, _initial_set, _separability, _soft_cg
 
 
 @dataclass
@@ -80,14 +90,39 @@ def fit_svm(
     tol: float = 1e-3,
     n_classes: int | None = None,
     time_limit: float = 600.0,
+    max_memory_gb: float | None = None,
+    certificate: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SVMFit:
     """Fit the ``target`` SVM (svc | homog) under ``scheme`` (binary | crammer_singer | ovr).
 
     H: (n, d) train features; y: (n,) integer labels in 0..K−1 with K = ``n_classes`` (default
     max(y) + 1). Hard margin when the data are separable, else the soft margin with penalty C.
     ``time_limit`` (seconds) bounds the solver; a soft fit stopped by it says so in ``status``.
+    ``max_memory_gb``: the memory the fit may use (default 90 % of what is available when it
+    starts); a fit that would need more raises SVMMemoryError before allocating it.
+    ``certificate``: a classifier (W (K, d), b (K,)), typically the network's own last layer; when
+    every train point has a positive margin under it (binary and crammer_singer), the data are
+    proven separable and the LP is skipped. It is only a proof of feasibility: the fit does
+    not start from it.
     Raises SVMError if a separable fit fails the hard-margin check over all train points.
     """
+    if max_memory_gb is not None and not (max_memory_gb > 0 and np.isfinite(max_memory_gb)):
+        raise ValueError(f"max_memory_gb = {max_memory_gb!r}; must be a positive number or None")
+    limit = None if max_memory_gb is None else int(float(max_memory_gb) * 2**30)
+    token = MEMORY_LIMIT.set(limit)
+    try:
+        return _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate)
+    finally:
+        MEMORY_LIMIT.reset(token)
+
+
+# Copies of the features a fit holds at once (input, de-duplication key, unique rows, the
+# centred or augmented matrix, its whitened image, the QR workspace), in units of n·(d + 1)
+# doubles.
+_FEATURE_COPIES = 6
+
+
+def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -> SVMFit:
     t0 = time.perf_counter()
     deadline = t0 + float(time_limit)
     if target not in TARGETS:
@@ -124,6 +159,12 @@ def fit_svm(
         )
     if K < 2:
         raise ValueError(f"K = {K}; an SVM needs at least 2 classes")
+    blocks = K if scheme == "crammer_singer" else 1
+    wide = d > 3 and blocks * (d + 1) >= active.MIN_VARIABLES
+    need = 8.0 * n * (d + 1) * _FEATURE_COPIES
+    if wide:
+        need += active.memory_estimate(n, d + 1, blocks)
+    check_memory(need, f"the {target}/{scheme} fit of {n} points × {d} features (K = {K})")
 
     present = np.unique(y)
     prefix = ""
@@ -156,15 +197,27 @@ def fit_svm(
         use_hull = X.shape[1] > 0
     else:
         X = pre.Z
+    wide = wide and not identical
 
     if scheme in ("binary", "crammer_singer"):
+        proof = None
+        if certificate is not None:
+            Wc = np.asarray(certificate[0], dtype=np.float64)
+            bc = np.asarray(certificate[1], dtype=np.float64).ravel()
+            if Wc.shape != (K, d) or bc.shape != (K,):
+                raise ValueError(
+                    f"certificate has W {Wc.shape} and b {bc.shape}; expected ({K}, {d}) and ({K},)"
+                )
+            worst = float(functional_margins(Hu, yu, Wc, bc, scheme).min())
+            if worst > 0:
+                proof = f"the given classifier separates every point (minimum margin {worst:.3g})"
         if scheme == "binary":
             s = np.where(yu == 1, 1.0, -1.0)
             prob = pre.binary(s)
         else:
             prob = pre.crammer_singer(yu, K)
         init = _initial_set(X, yu, use_hull, _nearest_mean_margins(pre.Z, yu))
-        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline)
+        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline, wide, proof)
         if scheme == "binary":
             u, c = pre.binary_back(x)
             # Centred form: W₁ − W₀ = u, b₁ − b₀ = c.
@@ -194,7 +247,7 @@ def fit_svm(
         init = np.unique(
             np.r_[class_init, _initial_set(X, s, False, _nearest_mean_margins(pre.Z, s))]
         )
-        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline)
+        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline, wide)
         W[k], b[k] = pre.binary_back(x)
         seps.append(separable)
         notes.append(f"class {k}: {note}")
@@ -212,6 +265,33 @@ def fit_svm(
         t0,
         any_soft=not all(seps),
     )
+
+
+def _fit_problem(
+    prob, init, weights, C: float, tol: float, deadline: float, wide: bool, proof: str | None = None
+):
+    """The verified hard-margin point of ``active`` (wide features), else: separability by LP
+    (unless ``proof`` says why the data are separable), the hard fit by constraint generation
+    if separable, the soft fit if not. Returns (x, separable, note)."""
+    declined = ""
+    if wide:
+        x, note = active.hard_fit(prob, deadline)
+        if x is not None:
+            return x, True, f"separable (a verified hard-margin point exists); {note}"
+        declined = f"active-set path declined: {note}; "
+    if proof is None:
+        verdict, lp_note, _ = _separability(prob, init)
+    else:
+        verdict, lp_note = "feasible", proof
+    if verdict != "infeasible":
+        hv, x, note = _hard_cg(prob, init, tol, deadline, verdict == "feasible")
+        if hv == "solved":
+            return x, True, f"{declined}separable ({lp_note}); {note}"
+        # The LP could not tell but the QP found a certificate of infeasibility: the margin is
+        # too small to resolve numerically. Say so, go soft.
+        lp_note = f"{lp_note}, but {note}"
+    x, note = _soft_cg(prob, weights, C, deadline)
+    return x, False, f"{declined}not separable ({lp_note}); soft margin C={C:g}: {note}"
 
 
 def _finish(H, y, W, b, target, scheme, separable, C, tol, status, t0, any_soft=None) -> SVMFit:

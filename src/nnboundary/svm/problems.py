@@ -33,6 +33,9 @@ geometric margin of a binary fit is 1/‖u‖.
 
 from __future__ import annotations
 
+import contextvars
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -42,6 +45,57 @@ SCHEMES = ("binary", "crammer_singer", "ovr")
 
 class SVMError(RuntimeError):
     """A fit that cannot be trusted (a claimed hard margin that fails its check, a solver failure)."""
+
+
+class SVMMemoryError(SVMError):
+    """A fit that would need more memory than it may use; raised before the allocation."""
+
+
+# The bytes a fit may use: set by fit_svm for the duration of one fit (None: what is available).
+MEMORY_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "svm_memory_limit", default=None
+)
+# Without an explicit limit, a fit may use this share of the memory available when it starts.
+_AVAILABLE_SHARE = 0.9
+
+
+def available_memory() -> int:
+    """Bytes available to this process now: MemAvailable of /proc/meminfo, capped by the cgroup's
+    memory.max − memory.current where there is one (a SLURM job, a container)."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        root = Path("/sys/fs/cgroup")
+        limit = (root / "memory.max").read_text().strip()
+        if limit != "max":
+            room = int(limit) - int((root / "memory.current").read_text())
+            avail = room if avail is None else min(avail, room)
+    except (OSError, ValueError):
+        pass
+    return int(avail) if avail is not None else 1 << 62
+
+
+def memory_limit() -> int:
+    """The bytes the current fit may use (MEMORY_LIMIT, else a share of what is available)."""
+    limit = MEMORY_LIMIT.get()
+    return int(limit) if limit is not None else int(_AVAILABLE_SHARE * available_memory())
+
+
+def check_memory(nbytes: float, what: str) -> None:
+    """Raise SVMMemoryError, naming ``what``, the need and the limit, if nbytes exceed the limit."""
+    limit = memory_limit()
+    if nbytes > limit:
+        raise SVMMemoryError(
+            f"{what} needs about {nbytes / 2**30:.2f} GiB, more than the {limit / 2**30:.2f} GiB "
+            f"this fit may use; stopped before allocating it. Raise the svm setting "
+            f"max_memory_gb (default: {_AVAILABLE_SHARE:.0%} of the available memory), run on a "
+            f"machine with more memory, or use fewer or narrower features"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,11 +231,14 @@ def _whitening(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     RMS 1 — the principal axes of A (right singular vectors) and their inverse RMS spreads.
     Directions with spread ≤ _RANK_RTOL of the largest are left out (r ≤ p).
 
-    A full SVD of A, not an eigendecomposition of AᵀA: the Gram matrix squares the condition
+    An SVD of A (through its QR factor), not an eigendecomposition of AᵀA: the Gram matrix squares the condition
     number, and its inaccurate small eigenvectors would leak real directions into dropped ones
     (then the problem solved is not the same one)."""
     n, p = A.shape
-    _, S, Vt = np.linalg.svd(A, full_matrices=False)
+    # For a tall A, the SVD of its triangular QR factor R has the same singular values and
+    # right vectors (A = Q R, Householder QR is backward stable): 3× faster at 50,000 × 513.
+    core = np.linalg.qr(A, mode="r") if n >= 2 * p else A
+    _, S, Vt = np.linalg.svd(core, full_matrices=False)
     sigma = S / np.sqrt(n)
     if not (len(sigma) and sigma[0] > 0):
         return np.zeros((p, 0)), np.zeros(0)

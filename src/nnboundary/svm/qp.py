@@ -370,16 +370,16 @@ def _separability(prob, init: np.ndarray) -> tuple[str, str, np.ndarray | None]:
 
 
 def _hard_cg(
-    prob, init: np.ndarray, tol: float, deadline: float, x_feasible: np.ndarray | None = None
+    prob, init: np.ndarray, tol: float, deadline: float, feasible: bool = False
 ) -> tuple[str, np.ndarray | None, str]:
-    """Hard-margin QP by constraint generation; returns (verdict, x, note). ``x_feasible``: a
-    point with every margin ≥ 1 (the LP certificate), if known: the problem is then feasible and
-    a claim of infeasibility is a numerical failure, not an answer."""
+    """Hard-margin QP by constraint generation; returns (verdict, x, note). ``feasible``: the
+    problem is known to be feasible (the LP found a strictly separating point, or a given
+    classifier separates every point), so a claim of infeasibility is a numerical failure,
+    not an answer."""
     in_ws = np.zeros(prob.n, dtype=bool)
     in_ws[init] = True
     cap = max(200, 20 * prob.p)
     threshold = 1.0 - _ADD_SLACK * tol
-    feasible = x_feasible is not None
     obj_hint = None  # (the LP certificate's objective can exceed the optimum by 1e10)
     for rounds in range(1, _CG_ROUNDS + 2):
         full = rounds > _CG_ROUNDS
@@ -463,23 +463,6 @@ def _soft_cg(prob, weights: np.ndarray, C: float, deadline: float) -> tuple[np.n
             break
         in_ws[new] = True
     return x, "; ".join(notes)
-
-
-def _fit_problem(
-    prob, init: np.ndarray, weights: np.ndarray, C: float, tol: float, deadline: float
-):
-    """Separability check, then the hard fit if separable, else the soft fit.
-    Returns (x, separable, note)."""
-    verdict, lp_note, x_lp = _separability(prob, init)
-    if verdict != "infeasible":
-        hv, x, note = _hard_cg(prob, init, tol, deadline, x_lp)
-        if hv == "solved":
-            return x, True, f"separable ({lp_note}); {note}"
-        # The LP could not tell but the QP found a certificate of infeasibility: the margin is
-        # too small to resolve numerically. Say so, go soft.
-        lp_note = f"{lp_note}, but {note}"
-    x, note = _soft_cg(prob, weights, C, deadline)
-    return x, False, f"not separable ({lp_note}); soft margin C={C:g}: {note}"
 
 
 # --------------------------------------------------------------------------------------------

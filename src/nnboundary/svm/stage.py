@@ -11,7 +11,12 @@ from ..config import RUN_KEYS, ConfigError, parse_settings
 from .fit import SVMFit, fit_svm
 from .problems import TARGETS
 
-DEFAULT_SETTINGS: dict[str, Any] = {"C": 1.0, "tol": 1e-3, "multiclass": ["crammer_singer", "ovr"]}
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "C": 1.0,
+    "tol": 1e-3,
+    "multiclass": ["crammer_singer", "ovr"],
+    "max_memory_gb": None,
+}
 
 
 def _parse_settings(text: str | None) -> dict[str, Any]:
@@ -20,6 +25,9 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
     except ConfigError as err:
         raise SystemExit(str(err)) from err
     settings["C"], settings["tol"] = float(settings["C"]), float(settings["tol"])
+    limit = settings["max_memory_gb"]
+    if limit is not None and not (isinstance(limit, (int, float)) and limit > 0):
+        raise SystemExit(f"--settings max_memory_gb = {limit!r}; allowed: a positive number or null")
     if isinstance(settings["multiclass"], str):
         settings["multiclass"] = [settings["multiclass"]]
     bad = [s for s in settings["multiclass"] if s not in ("crammer_singer", "ovr")]
@@ -43,7 +51,15 @@ def fit_run(features_dir, settings: dict[str, Any], log=None) -> dict[str, Any]:
         for target in TARGETS:
             for scheme in schemes:
                 fit = fit_svm(
-                    H, y, target, scheme, C=settings["C"], tol=settings["tol"], n_classes=K
+                    H,
+                    y,
+                    target,
+                    scheme,
+                    C=settings["C"],
+                    tol=settings["tol"],
+                    n_classes=K,
+                    max_memory_gb=settings["max_memory_gb"],
+                    certificate=(fs.W, fs.b),  # the network's last layer proves separability
                 )
                 print(
                     f"svm: epoch {fs.epoch} {target}/{scheme}: separable={fit.separable} "

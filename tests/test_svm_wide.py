@@ -1,0 +1,198 @@
+"""The exact hard margin of wide features (svm.active): against an independent solve, the
+binary and one-vs-rest paths, the fallback when it declines, and the memory limit."""
+
+from __future__ import annotations
+
+import clarabel
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from nnboundary.svm import SVMError, fit_svm, functional_margins
+from nnboundary.svm.bench import collapsed_features
+from nnboundary.svm.problems import MEMORY_LIMIT, SVMMemoryError, check_memory
+from test_svm import assert_exact_hard_fit, network_like
+
+
+@pytest.fixture
+def any_width(monkeypatch):
+    """Route every d > 3 problem through the active-set path, however few its variables (by
+    default only problems with ≥ active.MIN_VARIABLES take it), so small cases test it."""
+    from nnboundary.svm import active
+
+    monkeypatch.setattr(active, "MIN_VARIABLES", 0)
+
+
+def independent_crammer_singer(H, y, K, target):
+    """The hard Crammer–Singer QP over every point, written out directly in the original
+    coordinates and handed to clarabel in one piece (no whitening, working set or polish):
+    variables [W (K·d), b (K)], objective ½‖W‖² (+ ½‖b‖² for homog), one row per (i, k ≠ yᵢ),
+    and Σb = 0 for svc."""
+    n, d = H.shape
+    p = K * (d + 1)
+    rows, cols, vals = [], [], []
+    r = 0
+    for i in range(n):
+        for k in range(K):
+            if k == y[i]:
+                continue
+            for col, sign in ((y[i], 1.0), (k, -1.0)):
+                rows += [r] * (d + 1)
+                cols += list(range(col * d, col * d + d)) + [K * d + col]
+                vals += list(sign * H[i]) + [sign]
+            r += 1
+    G = sp.csc_matrix((vals, (rows, cols)), shape=(r, p))
+    pdiag = np.r_[np.ones(K * d), np.full(K, 1.0 if target == "homog" else 0.0)]
+    A, b, cones = -G, -np.ones(r), [clarabel.NonnegativeConeT(r)]
+    if target == "svc":
+        eq = sp.csc_matrix(np.r_[np.zeros(K * d), np.ones(K)][None, :])
+        A, b, cones = sp.vstack([eq, A]).tocsc(), np.r_[0.0, b], [clarabel.ZeroConeT(1)] + cones
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-10
+    sol = clarabel.DefaultSolver(sp.diags(pdiag).tocsc(), np.zeros(p), A, b, cones, settings).solve()
+    assert "Solved" in str(sol.status)
+    x = np.asarray(sol.x)
+    return x[: K * d].reshape(K, d), x[K * d :]
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_wide_crammer_singer_equals_an_independent_solve(target):
+    # n = 500, d = 64, K = 10: the size the issue names.
+    H, y = collapsed_features(500, 64, 10, noise=4.0, seed=3)
+    fit = fit_svm(H, y, target, "crammer_singer", n_classes=10)
+    assert fit.hard_margin and fit.separable and fit.C is None
+    assert "exact KKT point" in fit.status, fit.status  # the active-set path, not the fallback
+    W, b = independent_crammer_singer(H, y, 10, target)
+    # clarabel stops at its tolerances (objective within ~1e-10, so W within ~1e-5 of the
+    # optimum by strong convexity); ours is the KKT point itself.
+    scale = np.abs(W).max()
+    np.testing.assert_allclose(fit.W, W, atol=1e-4 * scale)
+    np.testing.assert_allclose(fit.b, b, atol=1e-4 * max(scale, np.abs(b).max()))
+    m = functional_margins(H, y, fit.W, fit.b, "crammer_singer")
+    assert m.min() == pytest.approx(1.0, abs=1e-9)  # exact: active constraints at 1, none below
+    ours = 0.5 * (fit.W**2).sum() + (0.5 * (fit.b**2).sum() if target == "homog" else 0.0)
+    theirs = 0.5 * (W**2).sum() + (0.5 * (b**2).sum() if target == "homog" else 0.0)
+    assert ours == pytest.approx(theirs, rel=1e-8)
+
+
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_wide_binary_and_ovr_take_the_active_set_path(target, any_width):
+    rng = np.random.default_rng(4)
+    H = np.r_[rng.normal(0, 1, (300, 12)) + 1.5, rng.normal(0, 1, (300, 12)) - 1.5]
+    y = np.r_[np.ones(300, int), np.zeros(300, int)]
+    fit = fit_svm(H, y, target, "binary")
+    assert fit.hard_margin and "exact KKT point" in fit.status, fit.status
+    assert functional_margins(H, y, fit.W, fit.b, "binary").min() == pytest.approx(1.0, abs=1e-9)
+    H3, y3 = collapsed_features(600, 16, 3, noise=1.0, seed=1)
+    fit3 = fit_svm(H3, y3, target, "ovr")
+    assert fit3.hard_margin, fit3.status
+    assert fit3.status.count("exact KKT point") == 3
+
+
+def test_wide_nonseparable_data_fall_back_to_the_lp_and_soft_fit(any_width):
+    # Overlapping Gaussians in 6-D: no hard margin; the active-set path must decline (it never
+    # claims what it cannot certify) and the LP decides.
+    rng = np.random.default_rng(0)
+    H = np.r_[rng.normal(0, 1, (400, 6)) + 0.3, rng.normal(0, 1, (400, 6)) - 0.3]
+    y = np.r_[np.ones(400, int), np.zeros(400, int)]
+    fit = fit_svm(H, y, "svc", "binary")
+    assert not fit.separable and not fit.hard_margin and fit.C == 1.0
+    assert "active-set path declined" in fit.status and "not separable" in fit.status
+
+
+def test_fit_that_needs_more_memory_than_allowed_stops_with_a_clear_message():
+    H, y = collapsed_features(2000, 64, 10, seed=0)
+    with pytest.raises(SVMMemoryError) as err:
+        fit_svm(H, y, "svc", "crammer_singer", max_memory_gb=0.01)
+    text = str(err.value)
+    assert "2000 points × 64 features" in text and "GiB" in text and "max_memory_gb" in text
+    assert isinstance(err.value, SVMError)
+    # The limit is the fit's own: after it, the default (what is available) applies again.
+    assert MEMORY_LIMIT.get() is None
+    check_memory(1e6, "a small array")  # well below what any test machine has
+    with pytest.raises(ValueError, match="max_memory_gb"):
+        fit_svm(H, y, "svc", "crammer_singer", max_memory_gb=-1)
+
+
+def test_memory_limit_holds_inside_the_solver(monkeypatch, any_width):
+    # With the up-front estimate switched off, a limit below the KKT system of the active set
+    # (about 400 constraints: 24·400² bytes ≈ 3.8 MB) is caught by the per-round check: still
+    # SVMMemoryError before the allocation, never the kernel's OOM killer.
+    from nnboundary.svm import active
+    from nnboundary.svm import fit as svm_fit
+
+    H, y = collapsed_features(3000, 64, 10, seed=2)
+    monkeypatch.setattr(active, "memory_estimate", lambda n, d, blocks: 0)
+    monkeypatch.setattr(svm_fit, "_FEATURE_COPIES", 0)
+    with pytest.raises(SVMMemoryError, match="KKT system of [0-9]+ active constraints"):
+        fit_svm(H, y, "homog", "crammer_singer", max_memory_gb=1e6 / 2**30)
+
+
+WIDE_BADLY_CONDITIONED = {
+    # name: (features, labels, fast): fast = the active-set path must certify it. On crowded,
+    # nearly collinear features liblinear does not converge (its dual coordinate descent sees
+    # the original spreads, 1e-3 to 1e-8), the path declines, and constraint generation fits
+    # them: exact either way.
+    "crowded 8-D, spreads 1e-3..1e-8": lambda: (*network_like(5, 1500, 8, 3, (1e-3, 1e-8)), False),
+    "crowded 8-D, 500x": lambda: (
+        500 * network_like(6, 1500, 8, 2)[0], network_like(6, 1500, 8, 2)[1], False
+    ),
+    # Collapsed ten-class features with two dead units (exactly 0 everywhere) and a constant one.
+    "collapsed, dead and constant units": lambda: (
+        *_with_constant_units(*collapsed_features(2000, 20, 10, noise=2.0, seed=7)), True
+    ),
+}
+
+
+def _with_constant_units(H, y):
+    return np.c_[H, np.zeros((len(y), 2)), np.full(len(y), 3.0)], y
+
+
+@pytest.mark.parametrize("name", list(WIDE_BADLY_CONDITIONED))
+@pytest.mark.parametrize("target", ["svc", "homog"])
+def test_badly_conditioned_wide_features_give_exact_hard_fits(name, target, any_width):
+    H, y, fast = WIDE_BADLY_CONDITIONED[name]()
+    K = int(y.max()) + 1
+    scheme = "binary" if K == 2 else "crammer_singer"
+    fit = fit_svm(H, y, target, scheme, n_classes=K)
+    if fast:
+        assert "exact KKT point" in fit.status, fit.status
+    else:
+        assert "exact KKT point" in fit.status or "active-set path declined" in fit.status
+    # The checks of test_svm: margins agree, the minimum is 1, and an independent KKT residual
+    # (NNLS on the active constraints in the original coordinates) is small.
+    assert_exact_hard_fit(H, y, fit, K)
+
+
+def test_narrow_problems_stay_with_constraint_generation():
+    # K·(d + 1) = 3·9 < active.MIN_VARIABLES: the qp path, as before the active-set path existed.
+    H, y = collapsed_features(600, 8, 3, noise=1.0, seed=5)
+    fit = fit_svm(H, y, "svc", "crammer_singer")
+    assert fit.hard_margin and "active-set" not in fit.status and "hard QP solved" in fit.status
+
+
+@pytest.mark.parametrize("scheme", ["crammer_singer", "binary"])
+def test_a_separating_certificate_replaces_the_lp(scheme, monkeypatch):
+    from nnboundary.svm import fit as svm_fit
+
+    K = 3 if scheme == "crammer_singer" else 2
+    H, y = collapsed_features(600, 8, K, noise=0.5, seed=6)
+    plain = fit_svm(H, y, "homog", scheme)
+    means = np.array([H[y == k].mean(axis=0) for k in range(K)])
+    W, b = means, -0.5 * (means**2).sum(axis=1)  # the nearest-mean classifier separates them
+    assert functional_margins(H, y, W, b, scheme).min() > 0
+
+    def no_lp(*args, **kwargs):
+        raise AssertionError("the LP ran although a certificate was given")
+
+    monkeypatch.setattr(svm_fit, "_separability", no_lp)
+    fit = fit_svm(H, y, "homog", scheme, certificate=(W, b))
+    assert fit.hard_margin and "the given classifier separates every point" in fit.status
+    np.testing.assert_allclose(fit.W, plain.W, rtol=1e-6, atol=1e-9 * np.abs(plain.W).max())
+    # A classifier that misclassifies a point proves nothing: the LP decides as before.
+    monkeypatch.undo()
+    fit2 = fit_svm(H, y, "homog", scheme, certificate=(-W, b))
+    assert fit2.hard_margin and "LP feasible" in fit2.status
+    with pytest.raises(ValueError, match="certificate has W"):
+        fit_svm(H, y, "homog", scheme, certificate=(W[:, :3], b))
