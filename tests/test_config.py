@@ -93,7 +93,12 @@ def test_defaults_are_filled(base):
     config = copy.deepcopy(base)
     del config["svm"]
     config = nbconfig.validate_config(config)
-    assert config["svm"] == {"C": 1.0, "tol": 0.001, "multiclass": ["crammer_singer", "ovr"]}
+    assert config["svm"] == {
+        "C": 1.0,
+        "tol": 0.001,
+        "multiclass": ["crammer_singer", "ovr"],
+        "max_memory_gb": None,
+    }
 
 
 def test_overrides_apply_to_matching_dataset_and_arch_only(base):
