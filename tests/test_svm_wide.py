@@ -196,3 +196,28 @@ def test_a_separating_certificate_replaces_the_lp(scheme, monkeypatch):
     assert fit2.hard_margin and "LP feasible" in fit2.status
     with pytest.raises(ValueError, match="certificate has W"):
         fit_svm(H, y, "homog", scheme, certificate=(W[:, :3], b))
+
+
+def test_cgroup_memory_limits_are_read_for_v1_and_v2(tmp_path):
+    from nnboundary.svm.problems import _cgroup_rooms
+
+    proc = tmp_path / "cgroup"
+    # v2: a SLURM job's group with 4 GiB, 1 GiB used.
+    v2 = tmp_path / "sys" / "system.slice" / "job_7"
+    v2.mkdir(parents=True)
+    (v2 / "memory.max").write_text(f"{4 * 2**30}\n")
+    (v2 / "memory.current").write_text(f"{2**30}\n")
+    proc.write_text("0::/system.slice/job_7\n")
+    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == [3 * 2**30]
+    (v2 / "memory.max").write_text("max\n")
+    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == []
+    # v1: the memory controller's own hierarchy; "no limit" is written as about 2^63.
+    v1 = tmp_path / "sys" / "memory" / "box"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{2**29}\n")
+    proc.write_text("4:memory:/box\n0::/\n")
+    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == [2 * 2**30 - 2**29]
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == []
+    assert _cgroup_rooms(str(tmp_path / "missing"), str(tmp_path / "sys")) == []

@@ -69,15 +69,37 @@ def available_memory() -> int:
                 avail = int(line.split()[1]) * 1024
     except OSError:
         pass
-    try:
-        root = Path("/sys/fs/cgroup")
-        limit = (root / "memory.max").read_text().strip()
-        if limit != "max":
-            room = int(limit) - int((root / "memory.current").read_text())
-            avail = room if avail is None else min(avail, room)
-    except (OSError, ValueError):
-        pass
+    for room in _cgroup_rooms():
+        avail = room if avail is None else min(avail, room)
     return int(avail) if avail is not None else 1 << 62
+
+
+def _cgroup_rooms(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> list[int]:
+    """Bytes left under this process's cgroup memory limits: v2 (``0::<path>`` in
+    /proc/self/cgroup; memory.max − memory.current) and v1 (``…:memory:<path>``;
+    memory.limit_in_bytes − memory.usage_in_bytes). Empty where there is no limit."""
+    try:
+        lines = Path(proc).read_text().splitlines()
+    except OSError:
+        return []
+    rooms = []
+    for line in lines:
+        hier, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hier == "0" and controllers == "":
+            group, files = Path(root) / path.lstrip("/"), ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            group = Path(root) / "memory" / path.lstrip("/")
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        try:
+            limit = (group / files[0]).read_text().strip()
+            if limit != "max" and int(limit) < 1 << 60:  # v1 writes "no limit" as ~2^63
+                rooms.append(int(limit) - int((group / files[1]).read_text()))
+        except (OSError, ValueError):
+            continue
+    return rooms
 
 
 def memory_limit() -> int:
