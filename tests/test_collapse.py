@@ -134,3 +134,55 @@ def test_ten_class_sets_and_the_widths_of_the_collapse_grid():
     assert model.last.in_features == settings["hidden"] == 100
     assert build_model("mlp", (1, 8, 8), 10, nbconfig.arch_settings(
         config, "mlp", "bottleneck-9", "digits")).last.in_features == 9
+
+
+def _trend_table(n_seeds=6):
+    """A collapse table of one cell: per seed 5 checkpoints; NC1 falls in all seeds but the
+    last; the angle to svc falls with NC3 (ρ = 1), the angle to homog rises with it (ρ = −1)."""
+    import pandas as pd
+
+    rows = []
+    for seed in range(n_seeds):
+        for i, epoch in enumerate([1, 3, 10, 30, 100]):
+            nc1_value = (5 - i) if seed < n_seeds - 1 else (1 + i)
+            rows.append(dict(dataset="digits", arch="mlp", variant="bottleneck-9", regime="full",
+                             seed=seed, epoch=epoch, step=epoch, n_classes=10, feature_dim=9,
+                             nc1=float(nc1_value), nc3_self_duality=1.0 / (1 + i),
+                             angle_svc_deg=10.0 / (1 + i), angle_homog_deg=float(i),
+                             nc_degenerate=False, valid=True, invalid_reason="",
+                             **{c: 0.0 for c in NC_COLUMNS if c not in ("nc1", "nc3_self_duality")}))
+    return pd.DataFrame(rows)
+
+
+def test_run_trends_known_answers():
+    from nnboundary.collapse import run_trends
+
+    table = _trend_table()
+    first = run_trends(table[table["seed"] == 0])
+    assert first == {"nc1_fell": 1.0, "rho_svc_nc3": pytest.approx(1.0),
+                     "rho_homog_nc3": pytest.approx(-1.0)}
+    assert run_trends(table[table["seed"] == 5])["nc1_fell"] == 0.0
+    frozen = table[table["seed"] == 0].assign(nc1=2.0)  # frozen features: no change, no seed
+    assert np.isnan(run_trends(frozen)["nc1_fell"])
+    few = table[(table["seed"] == 0) & (table["epoch"] <= 10)]  # 3 < 4 valid checkpoints
+    assert np.isnan(run_trends(few)["rho_svc_nc3"])
+
+
+def test_collapse_summary_counts_and_sign_tests():
+    from nnboundary import stats
+    from nnboundary.collapse import collapse_document, collapse_summary
+
+    table = _trend_table()
+    table.loc[(table["seed"] == 2) & (table["epoch"] == 100), "angle_svc_deg"] = 3.0  # not < 2°
+    row = collapse_summary(table).iloc[0]
+    assert (row["nc1_fell_k"], row["nc1_fell_n"]) == (5, 6)
+    assert row["nc1_fell_p"] == pytest.approx(stats.sign_test(5, 6)) and row["nc1_fell_verdict"] == "undecided"
+    # Final angle_svc is 2° in five seeds (not < 2°) and 3° in one: 0 of 6 below.
+    assert (row["svc_lt2_k"], row["svc_lt2_n"], row["svc_lt2_verdict"]) == (0, 6, "fails")
+    assert (row["homog_lt2_k"], row["homog_lt2_n"]) == (0, 6)
+    # ρ(angle_svc, NC3) > 0 in every seed but seed 2 (its last angle breaks the order, still ρ>0)
+    assert row["rho_svc_pos_k"] == 6 and row["rho_svc_pos_verdict"] == "holds"
+    assert row["rho_svc_pos_p"] == pytest.approx(2 / 64)
+    assert row["rho_homog_pos_k"] == 0 and row["rho_homog_nc3_median"] == pytest.approx(-1.0)
+    text = str(collapse_document(collapse_summary(table)))
+    assert "5/6 (p = 0.219, undecided)" in text and "6/6 (p = 0.0312, holds)" in text

@@ -213,14 +213,60 @@ def collapse_table(frames, metrics):
     return nc.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
+#: Checkpoints a run needs for the rank correlation between its angle and NC3.
+MIN_TREND_CHECKPOINTS = 4
+TARGET_ANGLES = ("angle_svc_deg", "angle_homog_deg")
+
+
+def run_trends(run) -> dict[str, float]:
+    """What one run's checkpoints (rows of :func:`collapse_table`, one run) show over training:
+
+    * ``nc1_fell``: 1.0 if NC1 at the last non-degenerate checkpoint is below NC1 at the first,
+      0.0 if above, NaN if equal (frozen features, as in ``retrain_last``) or with fewer than two
+      (NC1 needs no SVM, so SVM validity is not required);
+    * ``rho_<target>_nc3``: Spearman's rank correlation, over the run's valid checkpoints, between
+      the angle to that SVM target and NC3 (ρ > 0: the angle falls as the last layer aligns with
+      the class means); NaN with fewer than :data:`MIN_TREND_CHECKPOINTS` valid checkpoints or
+      a constant column."""
+    from scipy.stats import spearmanr
+
+    run = run.sort_values("epoch")
+    ok = run[~run["nc_degenerate"].astype(bool)]
+    out: dict[str, float] = {"nc1_fell": float("nan")}
+    if len(ok) >= 2 and ok["nc1"].iloc[-1] != ok["nc1"].iloc[0]:  # a tie (frozen features) is no seed
+        out["nc1_fell"] = float(ok["nc1"].iloc[-1] < ok["nc1"].iloc[0])
+    valid = run[run["valid"]]
+    for name in TARGET_ANGLES:
+        key = f"rho_{name.removeprefix('angle_').removesuffix('_deg')}_nc3"
+        out[key] = float("nan")
+        if name in valid and len(valid) >= MIN_TREND_CHECKPOINTS:
+            a, b = valid[name].to_numpy(dtype=float), valid["nc3_self_duality"].to_numpy(dtype=float)
+            if np.all(np.isfinite(a)) and np.ptp(a) > 0 and np.ptp(b) > 0:
+                out[key] = float(spearmanr(a, b).statistic)
+    return out
+
+
+def _count_into(record: dict, prefix: str, count) -> None:
+    record[f"{prefix}_k"], record[f"{prefix}_n"] = count.k, count.n
+    record[f"{prefix}_p"], record[f"{prefix}_verdict"] = count.p, count.verdict
+
+
 def collapse_summary(table):
     """The final checkpoint of each run, per dataset × arch × variant × regime: ``n_seeds``,
     ``n_valid``, the feature width ``feature_dim`` and K, and over valid seeds only the median
     and quartiles (``_median``, ``_q25``, ``_q75``) of each NC metric and of the angles to the
-    two SVM targets. A cell without a valid seed has empty statistics."""
+    two SVM targets. A cell without a valid seed has empty statistics.
+
+    And counts over seeds, each with its sign test (``_k`` of ``_n`` seeds, ``_p``, ``_verdict``
+    as in :func:`nnboundary.stats.count_verdict`): ``svc_lt2`` / ``homog_lt2``, the final angle
+    to that target below :data:`nnboundary.findings.DIRECTION_TOL_DEG` (valid seeds);
+    ``nc1_fell`` (:func:`run_trends`, seeds with two non-degenerate checkpoints); ``rho_svc_pos``
+    / ``rho_homog_pos``, a positive rank correlation between the angle and NC3 over the run
+    (seeds with enough valid checkpoints), with the median ρ as ``rho_svc_nc3_median``."""
     import pandas as pd
 
-    from .findings import _put
+    from . import stats
+    from .findings import DIRECTION_TOL_DEG, _put
 
     if table.empty:
         return pd.DataFrame(columns=CELL + ["n_seeds", "n_valid"])
@@ -235,6 +281,21 @@ def collapse_summary(table):
                       n_classes=int(group["n_classes"].iloc[0]))
         for name in measured:
             _put(record, name, valid[name].to_numpy(dtype=float), ("median", "q25", "q75"))
+        runs = table.set_index(CELL).loc[[cell]].reset_index() if len(table) else table
+        trends = pd.DataFrame([run_trends(r) for _, r in runs.groupby(list(RUN_KEYS))])
+        for name in TARGET_ANGLES:
+            if name in valid:
+                short = name.removeprefix("angle_").removesuffix("_deg")
+                _count_into(record, f"{short}_lt2",
+                            stats.threshold_count(valid[name], DIRECTION_TOL_DEG))
+                rho = trends[f"rho_{short}_nc3"].to_numpy(dtype=float)
+                rho = rho[np.isfinite(rho)]
+                _count_into(record, f"rho_{short}_pos",
+                            stats.count_verdict(int((rho > 0).sum()), len(rho)))
+                record[f"rho_{short}_nc3_median"] = float(np.median(rho)) if len(rho) else np.nan
+        fell = trends["nc1_fell"].to_numpy(dtype=float)
+        fell = fell[np.isfinite(fell)]
+        _count_into(record, "nc1_fell", stats.count_verdict(int(fell.sum()), len(fell)))
         records.append(record)
     return pd.DataFrame(records)
 
@@ -257,5 +318,34 @@ def collapse_document(summary):
                "‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²; nc4: share of train points where the network and the "
                "nearest class mean disagree; angle_*: the centred last layer against each SVM "
                "target (Crammer–Singer for K > 2). A simplex ETF needs d ≥ K − 1.")
-    return [document.Heading("Neural collapse: final checkpoint, valid seeds only"),
-            document.Table(header, rows, caption=caption)]
+    blocks = [document.Heading("Neural collapse: final checkpoint, valid seeds only"),
+              document.Table(header, rows, caption=caption)]
+    if "nc1_fell_k" not in summary:
+        return blocks
+
+    def count(row, prefix):
+        if f"{prefix}_k" not in row or not np.isfinite(row[f"{prefix}_n"]):
+            return ""
+        if int(row[f"{prefix}_n"]) == 0:
+            return "no seed"
+        return (f"{int(row[prefix + '_k'])}/{int(row[prefix + '_n'])} "
+                f"(p = {row[prefix + '_p']:.3g}, {row[prefix + '_verdict']})")
+
+    def rho(row, short):
+        value = row.get(f"rho_{short}_nc3_median", np.nan)
+        return "" if not np.isfinite(value) else f"{value:.2f}"
+
+    header = CELL + ["d", "angle_svc < 2°", "angle_homog < 2°", "NC1 fell", "ρ(angle_svc, NC3) > 0",
+                     "median ρ svc", "ρ(angle_homog, NC3) > 0", "median ρ homog"]
+    rows = [[str(row[c]) for c in CELL] + [str(row["feature_dim"]), count(row, "svc_lt2"),
+                                            count(row, "homog_lt2"), count(row, "nc1_fell"),
+                                            count(row, "rho_svc_pos"), rho(row, "svc"),
+                                            count(row, "rho_homog_pos"), rho(row, "homog")]
+            for _, row in summary.iterrows()]
+    caption = ("Counts over seeds with the two-sided sign test (k/n, p, verdict at α = 0.05 with ≥ 5 "
+               "seeds): the final angle to each SVM target below 2° (valid seeds); NC1 lower at "
+               "the last checkpoint than at the first (seeds with two non-degenerate "
+               "checkpoints); Spearman's ρ between the angle and NC3 over a run's valid "
+               f"checkpoints positive (seeds with ≥ {MIN_TREND_CHECKPOINTS}), and its median.")
+    return blocks + [document.Heading("Neural collapse over training: counts over seeds"),
+                     document.Table(header, rows, caption=caption)]
