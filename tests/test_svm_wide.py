@@ -221,3 +221,23 @@ def test_cgroup_memory_limits_are_read_for_v1_and_v2(tmp_path):
     (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")
     assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == []
     assert _cgroup_rooms(str(tmp_path / "missing"), str(tmp_path / "sys")) == []
+
+
+def test_benchmark_svm_prints_the_wide_table_and_writes_json(tmp_path, capsys):
+    # The command the README's numbers come from, on one small size (fits in a spawned process).
+    import json
+
+    from nnboundary import benchmark
+    from nnboundary.svm import bench
+
+    rows = bench.benchmark_wide(sizes=((400, 64, 10, 4.0),))
+    out = capsys.readouterr().out
+    assert "peak MB" in out and len(rows) == 2
+    for row in rows:
+        assert row["hard"] and row["exact"] and row["n"] == 400 and row["d"] == 64
+        assert row["peak_mb"] > 0 and row["min_margin"] == pytest.approx(1.0, abs=1e-9)
+    # The CLI with --no-wide writes the 2-D table's rows and names the machine.
+    path = tmp_path / "svm.json"
+    assert benchmark.main(["svm", "--n", "600", "--no-wide", "--output", str(path)]) == 0
+    record = json.loads(path.read_text())
+    assert "cores" in record["device"] and len(record["planar"]) == 14 and "wide" not in record

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -50,11 +51,11 @@ TRAIN_CASES = (
 )
 
 
-def device_name(device) -> str:
-    """The accelerator's or CPU's model name, for the record."""
-    import torch
+def device_name(device=None) -> str:
+    """The accelerator's or CPU's model name, for the record (``device`` None: the CPU)."""
+    if device is not None and device.type == "cuda":
+        import torch
 
-    if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
         with open("/proc/cpuinfo") as handle:
@@ -335,17 +336,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None,
                         help="train: experiments to run (default: all of "
                              + ", ".join(c[0] for c in TRAIN_CASES) + ")")
-    parser.add_argument("--output", default=None, help="train: JSON file to write the numbers to")
+    parser.add_argument("--output", default=None,
+                        help="train, svm: JSON file to write the numbers to")
     args = parser.parse_args(argv)
     if args.what == "svm":
         from .svm import benchmark
         from .svm.bench import benchmark_wide
 
+        record = {"device": f"{device_name()}, {os.cpu_count()} cores"}
         if not args.wide_only:
-            benchmark(n=args.n)
+            record["planar"] = benchmark(n=args.n)
             print()
         if not args.no_wide:
-            benchmark_wide()
+            record["wide"] = benchmark_wide()
+        if args.output:
+            from .io import write_json
+
+            write_json(args.output, record)
         return 0
     if args.what == "jobs":
         table = job_times(args.folder, args.inputs)
