@@ -10,8 +10,8 @@ The package, read in this order:
 * ``problems``: the targets and schemes (formulas below), their constraint rows and the exact
   change of variables that makes network features well conditioned;
 * ``qp``: exact QPs by constraint generation (clarabel, HiGHS, NNLS), for any size;
-* ``active``: the exact hard margin of wide features (d > 3) at scale, from an approximate
-  dual solution (liblinear) to a verified KKT point of all constraints;
+* ``active``: the exact hard margin of wide features (K·(d + 1) ≥ 300 variables) at scale,
+  from an approximate dual solution (liblinear) to a verified KKT point of all constraints;
 * ``fit``: ``fit_svm``, one verified fit; ``stage``: the pipeline stage and its CLI;
   ``bench``: ``nnboundary benchmark svm``.
 

@@ -1,4 +1,5 @@
-"""The exact hard margin of wide features at scale (d > 3, up to n = 50,000, d = 512, K = 10).
+"""The exact hard margin of wide features at scale (K·(d + 1) ≥ MIN_VARIABLES; measured up to
+n = 50,000, d = 512, K = 10).
 
 Constraint generation with an interior-point QP (``qp``) needs the K·d × K·d normal matrix of
 every working set: minutes and gigabytes at K·d = 5,120. Here the QP is never solved by a

@@ -11,7 +11,9 @@ How it is solved quickly
   set that is infeasible proves the full problem infeasible. After ``_CG_ROUNDS`` rounds the
   full problem is solved directly, so the loop cannot run away.
 * Separability is decided first by an LP feasibility problem (HiGHS via scipy.optimize.linprog),
-  also by constraint generation: any x with every margin > 0 certifies separability.
+  also by constraint generation: any x with every margin > 0 certifies separability. The LP is
+  skipped when a given classifier (the network's own last layer) already separates every
+  point, or when ``active`` has certified a hard-margin optimum, which is feasible itself.
 * Duplicate (h, y) rows are merged; in the soft fit a merged row's slack is weighted by its count.
 
 How it stays exact on network features
