@@ -6,12 +6,18 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
+# Every Snakemake run the tests start records the modules each of its processes imports
+# (tests/import_log/sitecustomize.py), for tests/test_runtime_deps.py.
+IMPORT_HOOK = REPO / "tests" / "import_log"
+IMPORT_LOG = Path(os.environ.get("NNBOUNDARY_IMPORT_LOG") or
+                  Path(tempfile.gettempdir()) / f"nnboundary-imports-{os.getpid()}")
 
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
@@ -21,6 +27,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     """Run the repo's Snakefile in ``workdir`` (which holds its own config.yaml)."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(IMPORT_HOOK), env.get("PYTHONPATH"))
+                                        if p)
+    env["NNBOUNDARY_IMPORT_LOG"] = str(IMPORT_LOG)
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), *args]
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:

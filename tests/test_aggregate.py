@@ -302,10 +302,10 @@ def test_findings_markdown_has_rows_sentences_claims_and_exclusions():
     table = findings(metrics)
     text = findings_markdown(table, claims(metrics), excluded(seed_table(metrics)))
     assert "| blobs | mlp | base | full | 6/6 | sgd 0.5 | 0.1 [0.1, 0.1] | 0.3 [0.3, 0.3] |" in text
-    assert "svc (svc 6, homog 0, tied 0; p = 0.031)" in text
+    assert "svc (svc 6, homog 0, origin 0, tied 0, p = 0.031)" in text
     sentence = next(line for line in text.splitlines() if line.startswith("- blobs/mlp/base:"))
     assert "full (6/6 valid seeds) ends closer to svc" in sentence
-    assert "retrain_last (5/6 valid seeds) ends closer to neither target (undecided)" in sentence
+    assert "retrain_last (5/6 valid seeds) ends closer to no one target (undecided)" in sentence
     assert "| blobs | mlp | base | direction | full | 6/6 |" in text
     assert "**holds**" in text
     assert "- blobs/mlp/base/retrain_last seed 5 (epoch 100): misclassified (train acc 0.9900" \
@@ -401,3 +401,53 @@ def test_html_pages_hold_the_markdown_tables(tmp_path):
     claims_page = out["c.html"].read_text()
     assert "<h1>The paper's claims</h1>" in claims_page
     assert "<strong>holds</strong>" in claims_page and "retrain_direction_not_bias" in claims_page
+
+
+def _three_targets(angles, origin_valid=None):
+    """Final rows of the full regime with one row per target and seed: ``angles`` maps a target
+    to its per-seed angles; ``origin_valid`` (per seed) makes origin rows not separable."""
+    rows = []
+    for target, values in angles.items():
+        for seed, angle in enumerate(values):
+            extra = {}
+            if target == "origin" and origin_valid is not None and not origin_valid[seed]:
+                extra = {"separable": False, "hard_margin": False}
+            rows.append({"regime": "full", "seed": seed, "target": target, "angle": angle,
+                         **extra})
+    return _final_table(rows)
+
+
+def test_closer_target_chooses_among_three_with_a_test_against_each_other_target():
+    # origin is nearest in 6 of 6 seeds; against svc and against homog a sign test gives
+    # p = 0.031 each: decided, p the larger (an intersection–union test).
+    table = _three_targets({"svc": [1.0] * 6, "homog": [0.5] * 6, "origin": [0.1] * 6})
+    row = findings(table).iloc[0]
+    assert (row["seeds_closer_svc"], row["seeds_closer_homog"], row["seeds_closer_origin"],
+            row["seeds_tied"]) == (0, 0, 6, 0)
+    assert row["closer_target"] == "origin" and row["closer_p_value"] == pytest.approx(0.03125)
+    assert row["angle_nearer_max"] == pytest.approx(0.1)
+    # origin nearest in 5 seeds, homog in 1: against homog 5/6 (p = 0.22) - undecided.
+    table = _three_targets({"svc": [1.0] * 6, "homog": [0.5] * 5 + [0.05],
+                            "origin": [0.1] * 6})
+    row = findings(table).iloc[0]
+    assert (row["seeds_closer_homog"], row["seeds_closer_origin"]) == (1, 5)
+    assert row["closer_target"] == "undecided" and row["closer_p_value"] == pytest.approx(0.21875)
+    # Two nearest targets within 0.01°: a tie for that seed.
+    table = _three_targets({"svc": [1.0] * 6, "homog": [0.105] * 6, "origin": [0.1] * 6})
+    assert findings(table).iloc[0]["seeds_tied"] == 6
+
+
+def test_a_seed_without_a_separator_through_the_origin_stays_valid_for_the_other_targets():
+    table = _three_targets({"svc": [0.2] * 6, "homog": [0.3] * 6, "origin": [0.1] * 6},
+                           origin_valid=[True] * 4 + [False] * 2)
+    seeds = seed_table(table)
+    assert seeds["valid"].all()  # the network's own validity
+    assert seeds["origin_valid"].tolist() == [True] * 4 + [False] * 2
+    assert seeds["origin_invalid_reason"].iloc[-1] == "not_separable_origin,soft_margin"
+    assert seeds["angle_origin"].isna().sum() == 2  # never a value of a soft fit
+    row = findings(table).iloc[0]
+    assert row["n_valid"] == 6 and row["n_valid_origin"] == 4
+    # origin is nearest where it exists (4 seeds), svc elsewhere (2): against svc 4 of 6 seeds
+    # decide (p = 0.125), undecided.
+    assert (row["seeds_closer_origin"], row["seeds_closer_svc"]) == (4, 2)
+    assert row["closer_target"] == "undecided"

@@ -159,6 +159,7 @@ def test_run_trends_known_answers():
 
     table = _trend_table()
     first = run_trends(table[table["seed"] == 0])
+    assert np.isnan(first.pop("rho_origin_nc3"))  # no origin angle in this table
     assert first == {"nc1_fell": 1.0, "rho_svc_nc3": pytest.approx(1.0),
                      "rho_homog_nc3": pytest.approx(-1.0)}
     assert run_trends(table[table["seed"] == 5])["nc1_fell"] == 0.0

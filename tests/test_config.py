@@ -21,10 +21,14 @@ def test_shipped_config_is_valid(base):
     # 3 simulated sets and 3 image sets, each with the MLP, 3 seeds, both regimes
     assert len(runs) == 6 * 3 * 2
     assert {r.arch for r in runs} == {"mlp"}
-    # The default grid is trained into the terminal phase.
+    # The default grid is trained into the terminal phase, both regimes to the same depth, and
+    # measured at the same loss milestones.
     settings = nbconfig.train_settings(config, "blobs", "mlp")
-    assert settings["schedule"] == "loss_scaled" and settings["until_loss"] == 1e-8
-    assert settings["dtype"] == "float64" and settings["min_epochs"] >= 1000
+    retrain = nbconfig.retrain_settings(config, "blobs", "mlp")
+    assert settings["schedule"] == "loss_scaled" and settings["dtype"] == "float64"
+    assert settings["until_loss"] == retrain["until_loss"] == 1e-100
+    assert settings["loss_milestones"] == retrain["loss_milestones"]
+    assert nbconfig.loss_milestones(config) == [1e-2, 1e-4, 1e-8, 1e-16, 1e-32, 1e-64, 1e-100]
 
 
 def test_tiny_config_is_valid():
@@ -197,7 +201,7 @@ def test_shipped_ablation_config_runs_what_it_says():
           for d in ("blobs", "moons", "digits01") for v in nbconfig.variants(config)}
     assert lr[("digits01", "optimizer-adam")] == lr[("digits01", "optimizer-rmsprop")] == 0.001
     assert lr[("digits01", "optimizer-momentum")] == 0.05 and lr[("digits01", "base")] == 0.1
-    assert nbconfig.train_settings(config, "digits01", "mlp", "optimizer-adam")["epochs"] == 2000
+    assert nbconfig.train_settings(config, "digits01", "mlp", "optimizer-adam")["epochs"] == 5000
     skipped = {(d, v) for d, _, v, _ in nbconfig.duplicate_variants(config)}
     assert ("moons", "optimizer-adam") in skipped
     assert ("moons", "optimizer-sgd") not in skipped  # moons' gradient-descent variant runs

@@ -166,12 +166,12 @@ def test_run_figure_image_input_has_one_panel(tmp_path):
     assert_png(output, round(6.0 * FAST["dpi"]), round(6.6 * FAST["dpi"]))
 
 
-#: Size of the convergence figure at FAST's dpi: 15.0 × 8.6 inches.
-CONVERGENCE_SIZE = (round(8.6 * FAST["dpi"]), round(15.0 * FAST["dpi"]))
+#: Size of the convergence figure at FAST's dpi: 20.0 × 12.6 inches (3 × 4 panels).
+CONVERGENCE_SIZE = (round(12.6 * FAST["dpi"]), round(20.0 * FAST["dpi"]))
 
 
 def test_convergence_figure(runs, tmp_path):
-    """Real runs without regime/variant columns (whole network, base) and too short to fit."""
+    """Real runs without regime/variant columns (whole network, base), two seeds."""
     output = tmp_path / "conv.png"
     assert figures.main([
         "convergence", "--metrics", str(runs["blobs"]["metrics"]),
@@ -182,7 +182,7 @@ def test_convergence_figure(runs, tmp_path):
 
 
 def test_convergence_figure_with_the_neural_collapse_panels(runs, tmp_path):
-    """With the runs' neural_collapse.parquet the figure gains NC1 and NC3 (a fourth column)."""
+    """With the runs' neural_collapse.parquet the NC1 and NC3 panels are drawn."""
     from nnboundary.collapse import run_collapse
 
     tables = []
@@ -195,7 +195,7 @@ def test_convergence_figure_with_the_neural_collapse_panels(runs, tmp_path):
         assert figures.main(["convergence", "--metrics", str(runs[name]["metrics"]),
                              "--collapse", str(table), "--output", str(output),
                              "--settings", json.dumps(FAST)]) == 0
-        assert_png(output, round(8.6 * FAST["dpi"]), round(20.0 * FAST["dpi"]))
+        assert_png(output, *CONVERGENCE_SIZE)
 
 
 def test_convergence_figure_multiclass_and_dead(runs, tmp_path):
@@ -207,8 +207,11 @@ def test_convergence_figure_multiclass_and_dead(runs, tmp_path):
 
 
 def test_convergence_figure_two_regimes_three_seeds(tmp_path):
-    """One file per run (2 regimes × 3 seeds), long enough for the 1/log t fit; one seed has
-    a zero angle and a margin ratio above 1 (drawn at the floors), one row is degenerate."""
+    """One file per run (2 regimes × 3 seeds); one seed has a zero angle and a margin ratio
+    above 1 (drawn at the floor), one row is degenerate. The title says where each regime's
+    seeds end: nearest to svc, whose angle is the smaller in the synthetic table."""
+    from nnboundary.figures.convergence import checkpoint_rows, heading
+
     paths = []
     for regime in ("full", "retrain_last"):
         for seed in (0, 1, 2):
@@ -224,11 +227,31 @@ def test_convergence_figure_two_regimes_three_seeds(tmp_path):
     assert figures.main(["convergence", "--metrics", *map(str, paths), "--output", str(output),
                          "--settings", json.dumps(FAST)]) == 0
     assert_png(output, *CONVERGENCE_SIZE)
-    details, short = figures._fit_summary(pd.concat([io.read_table(p) for p in paths]))
-    assert len(details) == 4 and len(short) == 4
-    assert short[0].startswith("full svc s = ")
-    # median and range over the seeds' slopes 3.0, 3.1, 3.2
-    assert any(line.startswith("retrain_last homog: s = 3.1 [3, 3.2],") for line in details)
+    rows = checkpoint_rows(pd.concat([io.read_table(p) for p in paths], ignore_index=True))
+    np.testing.assert_allclose(rows["depth"], np.log10(rows["step"]))  # loss 1/t
+    assert heading(rows, "retrain_last").startswith(
+        "retrain_last: deepest valid checkpoint nearest to svc 3, homog 0, origin 0, tied 0 "
+        "(3 seeds)")
+    assert "at depth 3" in heading(rows, "full")
+
+
+def test_seed_lines_hold_valid_checkpoints_only():
+    """Each seed is its own line through its valid checkpoints, in depth order; invalid ones
+    (a dead unit's 90°, a misclassified point) are crosses, never on a line."""
+    from nnboundary.figures.common import pyplot
+    from nnboundary.figures.convergence import seed_lines
+
+    rows = pd.DataFrame({"seed": [0, 0, 0, 1, 1], "depth": [2.0, 1.0, 3.0, 1.0, 2.0]})
+    values = np.array([1.0, 3.0, 90.0, 0.5, 80.0])
+    valid = np.array([True, True, False, True, False])
+    fig, ax = pyplot().subplots()
+    drawn = seed_lines(ax, rows, values, valid, "black")
+    np.testing.assert_array_equal(np.sort(drawn), [0.5, 1.0, 3.0])
+    lines = {(tuple(line.get_xdata()), tuple(line.get_ydata()), line.get_marker())
+             for line in ax.get_lines()}
+    assert ((1.0, 2.0), (3.0, 1.0), "None") in lines  # seed 0's line, sorted by depth
+    assert ((3.0,), (90.0,), "x") in lines and ((2.0,), (80.0,), "x") in lines
+    pyplot().close(fig)
 
 
 def test_overview_figure(runs, tmp_path):
@@ -243,8 +266,8 @@ def test_overview_figure(runs, tmp_path):
     output = tmp_path / "overview.png"
     assert figures.main(["overview", "--metrics", str(tmp_path / "metrics.parquet"),
                          "--output", str(output), "--settings", json.dumps(FAST)]) == 0
-    # Five dataset/arch categories: width max(6.5, 1.0 × 5 + 3) inches.
-    assert_png(output, round(7.2 * FAST["dpi"]), round(8.0 * FAST["dpi"]))
+    # Five dataset/arch categories: width max(6.5, 1.2 × 5 + 3) inches.
+    assert_png(output, round(7.2 * FAST["dpi"]), round(9.0 * FAST["dpi"]))
 
 
 def test_overall_rows_pick_binary_and_crammer_singer_mean(runs):
@@ -292,15 +315,5 @@ def test_overview_figure_groups_by_variant_and_regime(tmp_path):
     output = tmp_path / "overview.png"
     assert figures.main(["overview", "--metrics", str(tmp_path / "metrics.parquet"),
                          "--output", str(output), "--settings", json.dumps(FAST)]) == 0
-    # Three categories: width max(6.5, 1.0 × 3 + 3) inches.
-    assert_png(output, round(7.2 * FAST["dpi"]), round(6.5 * FAST["dpi"]))
-
-
-def test_bands_hold_valid_rows_only():
-    """An invalid checkpoint (a dead unit's 90°, a misclassified point) enters neither the
-    median nor the band of the convergence figure."""
-    rows = pd.DataFrame({"t": [10, 10, 10, 100, 100], "valid": [True, True, False, True, False]})
-    steps, median, low, high = figures._band(rows, np.array([1.0, 3.0, 90.0, 0.5, 80.0]))
-    np.testing.assert_array_equal(steps, [10.0, 100.0])
-    np.testing.assert_array_equal(median, [2.0, 0.5])
-    np.testing.assert_array_equal(high, [3.0, 0.5])
+    # Three categories: width max(6.5, 1.2 × 3 + 3) inches.
+    assert_png(output, round(7.2 * FAST["dpi"]), round(6.6 * FAST["dpi"]))

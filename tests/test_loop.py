@@ -46,24 +46,41 @@ def test_constant_schedule_is_lr():
 def test_loss_scaled_rate_follows_the_loss_with_cap_growth_limit_and_backtracking():
     schedule = loop.Schedule("loss_scaled", 0.5, cap=100.0)
     schedule.start(1.0)
-    assert schedule.rate() == 0.5  # L0 / L = 1
-    assert schedule.judge(0.1, 0.5)  # accepted: L fell tenfold
-    assert schedule.rate() == pytest.approx(1.0)  # 0.5 · 10 = 5, but at most twice the last
-    assert schedule.judge(1e-6, 1.0)
+    assert schedule.rate() == 0.5  # L0 / L = 1, g = 1
+    assert schedule.judge(0.1, 0.5)  # accepted, and its step was g's: g grows (Lyu & Li)
+    assert schedule.factor == pytest.approx(loop.FACTOR_GROWTH) == pytest.approx(2 ** 0.2)
+    assert schedule.rate() == pytest.approx(1.0)  # 0.5 · g · 10, but at most twice the last
+    assert schedule.judge(1e-6, 1.0)  # the doubling limit set that step: g stays
+    assert schedule.factor == pytest.approx(loop.FACTOR_GROWTH)
     assert schedule.rate() == pytest.approx(2.0)
     schedule.last_rate = None
-    assert schedule.rate() == pytest.approx(0.5 * 100)  # L0 / L = 1e6, capped at 100
+    assert schedule.rate() == pytest.approx(0.5 * 100)  # lr · g · 1e6, capped at lr · 100
     # A rise beyond the tolerance is rejected: the factor and the step are halved.
     schedule.last_rate = 50.0
     assert not schedule.judge(2e-6, 50.0)
-    assert schedule.factor == 0.5 and schedule.rate() == pytest.approx(25.0)
-    # Within the tolerance (noise, rounding) it is accepted and the factor grows back.
+    assert schedule.factor == pytest.approx(0.5 * loop.FACTOR_GROWTH)
+    assert schedule.rate() == pytest.approx(25.0)  # half the last accepted step
+    # Within the tolerance (noise, rounding) it is accepted; the cap set the step, g stays.
     assert schedule.judge(1e-6 * (1 + 0.5 * loop.RISE_TOLERANCE), 25.0)
     assert schedule.factor == pytest.approx(0.5 * loop.FACTOR_GROWTH)
     state = schedule.state()
     copy = loop.Schedule("loss_scaled", 0.5, cap=100.0)
     copy.load(state)
     assert copy.rate() == schedule.rate()
+
+
+def test_loss_scaled_factor_grows_without_limit_while_the_loss_falls_slowly():
+    # A loss that falls by 1 % per epoch: L0 / L grows slowly, so the step is g's, and g grows
+    # by 2^(1/5) every epoch with no upper limit (the old rule stopped g at 1).
+    schedule = loop.Schedule("loss_scaled", 1.0, cap=1e100)
+    schedule.start(1.0)
+    loss = 1.0
+    for _ in range(50):
+        rate = schedule.rate()
+        loss *= 0.99
+        assert schedule.judge(loss, rate)
+    assert schedule.factor == pytest.approx(loop.FACTOR_GROWTH ** 50)  # 1024
+    assert schedule.rate() > 500
 
 
 def test_choose_keeps_the_configured_epochs_without_a_stopping_loss():
@@ -81,6 +98,28 @@ def test_choose_is_log_spaced_up_to_the_stop_plus_off_grid_epochs():
     assert chosen[0] == 1 and chosen[-1] == 200 and 37 in chosen
     logs = np.log([e for e in chosen if e != 37])
     assert np.all(np.diff(logs) > 0.5)  # spread over the decades, not bunched
+
+
+def test_milestones_keep_the_first_epoch_below_each_loss():
+    plan = loop.Plan(epochs=100, batch=10, n=10, configured=[1, 100], n_checkpoints=2,
+                     milestones=(1e-2, 1e-4, 1e-8))
+    assert plan.crossed(5e-3, 2e-2) and not plan.crossed(5e-3, 6e-3)  # 1e-2 already passed
+    assert plan.crossed(1e-9, 5e-3)  # one epoch may pass several
+    losses = [(1, 0.5), (2, 0.02), (3, 0.009), (4, 0.011), (5, 2e-5), (6, 1e-6)]
+    assert plan.milestone_epochs(losses) == {3, 5}  # 1e-8 never reached: no checkpoint
+    assert plan.choose(100, {1, 3, 5, 100}, {3, 5}) == [1, 3, 5, 100]
+
+
+def test_a_run_keeps_a_checkpoint_at_each_milestone_it_reaches():
+    milestones = [1e-2, 1e-4, 1e-8, 1e-16]
+    _, result, _ = _run(until_loss=1e-12, schedule="loss_scaled", dtype="float64", schedule_cap=1e100,
+                        loss_milestones=milestones, n_checkpoints=3)
+    rows = [loop.Epoch(*row) for row in result["history"]]
+    firsts = {m: next(r.epoch for r in rows if r.end_loss < m) for m in milestones[:3]}
+    assert set(firsts.values()) <= set(result["epochs"])  # every reached milestone kept
+    assert result["training"]["stop"] == "until_loss"  # 1e-16 is beyond the stop: not kept
+    assert result["training"]["loss_milestones"] == milestones
+    assert len(result["epochs"]) > 3  # more than the log-spaced ones
 
 
 # --------------------------------------------------------------------------------------------

@@ -479,3 +479,46 @@ def test_bias_gap_conventions():
     one_class = metrics.bias_gap(U_TOY, 0.0, H_TOY[:3], Y_TOY[:3], return_flag=True)
     assert one_class == (0.0, True)
     assert metrics.bias_gap(U_TOY, 0.0, H_TOY, Y_TOY, return_flag=True) == (0.0, False)
+
+
+def test_angles_between_three_targets_and_a_target_through_the_origin(tmp_path):
+    # svc = the network; homog rotated by 30°, origin by −20° (so 50° from homog), origin with
+    # no bias. Every row carries the three angles between the targets; the origin rows measure
+    # the network against a boundary through 0.
+    labels = (Y_TOY > 0).astype(int)
+    W, b = binary_layer(U_TOY, 0.3)
+    files = write_run(tmp_path / "run", W, b, (H_TOY, labels), (H_TOY, labels), [1])
+    U_homog, c_homog = binary_layer(rotate(U_TOY, 30.0), 0.1)
+    U_origin, c_origin = binary_layer(rotate(U_TOY, -20.0), 0.0)
+    fits = [fit_record(1, "svc", "binary", W, b, [0]),
+            fit_record(1, "homog", "binary", U_homog, c_homog, [0]),
+            fit_record(1, "origin", "binary", U_origin, c_origin, [0])]
+    io.write_json(tmp_path / "svm.json", {"keys": KEYS, "fits": fits})
+    frame = metrics.run_metrics(files, tmp_path / "svm.json", grid_points=20).set_index("target")
+    np.testing.assert_allclose(frame["svc_homog_angle_deg"], 30.0, atol=1e-9)
+    np.testing.assert_allclose(frame["svc_origin_angle_deg"], 20.0, atol=1e-9)
+    np.testing.assert_allclose(frame["homog_origin_angle_deg"], 50.0, atol=1e-9)
+    assert frame.loc["origin", "angle_deg"] == pytest.approx(20.0)
+    # bias offset against c = 0: (b/‖w‖ − 0)·‖u‖
+    u = U_origin[1] - U_origin[0]
+    w = W[1] - W[0]
+    expected = (0.3 / np.linalg.norm(w)) * np.linalg.norm(u)
+    assert frame.loc["origin", "bias_offset"] == pytest.approx(expected)
+
+
+def test_angles_between_targets_need_two_hard_margin_fits(tmp_path):
+    # A soft origin fit (no separator through the origin) is no target: the angles that
+    # involve it do not apply (NaN); svc–homog still does.
+    labels = (Y_TOY > 0).astype(int)
+    W, b = binary_layer(U_TOY, 0.0)
+    files = write_run(tmp_path / "run", W, b, (H_TOY, labels), (H_TOY, labels), [1])
+    fits = [fit_record(1, "svc", "binary", W, b, [0]),
+            fit_record(1, "homog", "binary", *binary_layer(rotate(U_TOY, 10.0), 0.0), [0]),
+            fit_record(1, "origin", "binary", W, np.zeros(2), [0], separable=False)]
+    io.write_json(tmp_path / "svm.json", {"keys": KEYS, "fits": fits})
+    frame = metrics.run_metrics(files, tmp_path / "svm.json", grid_points=20).set_index("target")
+    np.testing.assert_allclose(frame["svc_homog_angle_deg"], 10.0, atol=1e-9)
+    assert frame["svc_origin_angle_deg"].isna().all()
+    assert frame["homog_origin_angle_deg"].isna().all()
+    assert frame.loc["origin", "invalid_reason"].startswith("not_separable_origin,soft_margin")
+    assert frame.loc["svc", "valid"] and frame.loc["homog", "valid"]

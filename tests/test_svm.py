@@ -477,12 +477,14 @@ def test_stage_main_writes_loadable_svm_json(tmp_path, K, n_schemes, capsys):
     obj = json.loads(out.read_text())
     assert obj["keys"] == {"dataset": "blobs", "arch": "mlp", "seed": 3}
     fits = svm.load_fits(out)
-    assert len(fits) == 2 * 2 * n_schemes  # epochs × targets × schemes
+    assert len(fits) == 2 * len(svm.TARGETS) * n_schemes  # epochs × targets × schemes
     assert sorted({e for e, _ in fits}) == [0, 5]
     for epoch, fit in fits:
         assert fit.W.shape == (K, 2)
-        if fit.scheme != "ovr":
-            assert fit.hard_margin  # the test sets are argmax-separable
+        if fit.scheme != "ovr" and fit.target != "origin":
+            assert fit.hard_margin  # the test sets are argmax-separable (with a bias)
+        if fit.target == "origin":
+            np.testing.assert_array_equal(fit.b, np.zeros(K))
     # One log line per fit.
     assert capsys.readouterr().err.count("svm: epoch") == len(fits)
 
@@ -552,16 +554,17 @@ def kkt_residual(H, y, fit: SVMFit, K: int, active_tol: float = 1e-6) -> float:
     from scipy.optimize import nnls
 
     cases = []
+    bias = fit.target != "origin"  # origin has no bias variable
     if fit.scheme == "binary":
         prob = problems._Binary(H, np.where(y == 1, 1.0, -1.0), fit.target)
-        cases.append((prob, np.r_[fit.W[1] - fit.W[0], fit.b[1] - fit.b[0]]))
+        cases.append((prob, np.r_[fit.W[1] - fit.W[0], [fit.b[1] - fit.b[0]] * bias]))
     elif fit.scheme == "crammer_singer":
         prob = problems._CrammerSinger(H, y, K, fit.target)
-        cases.append((prob, np.r_[fit.W.ravel(), fit.b]))
+        cases.append((prob, np.r_[fit.W.ravel(), fit.b if bias else []]))
     else:
         for k in range(K):
             prob = problems._Binary(H, np.where(y == k, 1.0, -1.0), fit.target)
-            cases.append((prob, np.r_[fit.W[k], fit.b[k]]))
+            cases.append((prob, np.r_[fit.W[k], [fit.b[k]] * bias]))
     worst = 0.0
     for prob, x in cases:
         R, _ = prob.rows(np.arange(prob.n))
@@ -795,3 +798,114 @@ def test_no_silent_soft_fit_when_every_solver_fails(monkeypatch):
     monkeypatch.setattr(qp, "_ldp_fallback", lambda *args, **kwargs: iter(()))
     with pytest.raises(svm.SVMError, match="separable"):
         fit_svm(H, y, "homog", "binary")
+
+
+# --------------------------------------------------------------------------------------------
+# The target through the origin (no bias), and how homog moves between svc and origin
+# --------------------------------------------------------------------------------------------
+
+
+def two_clusters(seed: int = 0, n: int = 150) -> tuple[np.ndarray, np.ndarray]:
+    """Two clusters at (1, 3) and (3, 1.2), std 0.3: separable with a bias and through the
+    origin, by two different separators."""
+    rng = np.random.default_rng(seed)
+    H = np.r_[rng.normal([1.0, 3.0], 0.3, (n, 2)), rng.normal([3.0, 1.2], 0.3, (n, 2))]
+    return H, np.repeat([0, 1], n)
+
+
+def origin_qp(H: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """min ½‖u‖² s.t. sᵢ u·hᵢ ≥ 1, by clarabel on the full problem written out here (no
+    preconditioning, no constraint generation): an independent solve."""
+    import clarabel
+    import scipy.sparse as sp
+
+    n, d = H.shape
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-12
+    solver = clarabel.DefaultSolver(sp.identity(d, format="csc"), np.zeros(d),
+                                    sp.csc_matrix(-(H * s[:, None])), -np.ones(n),
+                                    [clarabel.NonnegativeConeT(n)], settings)
+    solution = solver.solve()
+    assert str(solution.status).endswith("Solved")
+    return np.asarray(solution.x)
+
+
+def test_origin_matches_an_independent_qp_and_has_no_bias():
+    H, y = two_clusters()
+    fit = fit_svm(H, y, "origin", "binary")
+    assert_exact_hard_fit(H, y, fit, 2)
+    np.testing.assert_array_equal(fit.b, [0.0, 0.0])
+    u = origin_qp(H, np.where(y == 1, 1.0, -1.0))
+    np.testing.assert_allclose(fit.W[1] - fit.W[0], u, rtol=1e-6, atol=1e-8)
+    assert svm.TARGETS == ("svc", "homog", "origin")
+
+
+def angle(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b),
+                                              -1, 1))))
+
+
+def test_homog_moves_from_svc_to_origin_as_the_features_are_scaled_up():
+    # homog is the SVM without intercept on [s·h, 1]: as s → 0 the constant coordinate is cheap
+    # and it becomes svc; as s → ∞ the bias costs ever more and it becomes origin. svc and
+    # origin themselves only scale with s (their direction does not move).
+    H, y = two_clusters()
+    normals = {}
+    for s in (1e-3, 1.0, 1e3):
+        fits = {t: fit_svm(s * H, y, t, "binary") for t in svm.TARGETS}
+        normals[s] = {t: f.W[1] - f.W[0] for t, f in fits.items()}
+    svc_origin = angle(normals[1.0]["svc"], normals[1.0]["origin"])
+    assert svc_origin > 2.0  # two different targets
+    assert angle(normals[1e-3]["homog"], normals[1e-3]["svc"]) < 0.01
+    assert angle(normals[1e-3]["homog"], normals[1e-3]["origin"]) > svc_origin - 0.1
+    assert angle(normals[1e3]["homog"], normals[1e3]["origin"]) < 0.01
+    assert angle(normals[1e3]["homog"], normals[1e3]["svc"]) > svc_origin - 0.1
+    at_one = (angle(normals[1.0]["homog"], normals[1.0]["svc"]),
+              angle(normals[1.0]["homog"], normals[1.0]["origin"]))
+    assert min(at_one) > 0.1  # in between at s = 1
+    for target in ("svc", "origin"):
+        assert angle(normals[1e-3][target], normals[1e3][target]) < 1e-6
+
+
+@pytest.mark.parametrize("scheme", ["crammer_singer", "ovr"])
+def test_origin_multiclass_is_exact_with_zero_biases(scheme):
+    rng = np.random.default_rng(3)
+    centres = np.array([[1.0, 4.0], [4.0, 1.0], [4.0, 4.0]]) * 3
+    H = np.r_[tuple(rng.normal(c, 0.3, (80, 2)) for c in centres)]
+    y = np.repeat([0, 1, 2], 80)
+    fit = fit_svm(H, y, "origin", scheme)
+    np.testing.assert_array_equal(fit.b, np.zeros(3))
+    if scheme == "crammer_singer":
+        assert_exact_hard_fit(H, y, fit, 3)
+    else:  # class 2 sits between the others' directions: no ray separates it from the rest
+        assert not fit.separable and not fit.hard_margin and "class 2: not separable" in fit.status
+
+
+def test_origin_not_separable_when_both_classes_touch_the_origin():
+    # A point of each class at h = 0 (a ReLU bottleneck off on both): no hyperplane through the
+    # origin separates them, while a free bias still can separate the rest from class 1's 0.
+    H, y = two_clusters()
+    H = np.r_[H, [[0.0, 0.0]]]
+    y = np.r_[y, [1]]
+    origin = fit_svm(H, y, "origin", "binary")
+    assert not origin.separable and not origin.hard_margin and origin.C == 1.0
+    assert "not separable" in origin.status
+    assert fit_svm(H, y, "svc", "binary").hard_margin
+
+
+def test_origin_certificate_ignores_the_networks_bias():
+    H, y = two_clusters()
+    u = origin_qp(H, np.where(y == 1, 1.0, -1.0))
+    good = (np.vstack([-u, u]), np.array([5.0, -5.0]))  # separates through 0, whatever its bias
+    fit = fit_svm(H, y, "origin", "binary", certificate=good)
+    assert fit.hard_margin and "through the origin separates every point" in fit.status
+    # A layer that separates only with its bias proves nothing about the origin problem: the LP
+    # decides (the data are separable through the origin all the same).
+    shifted = H + np.array([0.0, 10.0])
+    w = np.array([1.0, -1.0])
+    needs_bias = (np.vstack([-w / 2, w / 2]), np.array([-5.0, 5.0]))
+    assert (functional_margins(shifted, y, *needs_bias, "binary") > 0).all()
+    assert not (functional_margins(shifted, y, needs_bias[0], np.zeros(2), "binary") > 0).all()
+    fit = fit_svm(shifted, y, "origin", "binary", certificate=needs_bias)
+    assert fit.hard_margin and "LP feasible" in fit.status

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from nnboundary.svm import SVMError, fit_svm, functional_margins
+from nnboundary.svm import TARGETS, SVMError, fit_svm, functional_margins
 from nnboundary.svm.bench import collapsed_features
 from nnboundary.svm.problems import MEMORY_LIMIT, SVMMemoryError, check_memory
 from test_svm import assert_exact_hard_fit, network_like
@@ -232,7 +232,7 @@ def test_benchmark_svm_prints_the_wide_table_and_writes_json(tmp_path, capsys):
 
     rows = bench.benchmark_wide(sizes=((400, 64, 10, 4.0),))
     out = capsys.readouterr().out
-    assert "peak MB" in out and len(rows) == 2
+    assert "peak MB" in out and len(rows) == len(TARGETS)
     for row in rows:
         assert row["hard"] and row["exact"] and row["n"] == 400 and row["d"] == 64
         assert row["peak_mb"] > 0 and row["min_margin"] == pytest.approx(1.0, abs=1e-9)
@@ -240,4 +240,4 @@ def test_benchmark_svm_prints_the_wide_table_and_writes_json(tmp_path, capsys):
     path = tmp_path / "svm.json"
     assert benchmark.main(["svm", "--n", "600", "--no-wide", "--output", str(path)]) == 0
     record = json.loads(path.read_text())
-    assert "cores" in record["device"] and len(record["planar"]) == 14 and "wide" not in record
+    assert "cores" in record["device"] and len(record["planar"]) == 7 * len(TARGETS) and "wide" not in record

@@ -23,6 +23,10 @@ CASES = [
     ({"diverged": True}, "diverged"),
     ({"dead_units": 2, "degenerate": True, "train_acc": 0.5, "margin_nn": 0.0},
      "misclassified,dead_unit,convention"),
+    # No separator through the origin: the origin target's own reason, not the features'.
+    ({"target": "origin", "separable": False, "hard_margin": False},
+     "not_separable_origin,soft_margin"),
+    ({"target": "origin"}, ""),
 ]
 
 

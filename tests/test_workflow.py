@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from nnboundary import io
+from nnboundary import io, loop
+from nnboundary.config import DEFAULT_TRAIN
 from nnboundary.metrics import NOT_APPLICABLE_NAN
+from nnboundary.targets import TARGETS
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +39,16 @@ def test_every_output_exists_and_is_not_trivial(finished):
         epochs = 60 if "/full/" in run else 80
         assert len(history) == epochs and history["loss"].iloc[-1] < history["loss"].iloc[0]
         features = io.list_feature_files(run_dir / "features")
-        names = (["epoch000001.parquet", "epoch000008.parquet", "epoch000060.parquet"]
-                 if "/full/" in run else
-                 ["epoch000001.parquet", "epoch000009.parquet", "epoch000080.parquet"])
-        assert [f.name for f in features] == names
+        # The log-spaced checkpoints, and the first epoch below each loss milestone reached
+        # (the epoch's mean loss: the tiny runs use a constant step).
+        epochs = {1, 8, 60} if "/full/" in run else {1, 9, 80}
+        plan = loop.Plan(0, 1, 1, [], 0, milestones=DEFAULT_TRAIN["loss_milestones"])
+        depth = plan.milestone_epochs(list(zip(history["epoch"], history["loss"])))
+        assert [f.name for f in features] == [io.feature_file_name(e)
+                                              for e in sorted(epochs | depth)]
         fits = io.read_json(run_dir / "svm.json")["fits"]
-        assert len(fits) == (2 if run.startswith("blobs") else 4) * 3
+        schemes = 1 if run.startswith("blobs") else 2
+        assert len(fits) == len(features) * len(TARGETS) * schemes
         assert (results / "figures" / "runs" / f"{run}.png").stat().st_size > 10_000
         for rule in ("features", "svm", "metrics"):
             assert (results / "logs" / rule / f"{run}.log").exists()
@@ -53,7 +59,7 @@ def test_every_output_exists_and_is_not_trivial(finished):
     metrics = pd.read_parquet(results / "metrics.parquet")
     assert set(metrics["dataset"]) == {"blobs", "digits012"}
     assert set(metrics["regime"]) == {"full", "retrain_last"} and set(metrics["variant"]) == {"base"}
-    assert set(metrics["target"]) == {"svc", "homog"}
+    assert set(metrics["target"]) == set(TARGETS)
     assert set(metrics[metrics["dataset"] == "digits012"]["pair"]) == {"0-1", "0-2", "1-2", "mean"}
     numeric = metrics.select_dtypes("number").drop(columns=list(NOT_APPLICABLE_NAN))
     assert not numeric.isna().any().any()
@@ -69,7 +75,7 @@ def test_every_output_exists_and_is_not_trivial(finished):
                                         == 3)
     assert len(pd.read_csv(results / "excluded.csv")) == (~seeds["valid"]).sum()
     summary = pd.read_csv(results / "summary.csv")
-    assert len(summary) == 2 * (2 + 4)  # 2 regimes x (blobs: 2 targets; digits012: 2 x 2 schemes)
+    assert len(summary) == 2 * (3 + 6)  # 2 regimes x (blobs: 3 targets; digits012: 3 x 2 schemes)
     assert "±" in (results / "summary.md").read_text()
     findings = pd.read_csv(results / "findings.csv")
     assert len(findings) == 4 and set(findings["regime"]) == {"full", "retrain_last"}
@@ -114,6 +120,79 @@ def test_metrics_agree_with_an_independent_recomputation(finished):
         assert row["margin_svm"] == pytest.approx(1 / np.linalg.norm(u), rel=1e-3)
         offset = (b / np.linalg.norm(w) - c / np.linalg.norm(u)) * np.linalg.norm(u)
         assert row["bias_offset"] == pytest.approx(offset, abs=1e-2 * max(1, abs(offset)))
+
+
+def origin_solve(H: np.ndarray, y: np.ndarray, K: int) -> np.ndarray | None:
+    """The hard-margin SVM through the origin written out in full and solved by clarabel,
+    independently of nnboundary.svm (no preconditioning, no working set): binary
+    min ½‖u‖² s.t. sᵢ u·hᵢ ≥ 1, returned as the pair normal of classes (0, 1); K > 2
+    Crammer–Singer min ½Σ‖w_k‖² s.t. (w_{yᵢ} − w_k)·hᵢ ≥ 1, returned as W (K × d). None when
+    clarabel proves it infeasible."""
+    import clarabel
+    import scipy.sparse as sp
+
+    n, d = H.shape
+    if K == 2:
+        A = -(H * np.where(y == 1, 1.0, -1.0)[:, None])
+        p = d
+    else:
+        rows = []
+        for i in range(n):
+            for k in range(K):
+                if k != y[i]:
+                    row = np.zeros(K * d)
+                    row[y[i] * d:(y[i] + 1) * d] = H[i]
+                    row[k * d:(k + 1) * d] = -H[i]
+                    rows.append(row)
+        A, p = -np.array(rows), K * d
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-10
+    solution = clarabel.DefaultSolver(sp.identity(p, format="csc"), np.zeros(p),
+                                      sp.csc_matrix(A), -np.ones(A.shape[0]),
+                                      [clarabel.NonnegativeConeT(A.shape[0])], settings).solve()
+    status = str(solution.status)
+    if "Infeasible" in status:
+        return None
+    assert status.endswith("Solved"), status
+    x = np.asarray(solution.x)
+    return x if K == 2 else x.reshape(K, d)
+
+
+def test_origin_rows_agree_with_an_independent_solve(finished):
+    """The rows of target origin, from the feature files alone and clarabel: the angle to the
+    network's normal and the SVM's margin, per class pair; not separable where it is not."""
+    metrics = pd.read_parquet(finished / "results" / "metrics.parquet")
+    compared = 0
+    for run in RUNS:
+        dataset, arch, variant, regime, seed = run.split("/")
+        for path in io.list_feature_files(finished / "results" / "runs" / run / "features"):
+            features = io.read_features(path)
+            H, y = features.part("train")
+            K = features.n_classes
+            scheme = "binary" if K == 2 else "crammer_singer"
+            rows = metrics[(metrics["dataset"] == dataset) & (metrics["regime"] == regime)
+                           & (metrics["epoch"] == features.epoch) & (metrics["target"] == "origin")
+                           & (metrics["scheme"] == scheme)].set_index("pair")
+            solved = origin_solve(H.astype(np.float64), y, K)
+            if solved is None:
+                assert not rows["separable"].any()
+                continue
+            assert rows["separable"].all() and rows["hard_margin"].all()
+            U = np.vstack([-solved / 2, solved / 2]) if K == 2 else solved
+            for i in range(K):
+                for j in range(i + 1, K):
+                    row = rows.loc[f"{i}-{j}"]
+                    w, u = features.W[j] - features.W[i], U[j] - U[i]
+                    cos = w @ u / np.linalg.norm(w) / np.linalg.norm(u)
+                    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+                    assert row["angle_deg"] == pytest.approx(angle, abs=0.05)
+                    pair = (y == i) | (y == j)
+                    sign = np.where(y[pair] == j, 1.0, -1.0)
+                    margin = np.min(sign * (H[pair] @ u)) / np.linalg.norm(u)
+                    assert row["margin_svm"] == pytest.approx(margin, rel=1e-3)
+                    compared += 1
+    assert compared >= 4
 
 
 def test_second_run_does_nothing(finished):

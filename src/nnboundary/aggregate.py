@@ -22,6 +22,9 @@ without ``regime``/``variant`` columns is read as regime "full", variant "base")
 - ``convergence.csv``: the 1/log t fit of the angle and margin gaps of every run and target over
   its valid checkpoints, and the median and range over seeds (``seed`` = -1)
   (:func:`nnboundary.convergence.convergence_table`).
+- ``depth.csv`` / ``depth.html``: every run at the same train losses (``--milestones``), and
+  whether the angle to each target falls as the loss goes to 0 (:mod:`nnboundary.depth`); also
+  a section of ``findings.md``.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import depth as depth_module
 from . import findings as findings_module
 from . import document, io, stats
 from .convergence import RUN_KEYS, convergence_table, with_run_keys
 from .metrics import NETWORK_METRICS, PAIR_METRICS
+from .targets import PAIR_ANGLE_COLUMNS
 from .validity import with_validity
 
 SUMMARY_METRICS = tuple(PAIR_METRICS + NETWORK_METRICS + ["matrix_angle_deg"])
@@ -94,8 +99,8 @@ def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 #: The metrics shown in summary.md.
-MARKDOWN_METRICS = ("angle_deg", "margin_ratio", "bias_gap", "svm_bias_gap", "svc_homog_angle_deg",
-                    "train_loss", "test_acc")
+MARKDOWN_METRICS = ("angle_deg", "margin_ratio", "bias_gap", "svm_bias_gap",
+                    *PAIR_ANGLE_COLUMNS, "train_loss", "test_acc")
 
 
 def summary_document(summary: pd.DataFrame, metrics=MARKDOWN_METRICS) -> list[document.Block]:
@@ -128,8 +133,9 @@ SUMMARY_CAPTION = (
     "One row per dataset × arch × variant × regime × SVM target × scheme, at the final "
     "checkpoint, over valid seeds only (valid/seeds). angle_deg: angle between the network's "
     "last-layer normal and the SVM's; margin_ratio: the network's margin over the SVM's; "
-    "bias_gap: 1 − 2·midpoint (0 midway); svm_bias_gap: the SVM's own; svc_homog_angle_deg: "
-    "the angle between the two SVM targets. summary.csv has every metric with its quartiles.")
+    "bias_gap: 1 − 2·midpoint (0 midway); svm_bias_gap: the SVM's own; *_angle_deg: the "
+    "angles between the SVM targets svc (free bias), homog (bias penalised like a weight) and "
+    "origin (no bias). summary.csv has every metric with its quartiles.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +179,9 @@ def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_
               summary_html: Path | None = None, findings_html: Path | None = None,
               claims_html: Path | None = None, collapse_inputs: list[Path] | None = None,
               collapse_out: Path | None = None, collapse_csv: Path | None = None,
-              collapse_html: Path | None = None) -> pd.DataFrame:
+              collapse_html: Path | None = None, depth_csv: Path | None = None,
+              depth_html: Path | None = None,
+              milestones=depth_module.DEFAULT_MILESTONES) -> pd.DataFrame:
     """Write the tables of the module docstring (the optional ones only when given); return
     the summary."""
     metrics = with_validity(combine(inputs))
@@ -184,12 +192,17 @@ def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_
     seeds = findings_module.seed_table(metrics)
     excluded = findings_module.excluded(seeds)
     claims = findings_module.claims(metrics)
+    depth = depth_module.depth_table(metrics, milestones)
+    if depth_csv is not None:
+        _write_csv(depth_csv, depth)
+    write_document(depth_module.depth_document(depth), None, depth_html, "Depth")
     if findings_csv is not None or findings_md is not None or findings_html is not None:
         table = findings_module.findings(metrics)
         if findings_csv is not None:
             _write_csv(findings_csv, table)
-        write_document(findings_module.findings_document(table, claims, excluded), findings_md,
-                       findings_html, "Findings")
+        blocks = findings_module.findings_document(table, claims, excluded)
+        blocks += depth_module.depth_document(depth, level=2)
+        write_document(blocks, findings_md, findings_html, "Findings")
     if claims_html is not None:
         write_document(findings_module.claims_document(claims), None, claims_html, "Claims")
     for path, table in ((claims_csv, claims), (seeds_csv, seeds), (excluded_csv, excluded)):
@@ -235,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="every run's final values and validity (CSV) to write")
     parser.add_argument("--excluded-csv", required=True,
                         help="the invalid seeds and their reasons (CSV) to write")
+    parser.add_argument("--depth-csv", help="every run at the same train losses (CSV) to write")
+    parser.add_argument("--depth-html", help="the depth table (HTML page) to write")
+    parser.add_argument("--milestones", type=float, nargs="+",
+                        default=list(depth_module.DEFAULT_MILESTONES),
+                        help="train losses of the depth table (default: %(default)s)")
     args = parser.parse_args(argv)
     summary = aggregate([Path(p) for p in args.inputs], Path(args.metrics),
                         Path(args.summary_csv), Path(args.summary_md), Path(args.findings_csv),
@@ -245,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                         None if args.collapse_inputs is None else
                         [Path(p) for p in args.collapse_inputs],
                         *(None if a is None else Path(a) for a in
-                          (args.collapse, args.collapse_csv, args.collapse_html)))
+                          (args.collapse, args.collapse_csv, args.collapse_html, args.depth_csv,
+                           args.depth_html)), milestones=args.milestones)
     print(f"aggregated {len(args.inputs)} runs into {len(summary)} summary rows", file=sys.stderr)
     return 0

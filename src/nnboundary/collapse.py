@@ -49,6 +49,7 @@ import numpy as np
 
 from . import io
 from .config import BASE_VARIANT, RUN_KEYS
+from .targets import TARGETS
 
 NC_COLUMNS = ["nc1", "nc2_norm_cv_means", "nc2_norm_cv_weights", "nc2_cos_shift_means",
               "nc2_etf_distance", "nc3_self_duality", "nc4_ncc_mismatch"]
@@ -179,10 +180,12 @@ CELL = ["dataset", "arch", "variant", "regime"]
 
 def collapse_table(frames, metrics):
     """Every run's NC rows in one table, each checkpoint with the validity of its metrics rows
-    (valid when every SVM target's summary row of that run and epoch is: see
-    :mod:`nnboundary.validity`; ``nc_degenerate`` adds ``convention``) and the angle between
-    the centred last layer and each target's SVM, ``angle_svc_deg`` / ``angle_homog_deg``
-    (``matrix_angle_deg`` of the Crammer–Singer fit for K > 2, of the binary fit for K = 2)."""
+    (valid when the summary row of every SVM target with a bias, svc and homog, of that run and
+    epoch is: see :mod:`nnboundary.validity`; ``nc_degenerate`` adds ``convention``) and the
+    angle between the centred last layer and each target's SVM, ``angle_svc_deg`` /
+    ``angle_homog_deg`` / ``angle_origin_deg`` (``matrix_angle_deg`` of the Crammer–Singer fit
+    for K > 2, of the binary fit for K = 2; the origin angle only where its own row is valid,
+    since a separator through the origin need not exist)."""
     import pandas as pd
 
     from .convergence import overall_rows, with_run_keys
@@ -192,12 +195,14 @@ def collapse_table(frames, metrics):
         pd.DataFrame(columns=COLUMNS)
     rows = overall_rows(metrics)
     if len(rows):
-        checkpoint = rows.groupby(keys, sort=False).agg(
+        judged = rows[rows["target"] != "origin"] if (rows["target"] != "origin").any() else rows
+        checkpoint = judged.groupby(keys, sort=False).agg(
             valid=("valid", "all"),
             invalid_reason=("invalid_reason", lambda r: ",".join(sorted(
                 {p for text in r for p in str(text).split(",") if p}))))
-        angles = rows.pivot_table(index=keys, columns="target", values="matrix_angle_deg",
-                                  aggfunc="first")
+        usable = rows[(rows["target"] != "origin") | rows["valid"].astype(bool)]
+        angles = usable.pivot_table(index=keys, columns="target", values="matrix_angle_deg",
+                                    aggfunc="first", dropna=False)
         angles.columns = [f"angle_{t}_deg" for t in angles.columns]
         nc = nc.merge(checkpoint.reset_index(), on=keys, how="left").merge(
             angles.reset_index(), on=keys, how="left")
@@ -215,7 +220,7 @@ def collapse_table(frames, metrics):
 
 #: Checkpoints a run needs for the rank correlation between its angle and NC3.
 MIN_TREND_CHECKPOINTS = 4
-TARGET_ANGLES = ("angle_svc_deg", "angle_homog_deg")
+TARGET_ANGLES = tuple(f"angle_{t}_deg" for t in TARGETS)
 
 
 def run_trends(run) -> dict[str, float]:
@@ -258,11 +263,12 @@ def collapse_summary(table):
     two SVM targets. A cell without a valid seed has empty statistics.
 
     And counts over seeds, each with its sign test (``_k`` of ``_n`` seeds, ``_p``, ``_verdict``
-    as in :func:`nnboundary.stats.count_verdict`): ``svc_lt2`` / ``homog_lt2``, the final angle
-    to that target below :data:`nnboundary.findings.DIRECTION_TOL_DEG` (valid seeds);
-    ``nc1_fell`` (:func:`run_trends`, seeds with two non-degenerate checkpoints); ``rho_svc_pos``
-    / ``rho_homog_pos``, a positive rank correlation between the angle and NC3 over the run
-    (seeds with enough valid checkpoints), with the median ρ as ``rho_svc_nc3_median``."""
+    as in :func:`nnboundary.stats.count_verdict`): ``<target>_lt2`` (svc, homog, origin), the
+    final angle to that target below :data:`nnboundary.findings.DIRECTION_TOL_DEG` (valid seeds
+    with that angle); ``nc1_fell`` (:func:`run_trends`, seeds with two non-degenerate
+    checkpoints); ``rho_<target>_pos``, a positive rank correlation between the angle and NC3
+    over the run (seeds with enough valid checkpoints), with the median ρ as
+    ``rho_<target>_nc3_median``."""
     import pandas as pd
 
     from . import stats
@@ -272,7 +278,7 @@ def collapse_summary(table):
         return pd.DataFrame(columns=CELL + ["n_seeds", "n_valid"])
     last = table.groupby(list(RUN_KEYS))["epoch"].transform("max")
     final = table[table["epoch"] == last]
-    measured = NC_COLUMNS + [c for c in ("angle_svc_deg", "angle_homog_deg") if c in table]
+    measured = NC_COLUMNS + [c for c in TARGET_ANGLES if c in table]
     records = []
     for cell, group in final.groupby(CELL, sort=False):
         valid = group[group["valid"]]
@@ -305,8 +311,7 @@ def collapse_document(summary):
     from . import document
     from .findings import _median_iqr
 
-    names = NC_COLUMNS + [c for c in ("angle_svc_deg", "angle_homog_deg")
-                          if f"{c}_median" in summary]
+    names = NC_COLUMNS + [c for c in TARGET_ANGLES if f"{c}_median" in summary]
     header = CELL + ["d", "K", "valid/seeds"] + names
     rows = [[str(row[c]) for c in CELL] + [str(row["feature_dim"]), str(row["n_classes"]),
                                             f"{int(row['n_valid'])}/{int(row['n_seeds'])}"]
@@ -317,7 +322,8 @@ def collapse_document(summary):
                "equiangularity (mean |cos + 1/(K−1)|) and the distance to a simplex ETF; nc3: "
                "‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²; nc4: share of train points where the network and the "
                "nearest class mean disagree; angle_*: the centred last layer against each SVM "
-               "target (Crammer–Singer for K > 2). A simplex ETF needs d ≥ K − 1.")
+               "target (Crammer–Singer for K > 2; origin: over the seeds where a separator "
+               "through the origin exists). A simplex ETF needs d ≥ K − 1.")
     blocks = [document.Heading("Neural collapse: final checkpoint, valid seeds only"),
               document.Table(header, rows, caption=caption)]
     if "nc1_fell_k" not in summary:
@@ -335,12 +341,12 @@ def collapse_document(summary):
         value = row.get(f"rho_{short}_nc3_median", np.nan)
         return "" if not np.isfinite(value) else f"{value:.2f}"
 
-    header = CELL + ["d", "angle_svc < 2°", "angle_homog < 2°", "NC1 fell", "ρ(angle_svc, NC3) > 0",
-                     "median ρ svc", "ρ(angle_homog, NC3) > 0", "median ρ homog"]
-    rows = [[str(row[c]) for c in CELL] + [str(row["feature_dim"]), count(row, "svc_lt2"),
-                                            count(row, "homog_lt2"), count(row, "nc1_fell"),
-                                            count(row, "rho_svc_pos"), rho(row, "svc"),
-                                            count(row, "rho_homog_pos"), rho(row, "homog")]
+    targets = [t for t in TARGETS if f"{t}_lt2_k" in summary]
+    header = (CELL + ["d"] + [f"angle_{t} < 2°" for t in targets] + ["NC1 fell"]
+              + [part for t in targets for part in (f"ρ(angle_{t}, NC3) > 0", f"median ρ {t}")])
+    rows = [[str(row[c]) for c in CELL] + [str(row["feature_dim"])]
+            + [count(row, f"{t}_lt2") for t in targets] + [count(row, "nc1_fell")]
+            + [part for t in targets for part in (count(row, f"rho_{t}_pos"), rho(row, t))]
             for _, row in summary.iterrows()]
     caption = ("Counts over seeds with the two-sided sign test (k/n, p, verdict at α = 0.05 with ≥ 5 "
                "seeds): the final angle to each SVM target below 2° (valid seeds); NC1 lower at "

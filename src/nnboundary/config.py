@@ -56,6 +56,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "min_epochs": 0,
     "dtype": "float32",
     "bn_eval_after": None,
+    # Also keep the first epoch below each of these train losses (nnboundary.loop): every seed
+    # is then measured at the same depths.
+    "loss_milestones": [1e-2, 1e-4, 1e-8, 1e-16, 1e-32, 1e-64, 1e-100],
 }
 
 # The retrain_last regime: the full model at `from_epoch` (None: its last epoch), the last layer
@@ -69,7 +72,7 @@ DEFAULT_RETRAIN: dict[str, Any] = {
     **{key: DEFAULT_TRAIN[key] for key in ("momentum", "epochs", "batch_size", "checkpoints",
                                            "n_checkpoints", "weight_decay", "device",
                                            "log_every", "schedule", "schedule_cap",
-                                           "until_loss", "min_epochs")},
+                                           "until_loss", "min_epochs", "loss_milestones")},
     # The last layer is a linear model on fixed features: float64 costs nothing there.
     "dtype": "float64",
 }
@@ -608,6 +611,19 @@ def runs(config: dict) -> list[Run]:
         for regime in grid.get("regimes", ["full"])
         for seed in grid["seeds"]
     ]
+
+
+def loss_milestones(config: dict) -> list[float]:
+    """Every ``loss_milestones`` value of the grid's runs (training, and retraining for
+    ``retrain_last`` runs), largest first: the depths the depth table reports."""
+    values: set[float] = set()
+    for run in runs(config):
+        if run.regime == "retrain_last":
+            settings = raw_retrain_settings(config, run.dataset, run.arch, run.variant)
+        else:
+            settings = raw_train_settings(config, run.dataset, run.arch, run.variant)
+        values |= {float(m) for m in settings.get("loss_milestones") or []}
+    return sorted(values, reverse=True)
 
 
 def grid_size(config: dict) -> str:

@@ -1,25 +1,31 @@
 """What the grid shows, per cell and per claim: the tables behind every sentence about results.
 
 Everything here starts from the final checkpoint of each run and uses **valid seeds only**
-(:mod:`nnboundary.validity`): a seed of a cell is valid when its final rows for every SVM target
-are. Invalid seeds are counted (``n_valid`` beside ``n_seeds``) and listed with their reason;
-none of their values enters a statistic. The row that stands for a fit is the binary one, or for
+(:mod:`nnboundary.validity`): a seed of a cell is valid when its final rows for the targets with a
+bias (``svc``, ``homog``) are. The ``origin`` target (no bias) may not exist where those do (no
+hyperplane through the origin separates the features): then the seed stays valid, its origin
+values are left out (NaN; ``origin_valid`` false, counted as ``n_valid_origin``) and its reason is
+``origin_invalid_reason``. Invalid seeds are counted (``n_valid`` beside ``n_seeds``) and listed
+with their reason; none of their values enters a statistic. The row that stands for a fit is the binary one, or for
 K > 2 the Crammer–Singer ``mean`` row over class pairs (:func:`nnboundary.convergence.overall_rows`).
 
 Tables:
 
 - :func:`seed_table` (``seeds.csv``): one row per run at its final checkpoint: per target the
   angle, margin ratio, |bias offset|, the SVM's own bias gap and the network's bias gap against
-  it; the network's bias gap, the angle between the two targets, loss, accuracies, what it
+  it; the network's bias gap, the angles between the targets, loss, accuracies, what it
   trained with, and its validity.
 - :func:`findings` (``findings.csv``): one row per dataset × arch × variant × regime: mean, sd,
   median, quartiles and extremes over valid seeds, and three verdicts:
 
-  - ``direction_converged``: the *worst* valid seed's angle to its nearer target is below
+  - ``direction_converged``: the *worst* valid seed's angle to its nearest target is below
     :data:`DIRECTION_TOL_DEG` (2°);
-  - ``closer_target``: per valid seed, the target with the smaller final angle (a tie within
-    :data:`TIE_DEG` counts for neither); the count goes through a two-sided sign test, and the
-    verdict is ``undecided`` when p ≥ 0.05 or fewer than 5 seeds were compared;
+  - ``closer_target``: per valid seed, the target with the smallest final angle (a seed whose two
+    nearest targets lie within :data:`TIE_DEG` of each other is tied); the target nearest in
+    most seeds is the verdict when, against *each* other target, a two-sided sign test over the
+    seeds of that comparison says it is the nearer one (an intersection–union test: p is the
+    largest of those p-values), else ``undecided`` (also when fewer than 5 seeds were compared;
+    :func:`closer_count`);
   - ``bias_midway``: the worst valid seed's |bias gap to the svc SVM| is below
     :data:`BIAS_GAP_TOL` (0.1 half-gaps).
 - :func:`claims` (``claims.csv``): the paper's three claims per dataset × arch × variant, each a
@@ -41,9 +47,11 @@ import pandas as pd
 
 from . import document, stats
 from .convergence import RUN_KEYS, overall_rows, regime_sort_key
+from .targets import PAIR_ANGLE_COLUMNS, TARGETS, TIE_DEG
 from .validity import with_validity
 
-TARGETS = ("svc", "homog")
+#: The target without a bias: a seed stays valid where it alone does not exist.
+ORIGIN = "origin"
 #: One row of the findings table per cell.
 FINDINGS_GROUP = ["dataset", "arch", "variant", "regime"]
 #: A seed's direction ``has converged`` when its final angle to its nearer target is below this.
@@ -51,8 +59,6 @@ DIRECTION_TOL_DEG = 2.0
 #: A boundary sits ``midway`` when its |bias gap| is below this many half gaps (±1 = touching a
 #: class), i.e. within 5% of the gap's width from its middle.
 BIAS_GAP_TOL = 0.1
-#: Final angles to the two targets closer than this (degrees) are a tie for that seed.
-TIE_DEG = 0.01
 #: Shown instead of numbers where a cell has no valid seed.
 NO_VALID = "no valid seed"
 
@@ -60,8 +66,9 @@ NO_VALID = "no valid seed"
 PER_TARGET = {"angle_deg": "angle", "margin_ratio": "margin_ratio",
               "bias_offset_abs": "bias_offset_abs", "svm_bias_gap": "svm_bias_gap",
               "bias_gap_vs_svm_abs": "bias_gap_vs_svm_abs"}
-#: Columns of the network alone, taken from the svc row (else homog).
-NETWORK = ["scheme", "epoch", "step", "bias_gap", "bias_gap_abs", "svc_homog_angle_deg",
+#: Columns of the network alone (and the angles between the targets), taken from the svc row
+#: (else the first target fitted).
+NETWORK = ["scheme", "epoch", "step", "bias_gap", "bias_gap_abs", *PAIR_ANGLE_COLUMNS,
            "train_loss", "train_acc", "test_acc", "dead_units", "optimizer", "loss", "lr",
            "batch_size"]
 
@@ -84,10 +91,12 @@ def final_overall_rows(metrics: pd.DataFrame) -> pd.DataFrame:
 def seed_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per run (:data:`RUN_KEYS`) at its final checkpoint (module docstring).
 
-    ``valid``: every target's final row is valid; ``invalid_reason``: the union of their
-    reasons (``target: reason`` where the targets differ). ``bias_gap_svc_abs``: the bias
-    measure of the module docstring (NaN without an svc fit). ``angle_nearer``: the smaller of
-    the two targets' final angles."""
+    ``valid``: the final rows of every target with a bias (svc, homog) are valid (origin alone:
+    its row); ``invalid_reason``: the union of their reasons (``target: reason`` where the
+    targets differ). ``origin_valid`` / ``origin_invalid_reason``: the origin row's; where it is
+    invalid the origin columns are NaN. ``bias_gap_svc_abs``: the bias measure of the module
+    docstring (NaN without an svc fit). ``angle_nearer``: the smallest of the targets' final
+    angles."""
     final = final_overall_rows(metrics)
     records = []
     for keys, run in final.groupby(RUN_KEYS, sort=True):
@@ -95,20 +104,26 @@ def seed_table(metrics: pd.DataFrame) -> pd.DataFrame:
         by_target = {str(t): row for t, row in zip(run["target"], run.to_dict("records"))}
         reference = by_target.get("svc") or next(iter(by_target.values()))
         record.update({name: reference.get(name, np.nan) for name in NETWORK})
+        origin = by_target.get(ORIGIN)
+        origin_valid = origin is not None and bool(origin["valid"])
         for column, prefix in PER_TARGET.items():
             for target in TARGETS:
                 row = by_target.get(target)
-                record[f"{prefix}_{target}"] = np.nan if row is None else row.get(column, np.nan)
+                usable = row is not None and (target != ORIGIN or origin_valid)
+                record[f"{prefix}_{target}"] = row.get(column, np.nan) if usable else np.nan
         svc = by_target.get("svc")
         record["bias_gap_svc_abs"] = np.nan if svc is None else svc.get("bias_gap_vs_svm_abs")
-        angles = [record[f"angle_{t}"] for t in TARGETS if t in by_target]
+        angles = [record[f"angle_{t}"] for t in TARGETS if np.isfinite(record[f"angle_{t}"])]
         record["angle_nearer"] = float(np.min(angles)) if angles else np.nan
-        reasons = {t: row["invalid_reason"] for t, row in by_target.items() if row["invalid_reason"]}
-        record["valid"] = all(bool(row["valid"]) for row in by_target.values())
-        if len(set(reasons.values())) <= 1 and len(reasons) == len(by_target):
+        judged = {t: row for t, row in by_target.items() if t != ORIGIN} or by_target
+        reasons = {t: row["invalid_reason"] for t, row in judged.items() if row["invalid_reason"]}
+        record["valid"] = all(bool(row["valid"]) for row in judged.values())
+        if len(set(reasons.values())) <= 1 and len(reasons) == len(judged):
             record["invalid_reason"] = next(iter(reasons.values()), "")
         else:
             record["invalid_reason"] = "; ".join(f"{t}: {r}" for t, r in sorted(reasons.items()))
+        record["origin_valid"] = origin_valid
+        record["origin_invalid_reason"] = "" if origin is None else str(origin["invalid_reason"])
         record["targets"] = "/".join(t for t in TARGETS if t in by_target)
         records.append(record)
     return pd.DataFrame(records)
@@ -156,19 +171,48 @@ def _put(record: dict, prefix: str, values, parts=("mean", "sd", "median", "q25"
 
 
 def closer_count(valid: pd.DataFrame) -> dict:
-    """Per valid seed, which target its final angle is closer to; the sign test over the seeds
-    that are not tied (|angle_svc − angle_homog| ≤ :data:`TIE_DEG`)."""
-    difference = (valid["angle_svc"] - valid["angle_homog"]).to_numpy(dtype=float)
-    difference = difference[np.isfinite(difference)]
-    svc, homog = int((difference < -TIE_DEG).sum()), int((difference > TIE_DEG).sum())
-    count = stats.count_verdict(svc, svc + homog)
-    if count.verdict == "undecided":
-        closer = "undecided"
-    else:
-        closer = "svc" if count.verdict == "holds" else "homog"
-    return {"seeds_closer_svc": svc, "seeds_closer_homog": homog,
-            "seeds_tied": int(difference.size - svc - homog), "closer_p_value": count.p,
-            "closer_target": closer}
+    """Which target each valid seed's final angle is nearest to, and whether one target wins.
+
+    Per seed, among the targets with a finite angle: the nearest one, or a tie when the two
+    nearest lie within :data:`TIE_DEG` (``seeds_closer_<target>``, ``seeds_tied``). The verdict
+    is the target T nearest in most seeds (ties between targets broken by table order) when, for
+    *every* other target S, the two-sided sign test of "T's angle is smaller than S's" over the
+    seeds where both are finite and differ by more than :data:`TIE_DEG` holds
+    (:func:`nnboundary.stats.count_verdict`); p (``closer_p_value``) is the largest of those
+    p-values (an intersection–union test), ``undecided`` otherwise."""
+    columns = [f"angle_{t}" for t in TARGETS if f"angle_{t}" in valid]
+    angles = valid[columns].to_numpy(dtype=float) if columns else np.zeros((len(valid), 0))
+    names = [c.removeprefix("angle_") for c in columns]
+    wins = dict.fromkeys(TARGETS, 0)
+    tied = 0
+    for row in angles:
+        finite = np.flatnonzero(np.isfinite(row))
+        if finite.size == 0:
+            continue
+        order = finite[np.argsort(row[finite], kind="stable")]
+        if order.size > 1 and row[order[1]] - row[order[0]] <= TIE_DEG:
+            tied += 1
+        else:
+            wins[names[order[0]]] += 1
+    record = {f"seeds_closer_{t}": wins[t] for t in TARGETS}
+    record["seeds_tied"] = tied
+    leader = max(names, key=lambda t: wins[t]) if names and max(wins.values()) > 0 else None
+    counts = []
+    if leader is not None:
+        mine = angles[:, names.index(leader)]
+        for other in names:
+            if other == leader:
+                continue
+            difference = angles[:, names.index(other)] - mine
+            difference = difference[np.isfinite(difference)]
+            if difference.size == 0:
+                continue  # a target without a value in any seed: nothing to compare
+            k, against = int((difference > TIE_DEG).sum()), int((difference < -TIE_DEG).sum())
+            counts.append(stats.count_verdict(k, k + against))
+    p = max((c.p for c in counts), default=1.0)
+    decided = bool(counts) and all(c.verdict == "holds" for c in counts)
+    record.update(closer_p_value=p, closer_target=leader if decided else "undecided")
+    return record
 
 
 def _yes_no(condition: bool) -> str:
@@ -194,6 +238,7 @@ def findings(metrics: pd.DataFrame) -> pd.DataFrame:
             "loss": distinct_values(group["loss"]),
             "lr": distinct_values(group["lr"]),
         })
+        record["n_valid_origin"] = int(valid["origin_valid"].astype(bool).sum())
         for target in TARGETS:
             _put(record, f"angle_{target}", valid[f"angle_{target}"],
                  ("mean", "sd", "median", "q25", "q75", "max"))
@@ -205,7 +250,8 @@ def findings(metrics: pd.DataFrame) -> pd.DataFrame:
         _put(record, "angle_nearer", valid["angle_nearer"], ("median", "max"))
         _put(record, "bias_gap", valid["bias_gap"])
         _put(record, "bias_gap_svc_abs", valid["bias_gap_svc_abs"], ("mean", "median", "max"))
-        _put(record, "svc_homog_angle", valid["svc_homog_angle_deg"], ("median", "min", "max"))
+        for column in PAIR_ANGLE_COLUMNS:
+            _put(record, column.removesuffix("_deg"), valid[column], ("median", "min", "max"))
         _put(record, "train_loss", valid["train_loss"], ("median", "max"))
         record.update(closer_count(valid))
         if record["n_valid"] == 0:
@@ -238,7 +284,8 @@ CLAIMS = {
 CLAIM_COLUMNS = ["dataset", "arch", "variant", "claim", "regime", "metric", "n_seeds", "n_valid",
                  "k", "statistic", "p_value", "verdict"]
 
-_DIRECTION_METRIC = f"final angle to the nearer SVM target (svc or homog) < {DIRECTION_TOL_DEG:g}°"
+_DIRECTION_METRIC = (f"final angle to the nearest SVM target ({', '.join(TARGETS)}) < "
+                     f"{DIRECTION_TOL_DEG:g}°")
 _BIAS_METRIC = f"|bias gap to the svc SVM| < {BIAS_GAP_TOL:g} half gaps"
 
 
@@ -262,7 +309,7 @@ def _midway(valid: pd.DataFrame, below: bool = True) -> tuple[stats.Count, str]:
 def claims(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset × arch × variant × claim (:data:`CLAIMS`), from valid seeds:
 
-    - ``direction`` (full): k = seeds whose final angle to the nearer target is < 2°;
+    - ``direction`` (full): k = seeds whose final angle to the nearest target is < 2°;
     - ``bias_midway`` (full): k = seeds whose |bias gap to svc| is < 0.1;
     - ``retrain_direction_not_bias`` (retrain_last): the direction count as above *and* the count
       of seeds whose |bias gap to svc| is ≥ 0.1 must both hold (an intersection–union test: p is
@@ -322,12 +369,21 @@ def _median_iqr(row: pd.Series, prefix: str, unit: str = "") -> str:
             f"{_num(row[f'{prefix}_q75'], 2)}]")
 
 
+def _closer_counts(row: pd.Series) -> str:
+    return ", ".join([f"{t} {int(row[f'seeds_closer_{t}'])}" for t in TARGETS]
+                     + [f"tied {int(row['seeds_tied'])}", f"p = {row['closer_p_value']:.2g}"])
+
+
 def _closer_cell(row: pd.Series) -> str:
     if row["n_valid"] == 0:
         return NO_VALID
-    return (f"{row['closer_target']} (svc {int(row['seeds_closer_svc'])}, homog "
-            f"{int(row['seeds_closer_homog'])}, tied {int(row['seeds_tied'])}; "
-            f"p = {row['closer_p_value']:.2g})")
+    return f"{row['closer_target']} ({_closer_counts(row)})"
+
+
+def _between_cell(row: pd.Series) -> str:
+    """The median angles between the targets, e.g. ``0.16 / 11 / 11`` (svc–homog / svc–origin /
+    homog–origin)."""
+    return " / ".join(_num(row[f"{c.removesuffix('_deg')}_median"]) for c in PAIR_ANGLE_COLUMNS)
 
 
 def regime_sentence(row: pd.Series) -> str:
@@ -335,15 +391,14 @@ def regime_sentence(row: pd.Series) -> str:
     regime = row["regime"]
     if row["n_valid"] == 0:
         return f"{regime}: {NO_VALID} of {int(row['n_seeds'])}"
-    counts = (f"svc {int(row['seeds_closer_svc'])}, homog {int(row['seeds_closer_homog'])}, "
-              f"tied {int(row['seeds_tied'])}, p = {row['closer_p_value']:.2g}")
     closer = row["closer_target"]
-    which = (f"closer to {closer}" if closer in TARGETS else "closer to neither target "
+    which = (f"closer to {closer}" if closer in TARGETS else "closer to no one target "
              "(undecided)")
     return (f"{regime} ({int(row['n_valid'])}/{int(row['n_seeds'])} valid seeds) ends {which} "
-            f"({counts}); worst angle to the nearer target {_num(row['angle_nearer_max'])}°, "
-            f"median |bias gap to svc| {_num(row['bias_gap_svc_abs_median'])}, targets "
-            f"{_num(row['svc_homog_angle_median'])}° apart")
+            f"({_closer_counts(row)}); worst angle to the nearest target "
+            f"{_num(row['angle_nearer_max'])}°, median |bias gap to svc| "
+            f"{_num(row['bias_gap_svc_abs_median'])}, targets {_between_cell(row)}° apart "
+            f"(svc–homog / svc–origin / homog–origin)")
 
 
 def _claims_blocks(claim_table: pd.DataFrame) -> list[document.Block]:
@@ -373,19 +428,24 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
     legend = (
         "Angles in degrees, as median [q25, q75] over valid seeds (a seed is valid when its "
         "final rows are measurements: separable features, a hard-margin fit, every train point "
-        "classified, no dead unit, no convention value; see nnboundary.validity). worst: the "
-        "largest angle to the nearer of the two targets. closer: per-seed count of the target "
-        "with the smaller angle, with a two-sided sign test; undecided when p ≥ 0.05 or fewer "
-        f"than {stats.MIN_SEEDS} seeds were compared. svc–homog: the angle between the two SVM "
-        "targets (median); a 'closer' count means little where it is small. bias gap: "
+        "classified, no dead unit, no convention value; see nnboundary.validity). Targets: svc "
+        "(free bias), homog (bias penalised like a weight), origin (no bias; its angle is over "
+        "the seeds where a separator through the origin exists, n in brackets where fewer). "
+        "worst: the largest angle to the nearest target. closer: per-seed count of the target "
+        "with the smallest angle (tied: the two nearest within 0.01°), the leader tested "
+        "against each other target with a two-sided sign test (p: the largest); undecided when "
+        f"p ≥ 0.05 or fewer than {stats.MIN_SEEDS} seeds were compared. between targets: the "
+        "median angles svc–homog / svc–origin / homog–origin; a 'closer' count means little "
+        "where they are small. bias gap: "
         "1 − 2·midpoint along the network's own normal (0 midway, ±1 touching a class); "
         "|gap to svc|: distance from where the svc SVM puts its own bias, in half gaps "
         "(binary: |bias gap|; K > 2: mean over class pairs of the Crammer–Singer fit). "
         f"direction converged: worst < {DIRECTION_TOL_DEG:g}°. midway: worst |gap to svc| < "
         f"{BIAS_GAP_TOL:g}.")
     header = ["dataset", "arch", "variant", "regime", "valid/seeds", "optimizer, lr",
-              "angle svc", "angle homog", "worst", "closer", "svc–homog", "margin ratio svc",
-              "bias gap", "|gap to svc| (worst)", "train loss", "direction converged", "midway"]
+              "angle svc", "angle homog", "angle origin", "worst", "closer", "between targets",
+              "margin ratio svc", "bias gap", "|gap to svc| (worst)", "train loss",
+              "direction converged", "midway"]
     rows = []
     for _, row in table.iterrows():
         cells = [str(row[g]) for g in FINDINGS_GROUP]
@@ -394,9 +454,11 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
         if row["n_valid"] == 0:
             cells += [NO_VALID] + ["–"] * (len(header) - len(cells) - 1)
         else:
-            cells += [_median_iqr(row, "angle_svc"), _median_iqr(row, "angle_homog"),
-                      _num(row["angle_nearer_max"]), _closer_cell(row),
-                      _num(row["svc_homog_angle_median"]),
+            origin = _median_iqr(row, "angle_origin")
+            if row["n_valid_origin"] < row["n_valid"]:
+                origin += f" (n = {int(row['n_valid_origin'])})"
+            cells += [_median_iqr(row, "angle_svc"), _median_iqr(row, "angle_homog"), origin,
+                      _num(row["angle_nearer_max"]), _closer_cell(row), _between_cell(row),
                       _num(row["margin_ratio_svc_median"]), _median_iqr(row, "bias_gap"),
                       f"{_num(row['bias_gap_svc_abs_median'])} ({_num(row['bias_gap_svc_abs_max'])})",
                       _num(row["train_loss_median"], 2), row["direction_converged"],

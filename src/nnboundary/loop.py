@@ -9,18 +9,25 @@ epochs are kept as checkpoints, and a resumable checkpoint lets a killed job con
 - ``constant``: the step is ``lr`` at every epoch. With gradient descent on separable data the
   loss then falls like 1/(η t) (Soudry et al., JMLR 2018), so a loss of 1e-8 takes about 1e8
   steps.
-- ``loss_scaled``: the step grows as the loss falls, η_e = lr · g · min(cap, L₀ / L_{e−1}), with
-  L₀ the train loss before the first step, L_{e−1} the train loss after the last accepted
-  epoch, ``cap`` = ``schedule_cap``, and g ∈ (0, 1] a backtracking factor; the step at most
-  doubles from one epoch to the next. After every epoch the train loss L_e is measured on the
-  whole train set; if it rose (L_e > L_{e−1}·(1 + 1e-3), or is not finite) the epoch is undone
-  (the weights restored, the optimizer's momentum or moments cleared) and redone with g and the
-  step halved; after an accepted epoch g grows by 10 % up to 1. This is the loss-based step of Lyu & Li (ICLR 2020,
-  "Gradient descent maximizes the margin of homogeneous neural networks", code
-  ``vfleaking/max-margin``: step ∝ 1/loss, raised after successful epochs, cut and the epoch
+- ``loss_scaled``: the step grows as the loss falls,
+  η_e = min(lr · g · L₀ / L_{e−1}, lr · cap, 2 · η_{e−1}), with L₀ the train loss before the
+  first step, L_{e−1} the train loss after the last accepted epoch, ``cap`` = ``schedule_cap``
+  and g > 0 an adaptive factor (1 at the start); the step at most doubles from one epoch to the
+  next. After every epoch the train loss L_e is measured on the whole train set; if it rose
+  (L_e > L_{e−1}·(1 + 1e-3), or is not finite) the epoch is undone (the weights restored, the
+  optimizer's momentum or moments cleared) and redone with g halved and at most half the
+  step. After an accepted epoch whose step g set (neither the cap nor the doubling limit), g grows by 2^(1/5):
+  up to 1 while the train loss is at least log(2)/n (a train point may still be misclassified),
+  without upper limit below it, in the terminal phase, where the loss falls slowly when the
+  normalised margin is small and a larger step is safe until the loss would rise. This is the
+  loss-based step of Lyu & Li (ICLR 2020, "Gradient descent maximizes the margin of
+  homogeneous neural networks", code ``vfleaking/max-margin``: η = α/L from the point where
+  every sample is classified, α × 2^(1/5) after every successful epoch, cut and the epoch
   redone when the loss rises), close to normalised gradient descent (Nacson et al., AISTATS
   2019), which reaches small losses, and with them the max-margin direction, in thousands of
-  steps instead of 1e8. What it keeps: for a linear model on separable data (``retrain_last``)
+  steps instead of 1e8. Before the terminal phase a step larger than lr · L₀/L can silence a
+  ReLU unit of a narrow bottleneck for good (measured: blobs3 seed 2 stalled at loss 0.46),
+  hence the limit there. What it keeps: for a linear model on separable data (``retrain_last``)
   the limit direction is still the max-margin one, reached faster; for the whole network
   (``full``), gradient flow on a homogeneous network converges in direction to a KKT point of
   the margin problem, and a loss-scaled step keeps that (Lyu & Li). Our networks have biases in
@@ -42,6 +49,18 @@ of candidates is kept while training, and at the stop ``n_checkpoints`` log-spac
 it are chosen among them (nearest in log t), plus every configured epoch that is not on the
 default log grid (e.g. ``retrain.from_epoch``) up to the stop, plus the stop itself. Epochs are
 log-spaced in optimizer steps as well: steps = epoch × steps per epoch.
+
+**Checkpoints by depth** (``loss_milestones``, both cases): the first accepted epoch whose train
+loss (as for the stop) is below each milestone is kept too, so that every seed is measured at
+the same depths (loss 1e-8, 1e-16, ...), whatever step it gets there at. A milestone the run
+never reaches has no checkpoint.
+
+**How deep float64 goes.** The loss is taken in its exact-tail form (:mod:`nnboundary.train`), so
+a per-sample loss is exact down to float64's smallest normal number, about 2.2e-308 (a margin of
+about 708); a sample past a margin of about 745 has loss exactly 0 and no gradient. The
+loss-scaled step is lr · L₀/L and must stay below float64's largest number, 1.8e308. So a
+float64 run can go to a mean loss of about 1e-300; the default grid stops at 1e-100 (a margin
+log(1/L) of 230, against 18 at 1e-8), far inside both limits.
 """
 
 from __future__ import annotations
@@ -76,9 +95,10 @@ STOP_TEXT = {
     "stalled": "the loss stopped falling: no step lowers it, or it fell by less than "
                f"{PLATEAU_DROP:g} over {PLATEAU_EPOCHS} epochs (stalled)",
 }
-#: Backtracking factor g of ``loss_scaled``: cut on a rejected epoch, grown after an accepted one.
+#: The adaptive factor g of ``loss_scaled``: cut on a rejected epoch, grown after an accepted one
+#: whose step it set (Lyu & Li's 2^(1/5); no upper limit).
 FACTOR_CUT = 0.5
-FACTOR_GROWTH = 1.1
+FACTOR_GROWTH = 2.0 ** 0.2
 FACTOR_MIN = 1e-12
 #: ``loss_scaled``: the step grows at most by this factor from one epoch to the next, so that a
 #: loss that collapses in a few steps cannot take the step with it (the direction converges with
@@ -125,6 +145,10 @@ class Schedule:
     previous: float | None = None
     factor: float = 1.0
     last_rate: float | None = None
+    ceiling: float | None = None  # after a rejected epoch: half its step, until one is accepted
+    #: Below this train loss g may exceed 1 (:func:`run_loop` sets log(2)/n: every train point
+    #: is then classified correctly, the terminal phase Lyu & Li's step is made for).
+    terminal: float = float("inf")
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], lr: float | None = None) -> "Schedule":
@@ -142,29 +166,43 @@ class Schedule:
         if self.reference is None:
             self.reference = self.previous = float(loss)
 
+    def _adaptive(self) -> float:
+        """lr · g · L₀ / L_{e−1}, the step g sets (inf once the loss is exactly 0)."""
+        if self.previous <= 0:
+            return float("inf")
+        return self.lr * self.factor * max(self.reference / self.previous, 0.0)
+
     def rate(self) -> float:
-        """η_e = min(lr · g · min(cap, L₀ / L_{e−1}), RATE_GROWTH · η_{e−1}) (``constant``: lr)."""
+        """η_e = min(lr · g · L₀ / L_{e−1}, lr · cap, RATE_GROWTH · η_{e−1}), and after a
+        rejected epoch at most half its step (``constant``: lr)."""
         if not self.measured:
             return self.lr
-        ratio = self.cap if self.previous <= 0 else min(self.cap, self.reference / self.previous)
-        target = self.lr * self.factor * max(ratio, 0.0)
+        target = min(self._adaptive(), self.lr * self.cap)
         if self.last_rate is not None:
             target = min(target, RATE_GROWTH * self.last_rate)
+        if self.ceiling is not None:
+            target = min(target, self.ceiling)
         return target
 
     def judge(self, loss: float, rate: float) -> bool:
         """Accept the epoch run at step ``rate`` whose train loss after it is ``loss`` (and move
         the reference), or reject it (cut the factor): it is rejected when ``loss`` is not
-        finite or exceeds the last accepted loss by more than :data:`RISE_TOLERANCE`."""
+        finite or exceeds the last accepted loss by more than :data:`RISE_TOLERANCE`. After an
+        accepted epoch whose step g set (not the cap, not the doubling limit), g grows by
+        :data:`FACTOR_GROWTH`."""
         if not self.measured:
             return bool(np.isfinite(loss))
         if np.isfinite(loss) and loss <= self.previous * (1.0 + RISE_TOLERANCE):
+            if rate >= self._adaptive() * (1.0 - 1e-12):
+                self.factor *= FACTOR_GROWTH
+                if loss >= self.terminal:  # some point may still be misclassified
+                    self.factor = min(self.factor, 1.0)
             self.previous = float(loss)
-            self.factor = min(1.0, self.factor * FACTOR_GROWTH)
             self.last_rate = float(rate)
+            self.ceiling = None
             return True
         self.factor *= FACTOR_CUT
-        self.last_rate = None if self.last_rate is None else self.last_rate * FACTOR_CUT
+        self.ceiling = float(rate) * FACTOR_CUT
         return False
 
     @property
@@ -173,12 +211,13 @@ class Schedule:
 
     def state(self) -> dict[str, Any]:
         return {"reference": self.reference, "previous": self.previous, "factor": self.factor,
-                "last_rate": self.last_rate}
+                "last_rate": self.last_rate, "ceiling": self.ceiling}
 
     def load(self, state: dict[str, Any]) -> None:
         self.reference, self.previous = state["reference"], state["previous"]
         self.factor = float(state["factor"])
         self.last_rate = state.get("last_rate")
+        self.ceiling = state.get("ceiling")
 
 
 @dataclass
@@ -193,17 +232,35 @@ class Plan:
     until_loss: float | None = None
     min_epochs: int = 0
     candidates: set[int] = field(default_factory=set)
+    milestones: tuple[float, ...] = ()  # losses below which the first epoch is kept
 
     @property
     def steps_per_epoch(self) -> int:
         return -(-self.n // max(self.batch, 1))
 
-    def choose(self, stop: int, saved: set[int]) -> list[int]:
-        """The checkpoints kept when the loop stops after epoch ``stop`` (module docstring)."""
+    def crossed(self, loss: float, lowest: float) -> bool:
+        """Whether an epoch with train loss ``loss`` is the first below a milestone, the lowest
+        loss before it being ``lowest``."""
+        return any(loss < m <= lowest for m in self.milestones)
+
+    def milestone_epochs(self, losses: list[tuple[int, float]]) -> set[int]:
+        """The first epoch below each milestone, from (epoch, loss) of every accepted epoch."""
+        chosen = set()
+        for milestone in self.milestones:
+            first = next((e for e, loss in losses if loss < milestone), None)
+            if first is not None:
+                chosen.add(first)
+        return chosen
+
+    def choose(self, stop: int, saved: set[int], depth: set[int] = frozenset()) -> list[int]:
+        """The checkpoints kept when the loop stops after epoch ``stop`` (module docstring);
+        ``depth``: the milestone epochs (:meth:`milestone_epochs`), always kept."""
+        depth = {e for e in depth if e in saved and e <= stop}
         if self.until_loss is None or stop == self.epochs and set(self.configured) <= saved:
-            return sorted(e for e in set(self.configured) | {stop} if e in saved and e <= stop)
+            return sorted(e for e in set(self.configured) | {stop} | depth
+                          if e in saved and e <= stop)
         available = sorted(e for e in saved if e <= stop)
-        chosen = {stop}
+        chosen = {stop} | depth
         for target in checkpoint_epochs(stop, [], self.n_checkpoints):
             chosen.add(min(available, key=lambda e: (abs(math.log(e) - math.log(target)), e)))
         off_grid = set(self.configured) - set(checkpoint_epochs(self.epochs, [],
@@ -220,7 +277,8 @@ def plan_loop(settings: dict[str, Any], n: int) -> Plan:
     until = settings.get("until_loss")
     plan = Plan(epochs, batch, n, configured, int(settings["n_checkpoints"]),
                 None if until is None else float(until),
-                min(int(settings.get("min_epochs") or 0), epochs))
+                min(int(settings.get("min_epochs") or 0), epochs),
+                milestones=tuple(sorted(float(m) for m in settings.get("loss_milestones") or ())))
     plan.candidates = set(configured)
     if plan.until_loss is not None:
         dense = CANDIDATES_PER_CHECKPOINT * plan.n_checkpoints
@@ -329,6 +387,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     """
     n = X.shape[0]
     schedule = Schedule.from_settings(settings, lr)
+    schedule.terminal = math.log(2.0) / max(n, 1)
     extra = {} if extra is None else extra
     states: dict[int, dict[str, torch.Tensor]] = {}
     history: list[Epoch] = []
@@ -352,9 +411,10 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
         loop should stop after it."""
         history.append(Epoch(epoch, epoch_loss, train_acc, time.perf_counter() - start,
                              epoch * spe, end_loss, rate, backtracks))
-        if epoch in plan.candidates:
-            states[epoch] = snapshot(epoch)
         current = end_loss if schedule.measured else epoch_loss
+        lowest = min(losses, default=float("inf"))
+        if epoch in plan.candidates or plan.crossed(current, lowest):
+            states[epoch] = snapshot(epoch)
         reached = (plan.until_loss is not None and current < plan.until_loss
                    and epoch >= plan.min_epochs)
         losses.append(current)
@@ -464,7 +524,9 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
                                f"lowers the loss; lower {block}.lr (now {settings['lr']})")
     if stop in ("until_loss", "epochs", "stalled") and stop_epoch not in states:
         states[stop_epoch] = snapshot(stop_epoch)
-    kept = plan.choose(stop_epoch, set(states))
+    depth = plan.milestone_epochs([(row.epoch, row.end_loss if schedule.measured else row.loss)
+                                   for row in history])
+    kept = plan.choose(stop_epoch, set(states), depth)
     states = {e: states[e] for e in kept}
     if history:
         history[-1] = history[-1]._replace(stop=stop)

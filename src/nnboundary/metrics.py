@@ -13,7 +13,8 @@ Output: one row per (epoch, target, scheme, pair); columns (:data:`COLUMNS`)
 dataset, arch,     run keys (from the feature file; ``variant`` is ``base`` or the ablation values,
 variant, regime,   ``regime`` is ``full`` or ``retrain_last``)
 seed, epoch
-target, scheme     the SVM fit (``svc``/``homog``; ``binary``/``crammer_singer``/``ovr``)
+target, scheme     the SVM fit (``svc``/``homog``/``origin``, :mod:`nnboundary.targets`;
+                   ``binary``/``crammer_singer``/``ovr``)
 pair               ``"i-j"`` for the class pair (``"0-1"`` for binary); ``"mean"`` for the mean row
                    of a multi-class fit (mean over pairs of every per-pair numeric metric, except
                    the signed ones of :data:`SIGNED_PAIR_METRICS`, which it leaves empty)
@@ -38,9 +39,10 @@ bias_gap_vs_svm_abs |bias_gap − svm_bias_gap|: how far the network's bias is f
 bias_offset        (b/‖w‖ − c/‖u‖)·‖u‖ (:func:`bias_offset`); mixes rotation with shift
 bias_offset_abs    |bias_offset| (``mean`` row: mean of |·| over pairs)
 midpoint_position  (−b/‖w‖ − m₋)/(m₊ − m₋)                             (:func:`midpoint_position`)
-svc_homog_angle_deg angle between the svc and the homog fit's normals of the pair and scheme at
-                   this checkpoint: below it, "closer to svc or homog" cannot mean much
-                   (NaN if the other target was not fitted)
+svc_homog_angle_deg,  the angles between the targets' own normals of the pair and scheme at
+svc_origin_angle_deg, this checkpoint (the same on every target's rows): below them, "closer to
+homog_origin_angle_deg one target or another" cannot mean much. NaN unless both fits exist and
+                   are hard-margin (a soft fit is no target)
 agreement_test     share of the pair's test points where sign(w·h + b) (network: from the stored
                    logits, logit_j − logit_i > 0) equals sign(u·h + c)          (:func:`agreement`)
 agreement_grid     the same on a grid over the bounding box of all train features
@@ -102,6 +104,7 @@ import numpy as np
 
 from . import io, validity
 from .config import BASE_VARIANT, RUN_KEYS, ConfigError, parse_settings
+from .targets import PAIR_ANGLE_COLUMNS, TARGET_PAIRS, pair_angle_column
 
 #: A normal whose Euclidean norm is at most this is treated as zero (degenerate).
 ZERO_NORM = 1e-12
@@ -124,7 +127,7 @@ PAIR_METRICS = [
     "bias_offset",
     "bias_offset_abs",
     "midpoint_position",
-    "svc_homog_angle_deg",
+    *PAIR_ANGLE_COLUMNS,
     "agreement_test",
     "agreement_grid",
     "w_norm",
@@ -142,11 +145,11 @@ TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_
                     "until_loss", "stop_reason", "stop_epoch", "bn_feature_shift",
                     "amp_feature_shift"]
 #: Columns that are NaN where they do not apply (not a convention, not a failure):
-#: ``margin_ratio`` for one-vs-rest fits, ``svc_homog_angle_deg`` without the other target's
-#: fit, ``lr`` and ``until_loss`` without a training record (or a stopping loss), the feature
+#: ``margin_ratio`` for one-vs-rest fits, the angles between targets without both targets'
+#: hard-margin fits, ``lr`` and ``until_loss`` without a training record (or a stopping loss), the feature
 #: shifts of networks without BatchNorm or bf16, and the signed pair metrics on the multi-class
 #: ``mean`` row.
-NOT_APPLICABLE_NAN = ("margin_ratio", "svc_homog_angle_deg", "lr", "until_loss",
+NOT_APPLICABLE_NAN = ("margin_ratio", *PAIR_ANGLE_COLUMNS, "lr", "until_loss",
                       "bn_feature_shift", "amp_feature_shift") + SIGNED_PAIR_METRICS
 
 #: Every column of the table, in order.
@@ -596,8 +599,10 @@ def _epoch_rows(
     for fit in fits:
         U, c = _fit_layer(fit, K, d, svm_json)
         target, scheme = str(fit.get("target")), str(fit.get("scheme"))
-        other = by_target_scheme.get(({"svc": "homog", "homog": "svc"}.get(target, ""), scheme))
-        U_other = None if other is None else _fit_layer(other, K, d, svm_json)[0]
+        # The targets' own hard-margin normals of this scheme, for the angles between targets.
+        hard_layers = {t: _fit_layer(f, K, d, svm_json)[0]
+                       for (t, s), f in by_target_scheme.items()
+                       if s == scheme and bool(f.get("hard_margin", False))}
         hard = bool(fit.get("hard_margin", False))
         support = np.asarray(fit.get("support") or [], dtype=np.int64)
         matrix_angle, flag_matrix = matrix_angle_deg(features.W, U, return_flag=True)
@@ -633,11 +638,14 @@ def _epoch_rows(
             svm_gap, f_svm_gap = bias_gap(u, cc, H_pair, y_pair, return_flag=True)
             offset, f_offset = bias_offset(w, b, u, cc, return_flag=True)
             position, f_position = midpoint_position(w, b, H_pair, y_pair, return_flag=True)
-            if U_other is None:
-                targets_angle, f_targets = float("nan"), False
-            else:
-                targets_angle, f_targets = angle_deg(u, U_other[j] - U_other[i],
-                                                     return_flag=True)
+            between, f_targets = {}, False
+            for first, second in TARGET_PAIRS:
+                value = float("nan")
+                if first in hard_layers and second in hard_layers:
+                    A, B = hard_layers[first], hard_layers[second]
+                    value, flag = angle_deg(A[j] - A[i], B[j] - B[i], return_flag=True)
+                    f_targets = f_targets or flag
+                between[pair_angle_column(first, second)] = value
 
             in_test = (y_test == i) | (y_test == j)
             net_side = (logits_test[in_test, j] - logits_test[in_test, i]) > 0
@@ -665,7 +673,7 @@ def _epoch_rows(
                     "bias_offset": offset,
                     "bias_offset_abs": abs(offset),
                     "midpoint_position": position,
-                    "svc_homog_angle_deg": targets_angle,
+                    **between,
                     "agreement_test": agree_test,
                     "agreement_grid": float(grid_value),
                     "w_norm": float(np.linalg.norm(w)),

@@ -321,6 +321,7 @@ def training_record(settings: dict[str, Any], n: int, batch: int, lr: float | No
         "schedule_cap": float(settings.get("schedule_cap", 0.0)),
         "until_loss": settings.get("until_loss"),
         "min_epochs": int(settings.get("min_epochs") or 0),
+        "loss_milestones": [float(m) for m in settings.get("loss_milestones") or []],
         "dtype": str(settings.get("dtype", "float32")),
         "epochs": int(settings["epochs"]),
         "batch_size": int(batch),

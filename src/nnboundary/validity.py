@@ -15,6 +15,10 @@ Each failed condition adds its reason to ``invalid_reason`` (comma-separated, in
 ================ ==============================================================================
 not_separable    the train features of the fit are not linearly separable: there is no hard-
                  margin SVM, and the soft-margin fit (C = ``svm.C``) is not the theory's target
+not_separable_   a row of the ``origin`` target whose features no hyperplane through the origin
+origin           separates (e.g. a point of each class at h = 0, or classes in opposite
+                 directions): that target does not exist there, while ``svc`` and ``homog``
+                 (which have a bias) may; only the origin rows are invalid
 soft_margin      the fit is not a verified hard-margin SVM (a soft fit, or a solve that did not
                  verify), so margin_svm is no maximum margin
 misclassified    the network misclassifies a train point (train_acc < 1, or a point on or across
@@ -43,8 +47,8 @@ import numpy as np
 import pandas as pd
 
 #: The conditions, in the order their reasons are listed.
-REASONS = ("not_separable", "soft_margin", "misclassified", "dead_unit", "convention", "diverged",
-           "not_terminal")
+REASONS = ("not_separable", "not_separable_origin", "soft_margin", "misclassified", "dead_unit",
+           "convention", "diverged", "not_terminal")
 #: Columns the rule reads.
 REQUIRED = ("separable", "hard_margin", "train_acc", "margin_nn", "dead_units", "degenerate")
 #: The columns that identify one fit's rows (its pairs and its ``mean`` row).
@@ -72,8 +76,12 @@ def failed_conditions(frame: pd.DataFrame) -> pd.DataFrame:
         has_target = np.isfinite(frame["until_loss"].to_numpy(dtype=float))
         diverged = diverged | (final & (reason == "diverged"))
         not_terminal = final & has_target & np.isin(reason, ("stalled", "epochs"))
+    origin = (frame["target"].astype(str).to_numpy() == "origin" if "target" in frame.columns
+              else none)
+    not_separable = ~flag("separable")
     return pd.DataFrame({
-        "not_separable": ~flag("separable"),
+        "not_separable": not_separable & ~origin,
+        "not_separable_origin": not_separable & origin,
         "soft_margin": ~flag("hard_margin"),
         "misclassified": ~(train_acc >= 1.0) | ~(margin_nn > 0.0),
         "dead_unit": frame["dead_units"].to_numpy() > 0,

@@ -62,12 +62,24 @@ rule aggregate:
             caption="../report/collapse_table.rst",
             category="Tables",
         ),
+        depth=report(
+            "results/depth.csv",
+            caption="../report/depth.rst",
+            category="Data (CSV)",
+        ),
+        depth_html=report(
+            "results/depth.html",
+            caption="../report/depth.rst",
+            category="Tables",
+        ),
     log:
         "results/logs/aggregate/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        milestones=depth_milestones(),
     shell:
         "python -m nnboundary aggregate --inputs {input.metrics} --metrics {output.metrics}"
         " --summary-csv {output.csv} --summary-md {output.md}"
@@ -77,4 +89,5 @@ rule aggregate:
         " --findings-html {output.findings_html} --claims-html {output.claims_html}"
         " --collapse-inputs {input.collapse} --collapse {output.collapse}"
         " --collapse-csv {output.collapse_csv} --collapse-html {output.collapse_html}"
-        " --convergence-csv {output.convergence} > {log} 2>&1"
+        " --depth-csv {output.depth} --depth-html {output.depth_html}"
+        " --milestones {params.milestones} --convergence-csv {output.convergence} > {log} 2>&1"

@@ -70,6 +70,8 @@ def all_outputs():
             "results/neural_collapse.parquet",
             "results/collapse.csv",
             "results/collapse.html",
+            "results/depth.csv",
+            "results/depth.html",
             "results/figures/collapse.png",
             "results/config.yaml",
             "results/figures/overview.png",
@@ -219,6 +221,12 @@ def train_resource(name):
         return resources[name]
 
     return get
+
+
+def depth_milestones():
+    """The train losses of the depth table: every loss_milestones value of the grid's training
+    and retraining settings, as arguments."""
+    return " ".join(f"{m:g}" for m in nbconfig.loss_milestones(config))
 
 
 def stage_settings(stage):

@@ -27,7 +27,7 @@ from .qp import _hard_cg, _initial_set, _separability, _soft_cg
 class SVMFit:
     """One fitted target; the classifier is argmax(h @ W.T + b)."""
 
-    target: str  # "svc" | "homog"
+    target: str  # "svc" | "homog" | "origin"
     scheme: str  # "binary" | "crammer_singer" | "ovr"
     W: np.ndarray  # (K, d)
     b: np.ndarray  # (K,)
@@ -93,7 +93,8 @@ def fit_svm(
     max_memory_gb: float | None = None,
     certificate: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SVMFit:
-    """Fit the ``target`` SVM (svc | homog) under ``scheme`` (binary | crammer_singer | ovr).
+    """Fit the ``target`` SVM (svc | homog | origin) under ``scheme`` (binary | crammer_singer |
+    ovr).
 
     H: (n, d) train features; y: (n,) integer labels in 0..K−1 with K = ``n_classes`` (default
     max(y) + 1). Hard margin when the data are separable, else the soft margin with penalty C.
@@ -102,8 +103,9 @@ def fit_svm(
     starts); a fit that would need more raises SVMMemoryError before allocating it.
     ``certificate``: a classifier (W (K, d), b (K,)), typically the network's own last layer; when
     every train point has a positive margin under it (binary and crammer_singer), the data are
-    proven separable and the LP is skipped. It is only a proof of feasibility: the fit does
-    not start from it.
+    proven separable and the LP is skipped; for ``origin`` its bias is set to 0 first (only a
+    separator through the origin proves that problem feasible). It is only a proof of
+    feasibility: the fit does not start from it.
     Raises SVMError if a separable fit fails the hard-margin check over all train points.
     """
     if max_memory_gb is not None and not (max_memory_gb > 0 and np.isfinite(max_memory_gb)):
@@ -208,9 +210,13 @@ def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -
                 raise ValueError(
                     f"certificate has W {Wc.shape} and b {bc.shape}; expected ({K}, {d}) and ({K},)"
                 )
+            if target == "origin":
+                bc = np.zeros(K)
             worst = float(functional_margins(Hu, yu, Wc, bc, scheme).min())
             if worst > 0:
-                proof = f"the given classifier separates every point (minimum margin {worst:.3g})"
+                through = " through the origin" if target == "origin" else ""
+                proof = (f"the given classifier{through} separates every point (minimum margin "
+                         f"{worst:.3g})")
         if scheme == "binary":
             s = np.where(yu == 1, 1.0, -1.0)
             prob = pre.binary(s)
@@ -221,7 +227,7 @@ def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -
         if scheme == "binary":
             u, c = pre.binary_back(x)
             # Centred form: W₁ − W₀ = u, b₁ − b₀ = c.
-            W, b = np.vstack([-u / 2, u / 2]), np.array([-c / 2, c / 2])
+            W, b = np.vstack([-u / 2, u / 2]), np.array([-c / 2, c / 2]) + 0.0  # no −0.0
         else:
             W, b = pre.cs_back(*prob.unpack(x))
         return _finish(H, y, W, b, target, scheme, separable, C, tol, prefix + note, t0)

@@ -5,6 +5,9 @@ Targets (binary, labels y ∈ {−1, +1}, +1 for the larger class label)
 ``svc``   (free bias)       min ½‖u‖²          s.t. yᵢ(u·hᵢ + c) ≥ 1  ∀i
 ``homog`` (penalised bias)  min ½(‖u‖² + c²)   s.t. yᵢ(u·hᵢ + c) ≥ 1  ∀i
           — the SVM without intercept on the augmented features [h, 1].
+``origin`` (no bias)        min ½‖u‖²          s.t. yᵢ u·hᵢ ≥ 1        ∀i
+          — the separator through the origin of feature space (c = 0); the limit of homog
+          as the features are scaled up (:mod:`nnboundary.targets`).
 
 Schemes
 -------
@@ -12,7 +15,8 @@ Schemes
                     W₁ − W₀ = u, b₁ − b₀ = c and argmax(h Wᵀ + b) is the SVM's decision.
 ``crammer_singer``  min ½Σₖ‖wₖ‖² (+ ½Σₖbₖ² for homog)
                     s.t. (w_{yᵢ} − wₖ)·hᵢ + b_{yᵢ} − bₖ ≥ 1  ∀i, ∀k ≠ yᵢ;
-                    for svc the biases are free and their gauge is fixed by Σₖbₖ = 0.
+                    for svc the biases are free and their gauge is fixed by Σₖbₖ = 0;
+                    for origin every bₖ = 0.
                     (For homog the optimum is automatically centred: Σₖwₖ = 0 and Σₖbₖ = 0.)
                     With K = 2 it has the same optimum as ``binary`` (u = w₁ − w₀, c = b₁ − b₀).
 ``ovr``             K binary problems, class k (+1) against the rest (−1); row k of (W, b) is
@@ -39,7 +43,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-TARGETS = ("svc", "homog")
+from ..targets import TARGETS as _TARGETS
+
+TARGETS = tuple(_TARGETS)
 SCHEMES = ("binary", "crammer_singer", "ovr")
 
 
@@ -132,7 +138,7 @@ class _Binary:
     ``weight`` (d,) is the objective weight of each coordinate of u (default 1) and ``obj_scale``
     a positive factor of the whole quadratic term (the soft fit scales C by it): the
     preconditioned problems of ``_Precond`` use them. ``bias=False`` drops c (homog on features
-    that already carry the constant direction)."""
+    that already carry the constant direction; always for origin)."""
 
     def __init__(
         self,
@@ -145,7 +151,7 @@ class _Binary:
     ):
         self.H, self.s = H, s
         self.n, self.d = H.shape
-        self.bias = bool(bias)
+        self.bias = bool(bias) and target != "origin"
         self.p = self.d + int(self.bias)
         self.target = target
         self.obj_scale = float(obj_scale)
@@ -183,7 +189,7 @@ class _CrammerSinger:
     ):
         self.H, self.y, self.K = H, y, K
         self.n, self.d = H.shape
-        self.bias = bool(bias)
+        self.bias = bool(bias) and target != "origin"
         self.p = K * (self.d + int(self.bias))
         self.target = target
         self.obj_scale = float(obj_scale)
@@ -282,6 +288,8 @@ class _Precond:
     homog: [h, 1] = Z diag(1/s) Uᵀ (principal axes of the augmented, uncentred features),
            [u, c] = U diag(s) v  ⇒  [u, c]·[h, 1] = v·z and ‖u‖² + c² = Σⱼ sⱼ² vⱼ²: the SVM without
            intercept on z with objective weights sⱼ² (no separate bias variable).
+    origin: the same on h itself (principal axes of the uncentred features about the origin),
+           u = U diag(s) v, c = 0.
     The quadratic term is divided by min sⱼ² (``obj_scale``; the soft fit scales C alike), so
     pdiag ≥ 1. Directions without spread carry no information and are dropped (their weight
     could only grow the norm)."""
@@ -289,12 +297,14 @@ class _Precond:
     def __init__(self, H: np.ndarray, target: str):
         n, d = H.shape
         self.target, self.d = target, d
+        self.mu = np.zeros(d)
         if target == "svc":
             self.mu = H.mean(axis=0)
             A = H - self.mu
-        else:
-            self.mu = np.zeros(d)
+        elif target == "homog":
             A = np.c_[H, np.ones(n)]
+        else:  # origin: no bias at all
+            A = H
         self.U, s = _whitening(A)
         self.r = len(s)
         self.Z = (A @ self.U) * s
@@ -314,6 +324,8 @@ class _Precond:
         xo = self.T @ x[: self.r]
         if self.bias:
             return xo, float(x[self.r] - xo @ self.mu)
+        if self.target == "origin":
+            return xo, 0.0
         return xo[: self.d], float(xo[self.d])
 
     def cs_back(self, Wz: np.ndarray, bz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -322,6 +334,8 @@ class _Precond:
         if self.bias:
             b = bz - Xo @ self.mu
             return Xo, b - b.mean()  # the gauge Σb = 0 (scores shift by a constant)
+        if self.target == "origin":
+            return Xo.copy(), np.zeros(Xo.shape[0])
         return Xo[:, : self.d].copy(), Xo[:, self.d].copy()
 
 

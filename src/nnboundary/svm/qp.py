@@ -24,7 +24,7 @@ Solved as given, the weights are huge, the bias cancels u·h₀ to many digits, 
 (MaxIterations, InsufficientProgress) or returns points that violate their own constraints.
 * Every problem is solved in whitened coordinates (``_Precond``), an exact change of variables:
   svc on the centred features (the free bias absorbs the shift), homog on the augmented
-  features [h, 1], both rotated to their principal axes and scaled to unit spread; the objective
+  features [h, 1], origin on h itself, all rotated to their principal axes and scaled to unit spread; the objective
   becomes a diagonal ½Σⱼ wⱼvⱼ². Same problem, same optimum, mapped back at the end.
 * Each hard QP is rescaled so that its optimal objective (and the duals) are O(1); otherwise
   clarabel's static regularisation or its absolute gap tolerance spoils the answer.
@@ -198,7 +198,7 @@ _FREE_WEIGHTS = (1e-4, 1e-8)
 def _ldp_fallback(prob, idx: np.ndarray, R: sp.csr_matrix, kappa: float = 1.0):
     """Working-set solutions by NNLS (least-distance programming), yielded as (x, exact, z), z the
     NNLS multipliers of the rows of R (their support is the active set), or None:
-    * no free variable (homog in whitened form, pdiag > 0): exact, w = √(κ pdiag)·x,
+    * no free variable (homog and origin in whitened form, pdiag > 0): exact, w = √(κ pdiag)·x,
       G = R/√(κ pdiag);
     * binary svc (free bias c): exact by eliminating c — u·(hᵢ − hⱼ) ≥ 2 for every positive i and
       negative j — then c = −(min₊ u·h + max₋ u·h)/2 (when there are at most _PAIRS_MAX pairs);

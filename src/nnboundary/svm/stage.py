@@ -75,7 +75,8 @@ def fit_run(features_dir, settings: dict[str, Any], log=None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="nnboundary svm",
-        description="Fit hard-margin SVM targets (svc, homog) on the last hidden layer of every checkpoint.",
+        description="Fit hard-margin SVM targets (svc, homog, origin) on the last hidden layer "
+        "of every checkpoint.",
     )
     parser.add_argument(
         "--features", required=True, help="a run's folder of epoch*.parquet feature files"

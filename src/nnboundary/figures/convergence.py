@@ -1,0 +1,255 @@
+"""The ``convergence`` figure: where each regime's last layer is heading as the loss goes to 0.
+
+One dataset × arch × variant, every regime and seed, against the **depth** x = −log10(train
+loss) of each checkpoint (linear axis): the theory's limit is L → 0, and the direction error
+falls like 1/log(1/L) whatever the schedule, so runs are compared at equal loss, not at equal
+steps. Every seed is one thin line, coloured by regime; nothing is averaged across seeds (their
+checkpoints lie at different depths). Only valid checkpoints (:mod:`nnboundary.validity`) are on
+the lines; invalid ones are crosses; a dot marks each seed's deepest valid checkpoint. The
+panels (3 × 4):
+
+* the angle between the network's normal and each SVM target's, ``svc`` (free bias), ``homog``
+  (bias penalised like a weight) and ``origin`` (no bias; where a separator through the origin
+  exists), on one shared log scale; the angles between the targets themselves (line style: the
+  pair), below which "nearer to one target" means little;
+* the margin gap |1 − γ_NN/γ_SVM| to each target (0: the SVM's margin) and the network's own
+  bias gap 1 − 2·midpoint (0 midway, ±1 touching a class; multi-class: mean |gap| over pairs);
+* ‖w‖ (multi-class: mean over pairs), NC1 and NC3 of the same checkpoints (from the runs'
+  neural_collapse.parquet) and the optimizer steps it took to get that deep.
+
+The title says, per regime, which target each seed's deepest valid checkpoint is nearest to and
+the median angle to it: where each regime is heading. Multi-class runs use the Crammer–Singer
+fit (the ``mean`` row over class pairs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..targets import PAIR_ANGLE_COLUMNS, TARGET_PAIRS, TARGETS, TIE_DEG
+from .common import (FLOOR, bias_gap_axis, bias_values, floored, overall_rows,
+                     plain_tick_labels, pyplot, read_collapse, read_metrics, regime_colours,
+                     save, scheme_label, set_log_scale)
+
+#: Line styles of the angles between targets (svc–homog, svc–origin, homog–origin).
+PAIR_STYLES = dict(zip(PAIR_ANGLE_COLUMNS, ("-", "--", ":")))
+#: Thin per-seed lines.
+LINE = {"lw": 0.9, "alpha": 0.8}
+
+
+def depth_of(loss) -> np.ndarray:
+    """x = −log10(loss); NaN where the loss is not positive and finite (exactly 0 after an
+    underflow has no depth to draw)."""
+    loss = np.asarray(loss, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((loss > 0) & np.isfinite(loss), -np.log10(loss), np.nan)
+
+
+def checkpoint_rows(frame):
+    """The summarising rows (binary, or the Crammer–Singer ``mean``) with ``depth`` and
+    ``network_valid``: the rows of the targets with a bias are valid at that checkpoint (the
+    network's own quantities are measurements there)."""
+    from ..convergence import RUN_KEYS
+
+    rows = overall_rows(frame).copy()
+    rows["depth"] = depth_of(rows["train_loss"])
+    bias_ok = rows["valid"].astype(bool) | (rows["target"] == "origin")
+    rows["network_valid"] = bias_ok.groupby(
+        [rows[k] for k in RUN_KEYS + ["epoch"]]).transform("all").astype(bool)
+    return rows.sort_values(RUN_KEYS + ["epoch"], kind="stable")
+
+
+def seed_lines(ax, part, values: np.ndarray, valid: np.ndarray, colour, style: str = "-"):
+    """One thin line per seed through its valid checkpoints (in depth order), crosses at its
+    invalid ones, a dot at its deepest valid one. Returns the valid values drawn."""
+    x = part["depth"].to_numpy(dtype=float)
+    seeds = part["seed"].to_numpy()
+    drawn = []
+    for seed in np.unique(seeds):
+        mine = (seeds == seed) & np.isfinite(x) & np.isfinite(values)
+        order = np.flatnonzero(mine)[np.argsort(x[mine], kind="stable")]
+        good, bad = order[valid[order]], order[~valid[order]]
+        if good.size:
+            ax.plot(x[good], values[good], ls=style, color=colour, **LINE, zorder=3)
+            ax.plot(x[good[-1]], values[good[-1]], "o", color=colour, ms=3.5, zorder=4)
+            drawn.append(values[good])
+        if bad.size:
+            ax.plot(x[bad], values[bad], "x", color=colour, ms=3.5, alpha=0.5, zorder=2)
+    return np.concatenate(drawn) if drawn else np.array([])
+
+
+def heading(rows, regime: str) -> str:
+    """Where a regime ends: per valid seed, the target its deepest valid checkpoint is nearest
+    to (a tie within TIE_DEG counts for none), and the median angle to it."""
+    from ..convergence import RUN_KEYS
+
+    part = rows[(rows["regime"] == regime) & rows["network_valid"]]
+    part = part[(part["target"] != "origin") | part["valid"].astype(bool)]
+    if part.empty:
+        return f"{regime}: no valid checkpoint"
+    last = part.groupby(RUN_KEYS)["epoch"].transform("max")
+    final = part[part["epoch"] == last]
+    counts, nearest, depths = dict.fromkeys(TARGETS, 0), [], []
+    tied = 0
+    for _, run in final.groupby(RUN_KEYS):
+        angles = run.set_index("target")["angle_deg"].astype(float).sort_values()
+        depths.append(float(run["depth"].iloc[0]))
+        if len(angles) > 1 and angles.iloc[1] - angles.iloc[0] <= TIE_DEG:
+            tied += 1
+        else:
+            counts[str(angles.index[0])] += 1
+        nearest.append(float(angles.iloc[0]))
+    told = ", ".join(f"{t} {counts[t]}" for t in TARGETS)
+    return (f"{regime}: deepest valid checkpoint nearest to {told}, tied {tied} "
+            f"({len(nearest)} seeds); median angle to it {np.median(nearest):.3g}° at depth "
+            f"{np.median(depths):.3g}")
+
+
+def convergence_figure(metric_paths: Sequence[str | Path], output, settings: dict[str, Any],
+                       collapse_paths: Sequence[str | Path] | None = None) -> None:
+    """Draw the figure of the module docstring from the runs' metrics files (and, with
+    ``collapse_paths``, their neural_collapse.parquet for NC1 and NC3); write ``output``."""
+    plt = pyplot()
+    from matplotlib.lines import Line2D
+
+    from ..convergence import RUN_KEYS, regime_sort_key
+
+    frame = read_metrics(metric_paths)
+    rows = checkpoint_rows(frame)
+    regimes = sorted(set(rows["regime"]), key=regime_sort_key)
+    colours = regime_colours(regimes)
+    collapse = None
+    if collapse_paths:
+        collapse = read_collapse(collapse_paths, frame)
+        depth = rows.drop_duplicates(RUN_KEYS + ["epoch"])[RUN_KEYS + ["epoch", "depth"]]
+        collapse = collapse.merge(depth, on=RUN_KEYS + ["epoch"], how="left")
+    fig, axes = plt.subplots(3, 4, figsize=(20.0, 12.6))
+
+    def target_part(regime, target):
+        part = rows[(rows["regime"] == regime) & (rows["target"] == target)]
+        valid = part["valid"].to_numpy(bool) & part["network_valid"].to_numpy(bool)
+        return part, valid
+
+    def network_part(regime):
+        """One row per checkpoint (the svc target's) for the network's own quantities."""
+        part = rows[rows["regime"] == regime]
+        if len(part):
+            reference = "svc" if (part["target"] == "svc").any() else part["target"].iloc[0]
+            part = part[part["target"] == reference]
+        return part, part["network_valid"].to_numpy(bool)
+
+    # Row 0: angles to each target (one shared log scale), and between the targets.
+    angle_axes = list(axes[0, :3])
+    drawn, clipped = [], False
+    for ax, target in zip(angle_axes, TARGETS):
+        for regime in regimes:
+            part, valid = target_part(regime, target)
+            values, below = floored(part["angle_deg"].to_numpy(float), FLOOR["angle_deg"])
+            clipped |= below
+            drawn.append(seed_lines(ax, part, values, valid, colours[regime]))
+        ax.set_title(f"angle to {target} ({TARGETS[target]})", fontsize=10)
+    every = np.concatenate(drawn) if drawn else np.array([])
+    for ax in angle_axes:
+        if every.size and (every > 0).all():
+            ax.set_yscale("log")
+            ax.set_ylim(every.min() / 1.5, every.max() * 1.5)
+            plain_tick_labels(ax)
+        ax.set_ylabel("degrees" + (f" (below {FLOOR['angle_deg']:g} drawn at it)"
+                                   if clipped else ""))
+    ax = axes[0, 3]
+    between = []
+    for regime in regimes:
+        part, valid = network_part(regime)
+        for column in PAIR_ANGLE_COLUMNS:
+            if column not in part:
+                continue
+            values, _ = floored(part[column].to_numpy(float), FLOOR["angle_deg"])
+            between.append(seed_lines(ax, part, values, valid, colours[regime],
+                                      PAIR_STYLES[column]))
+    between = np.concatenate(between) if between else np.array([])
+    if between.size and (between > 0).all():
+        set_log_scale(ax, between)
+        plain_tick_labels(ax)
+    ax.set_title("angles between the targets", fontsize=10)
+    ax.set_ylabel("degrees")
+
+    # Row 1: the margin gap |1 − γ_NN/γ_t| to each target on one log scale (0 at the SVM's
+    # margin; above 1 for the origin target the network, which has a bias, can beat), and the
+    # network's bias gap.
+    gaps, clipped = [], False
+    for ax, target in zip(axes[1, :3], TARGETS):
+        for regime in regimes:
+            part, valid = target_part(regime, target)
+            values, below = floored(np.abs(1.0 - part["margin_ratio"].to_numpy(float)),
+                                    FLOOR["margin_gap"])
+            clipped |= below
+            gaps.append(seed_lines(ax, part, values, valid, colours[regime]))
+        ax.set_title(f"margin gap |1 − γ_NN / γ_{target}|", fontsize=10)
+    gaps = np.concatenate(gaps) if gaps else np.array([])
+    gaps = gaps[np.isfinite(gaps)]
+    for ax in axes[1, :3]:
+        if gaps.size:
+            ax.set_yscale("log")
+            ax.set_ylim(gaps.min() / 1.5, gaps.max() * 1.5)
+        ax.set_ylabel("(below %g drawn at it)" % FLOOR["margin_gap"] if clipped else "")
+    ax = axes[1, 3]
+    for regime in regimes:
+        part, valid = network_part(regime)
+        values = np.clip(bias_values(part, "bias_gap"), -1.1, 1.1)
+        seed_lines(ax, part, values, valid, colours[regime])
+    ax.set_ylabel("1 − 2·midpoint" + bias_gap_axis(ax), fontsize=9)
+    ax.set_title("the network's bias gap (0 midway; multi-class: mean |gap|)", fontsize=10)
+
+    # Row 2: ‖w‖, NC1, NC3, steps.
+    own = [(axes[2, 0], "w_norm", "‖w‖ = ‖W₁ − W₀‖ (multi-class: mean over pairs)", rows),
+           (axes[2, 3], "step", "optimizer steps to get there", rows)]
+    if collapse is not None:
+        own += [(axes[2, 1], "nc1", "NC1 = Tr(Σ_W Σ_B⁺)/K", collapse),
+                (axes[2, 2], "nc3_self_duality", "NC3 = ‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²", collapse)]
+    for ax, column, title, table in own:
+        values_drawn = []
+        for regime in regimes:
+            if table is rows:
+                part, valid = network_part(regime)
+            else:
+                part = table[table["regime"] == regime]
+                valid = part["valid"].to_numpy(bool)
+            if column not in part:
+                continue
+            values, _ = floored(part[column].to_numpy(float), FLOOR[column])
+            values_drawn.append(seed_lines(ax, part, values, valid, colours[regime]))
+        values_drawn = np.concatenate(values_drawn) if values_drawn else np.array([])
+        if values_drawn.size and (values_drawn > 0).all():
+            set_log_scale(ax, values_drawn)
+        ax.set_title(title, fontsize=10)
+
+    for ax in axes.ravel():
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "no valid checkpoint" if ax is not axes[2, 1] or collapse is None
+                    else "no NC values", transform=ax.transAxes, ha="center")
+        ax.set_xlabel("depth −log10(train loss)")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_xlim(left=0)
+
+    handles = [Line2D([], [], color=colours[r], lw=1.5, label=f"regime {r} (one line per seed)")
+               for r in regimes]
+    handles += [Line2D([], [], color="grey", ls=PAIR_STYLES[c], lw=1.2,
+                       label=f"{a}–{b} (angles between targets)")
+                for c, (a, b) in zip(PAIR_ANGLE_COLUMNS, TARGET_PAIRS)]
+    handles += [Line2D([], [], color="grey", ls="", marker="o", ms=4,
+                       label="deepest valid checkpoint"),
+                Line2D([], [], color="grey", ls="", marker="x", ms=4,
+                       label="invalid checkpoint (not a measurement)")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
+    names = sorted({"/".join(map(str, key)) for key in
+                    zip(rows["dataset"], rows["arch"], rows["variant"])}) or ["no rows"]
+    lines = [f"{', '.join(names)}: the last layer against the hard-margin SVMs as the loss goes "
+             f"to 0 ({scheme_label(rows) if len(rows) else '-'})"]
+    lines += [heading(rows, regime) for regime in regimes]
+    fig.suptitle("\n".join(lines), fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    save(fig, output, int(settings["dpi"]))
