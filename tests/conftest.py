@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
 IMPORT_HOOK = REPO / "tests" / "import_log"
 IMPORT_LOG = Path(os.environ.get("NNBOUNDARY_IMPORT_LOG") or
                   Path(tempfile.gettempdir()) / f"nnboundary-imports-{os.getpid()}")
+if "NNBOUNDARY_IMPORT_LOG" not in os.environ:
+    atexit.register(shutil.rmtree, IMPORT_LOG, True)
 
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))

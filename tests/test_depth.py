@@ -58,6 +58,9 @@ def test_depth_table_medians_counts_and_the_sign_test():
     assert (deep["n_seeds"], deep["n_reached"], deep["n_valid"]) == (7, 6, 6)
     assert deep["angle_deg_median"] == pytest.approx(0.1)
     assert deep["seeds_nearest"] == 6 and rows.loc[("svc", 1e-100)]["seeds_nearest"] == 0
+    assert deep["angle_nearest_median"] == deep["angle_nearest_max"] == pytest.approx(0.1)
+    # at 1e-8 the nearest target is homog (1°) for every seed
+    assert rows.loc[("svc", 1e-8)]["angle_nearest_max"] == pytest.approx(1.0)
     shallow = rows.loc[("svc", 1e-2)]  # seed 0 misclassifies there: 6 of 7 valid
     assert (shallow["n_reached"], shallow["n_valid"]) == (7, 6)
     assert shallow["angle_deg_median"] == pytest.approx(4.0)

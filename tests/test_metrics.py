@@ -522,3 +522,10 @@ def test_angles_between_targets_need_two_hard_margin_fits(tmp_path):
     assert frame["homog_origin_angle_deg"].isna().all()
     assert frame.loc["origin", "invalid_reason"].startswith("not_separable_origin,soft_margin")
     assert frame.loc["svc", "valid"] and frame.loc["homog", "valid"]
+
+
+def test_zero_points_counts_rows_at_the_origin():
+    H = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0]])
+    assert metrics.zero_points(H) == 2
+    assert metrics.dead_units(H) == 0  # each unit is on somewhere
+    assert metrics.zero_points(np.zeros((0, 2))) == 0

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -137,11 +138,26 @@ def _open_result(driver, url: str, category: str, result: str):
     from selenium.webdriver.common.by import By
 
     driver.get(url)
-    _wait(driver, lambda d: d.find_elements(By.XPATH, f"//a[normalize-space()='{category}']"),
-          f"menu item {category}")[0].click()
+    _click(driver, _wait(driver, lambda d: d.find_elements(
+        By.XPATH, f"//a[normalize-space()='{category}']"), f"menu item {category}")[0])
     row = _wait(driver, lambda d: d.find_elements(
         By.XPATH, f"//nav//tr[td[normalize-space()='{result}']]"), f"row {result}")[0]
-    row.find_element(By.CSS_SELECTOR, "a[iconname='eye']").click()
+    _click(driver, row.find_element(By.CSS_SELECTOR, "a[iconname='eye']"))
+
+
+def _click(driver, element) -> None:
+    """Click like a reader: scrolled into the middle of the view first (a long menu can leave
+    an item under another element, which then gets the click), waiting until it is clickable."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    for _ in range(20):
+        try:
+            element.click()
+            return
+        except ElementClickInterceptedException:  # still settling (the menu animates)
+            time.sleep(0.25)
+    element.click()
 
 
 def _script_errors(driver) -> list[str]:

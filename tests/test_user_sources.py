@@ -81,7 +81,8 @@ def test_own_data_and_networks_run_end_to_end(user_run):
     assert cells == {(d, a, r) for d, a in (("rings", "mynet"), ("blocks", "mlp"),
                                             ("mnist53", "resnet18"))
                      for r in ("full", "retrain_last")}
-    assert (metrics.groupby(["dataset", "regime"])["epoch"].nunique() == 3).all()
+    # 3 log-spaced checkpoints per run, plus one per loss milestone a run reaches.
+    assert (metrics.groupby(["dataset", "regime"])["epoch"].nunique() >= 3).all()
     for run in ("rings/mynet", "blocks/mlp", "mnist53/resnet18"):
         for regime in ("full", "retrain_last"):
             assert (results / "figures" / "runs" / run / "base" / regime / "seed0.png").stat() \

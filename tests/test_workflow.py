@@ -163,7 +163,7 @@ def test_origin_rows_agree_with_an_independent_solve(finished):
     """The rows of target origin, from the feature files alone and clarabel: the angle to the
     network's normal and the SVM's margin, per class pair; not separable where it is not."""
     metrics = pd.read_parquet(finished / "results" / "metrics.parquet")
-    compared = 0
+    compared = checked = 0
     for run in RUNS:
         dataset, arch, variant, regime, seed = run.split("/")
         for path in io.list_feature_files(finished / "results" / "runs" / run / "features"):
@@ -175,8 +175,9 @@ def test_origin_rows_agree_with_an_independent_solve(finished):
                            & (metrics["epoch"] == features.epoch) & (metrics["target"] == "origin")
                            & (metrics["scheme"] == scheme)].set_index("pair")
             solved = origin_solve(H.astype(np.float64), y, K)
-            if solved is None:
-                assert not rows["separable"].any()
+            checked += 1
+            if solved is None:  # e.g. a class mapped to h = 0: nothing through 0 separates it
+                assert not rows["separable"].any() and not rows["valid"].any()
                 continue
             assert rows["separable"].all() and rows["hard_margin"].all()
             U = np.vstack([-solved / 2, solved / 2]) if K == 2 else solved
@@ -192,7 +193,7 @@ def test_origin_rows_agree_with_an_independent_solve(finished):
                     margin = np.min(sign * (H[pair] @ u)) / np.linalg.norm(u)
                     assert row["margin_svm"] == pytest.approx(margin, rel=1e-3)
                     compared += 1
-    assert compared >= 4
+    assert compared >= 1 and checked >= 10  # every checkpoint checked, some separable
 
 
 def test_second_run_does_nothing(finished):

@@ -23,6 +23,9 @@ milestone, over the runs' summarising rows (binary, or the Crammer–Singer ``me
   those checkpoints (the depth actually measured, and what it cost);
 - ``seeds_nearest``: the valid seeds for which this target has the smallest angle of the three
   (a seed whose two nearest lie within :data:`nnboundary.targets.TIE_DEG` counts for none);
+- ``angle_nearest_median`` / ``angle_nearest_max``: over the valid seeds, each seed's smallest
+  angle to any target, its median and its worst (the same on every target's row): does the gap
+  to the nearest SVM close as the loss goes to 0?
 - the per-seed sign test of "the angle at the deepest milestone is smaller than at
   :data:`REFERENCE` (1e-8, the old stopping depth)", the same on every row of a cell × target:
   ``deepest`` = the smallest milestone at which the cell has a valid seed for the target,
@@ -89,16 +92,20 @@ def _measured(frame: pd.DataFrame) -> pd.Series:
     return frame["network_valid"].astype(bool) & own
 
 
-def _nearest(valid: pd.DataFrame) -> dict[tuple, str]:
-    """(run keys..., milestone) → the target with the smallest angle (absent when tied)."""
-    nearest = {}
+def _nearest(valid: pd.DataFrame) -> tuple[dict[tuple, str], dict[tuple, float]]:
+    """(run keys..., milestone) → the target with the smallest angle (absent when tied), and →
+    that smallest angle."""
+    nearest, smallest = {}, {}
     for key, group in valid.groupby(RUN_KEYS + ["milestone"], sort=False):
         angles = group.set_index("target")["angle_deg"].astype(float).sort_values()
         angles = angles[np.isfinite(angles)]
-        if len(angles) == 0 or (len(angles) > 1 and angles.iloc[1] - angles.iloc[0] <= TIE_DEG):
+        if len(angles) == 0:
+            continue
+        smallest[key] = float(angles.iloc[0])
+        if len(angles) > 1 and angles.iloc[1] - angles.iloc[0] <= TIE_DEG:
             continue
         nearest[key] = str(angles.index[0])
-    return nearest
+    return nearest, smallest
 
 
 def depth_table(metrics: pd.DataFrame, milestones=DEFAULT_MILESTONES) -> pd.DataFrame:
@@ -111,7 +118,7 @@ def depth_table(metrics: pd.DataFrame, milestones=DEFAULT_MILESTONES) -> pd.Data
     seeds = all_rows.groupby(CELL)["seed"].nunique()
     picked = picked.assign(measured=_measured(picked)) if len(picked) else picked
     valid = picked[picked["measured"]] if len(picked) else picked
-    nearest = _nearest(valid) if len(valid) else {}
+    nearest, smallest = _nearest(valid) if len(valid) else ({}, {})
     records = []
     cells = sorted(seeds.index, key=lambda c: (*c[:3], regime_sort_key(c[3])))
     targets_of = all_rows.groupby(CELL)["target"].unique()
@@ -137,6 +144,10 @@ def depth_table(metrics: pd.DataFrame, milestones=DEFAULT_MILESTONES) -> pd.Data
                 record["seeds_nearest"] = int(sum(
                     nearest.get((*cell, int(s), milestone)) == target
                     for s in (ok["seed"] if len(ok) else [])))
+                closest = stats.describe([value for (*c, _, m), value in smallest.items()
+                                          if tuple(c) == cell and m == milestone])
+                record["angle_nearest_median"] = closest["median"]
+                record["angle_nearest_max"] = closest["max"]
                 record.update(sign)
                 records.append(record)
     return pd.DataFrame(records)
@@ -188,10 +199,12 @@ DEPTH_CAPTION = (
     "below the milestone, medians [q25, q75] over the seeds valid there (reached: runs that got "
     "below it). Angles in degrees to each SVM target: svc (free bias), homog (bias penalised "
     "like a weight), origin (no bias; over the seeds where a separator through the origin "
-    "exists). nearest: seeds whose smallest angle is to svc / homog / origin. between targets: "
+    "exists). nearest: seeds whose smallest angle is to svc / homog / origin; nearest angle: "
+    "each seed's smallest angle, median (worst). between targets: "
     "median angles svc–homog / svc–origin / homog–origin. |bias gap|: the network's own, "
-    "1 − 2·midpoint (0 midway). The gap closes where the angles fall with depth; the target it "
-    "heads for is the one whose angle falls towards 0.")
+    "1 − 2·midpoint (0 midway). median loss: the train loss actually measured there (a run "
+    "can pass several milestones in one step). The gap closes where the angles fall with "
+    "depth; the target it heads for is the one whose angle falls towards 0.")
 FELL_CAPTION = (
     f"Per seed: is the angle at the deepest milestone smaller than at {REFERENCE:g}? k of n "
     "seeds valid at both depths (equal angles left out), two-sided sign test; holds: it fell, "
@@ -207,8 +220,8 @@ def depth_document(table: pd.DataFrame, level: int = 1) -> list[document.Block]:
     targets = [t for t in TARGETS if (table["target"] == t).any()]
     header = (CELL + ["loss below", "reached/seeds", "valid"]
               + [f"angle {t}" for t in targets]
-              + ["nearest " + "/".join(targets), "between targets", "margin ratio svc",
-                 "|bias gap|", "median step"])
+              + ["nearest " + "/".join(targets), "nearest angle (worst)", "between targets",
+                 "margin ratio svc", "|bias gap|", "median loss", "median step"])
     rows = []
     for key, group in table.groupby(CELL + ["milestone"], sort=False):
         milestone = key[-1]
@@ -220,10 +233,12 @@ def depth_document(table: pd.DataFrame, level: int = 1) -> list[document.Block]:
         cells.append(valid)
         cells += [_median_iqr(by_target[t], "angle_deg") for t in targets]
         cells.append("/".join(str(int(by_target[t]["seeds_nearest"])) for t in targets))
+        cells.append(f"{_num(first['angle_nearest_median'])} ({_num(first['angle_nearest_max'])})")
         reference = by_target.get("svc", first)
         cells.append(" / ".join(_num(reference[f"{c}_median"]) for c in PAIR_ANGLE_COLUMNS))
         cells.append(_median_iqr(reference, "margin_ratio"))
         cells.append(_median_iqr(reference, "bias_gap_abs"))
+        cells.append(_num(reference["train_loss_median"], 2))
         cells.append(_num(reference["step_median"], 4))
         rows.append(cells)
     signs = table.drop_duplicates(CELL + ["target"])

@@ -69,8 +69,8 @@ PER_TARGET = {"angle_deg": "angle", "margin_ratio": "margin_ratio",
 #: Columns of the network alone (and the angles between the targets), taken from the svc row
 #: (else the first target fitted).
 NETWORK = ["scheme", "epoch", "step", "bias_gap", "bias_gap_abs", *PAIR_ANGLE_COLUMNS,
-           "train_loss", "train_acc", "test_acc", "dead_units", "optimizer", "loss", "lr",
-           "batch_size"]
+           "train_loss", "train_acc", "test_acc", "dead_units", "zero_points", "optimizer",
+           "loss", "lr", "batch_size"]
 
 
 # --------------------------------------------------------------------------------------------

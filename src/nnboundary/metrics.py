@@ -52,6 +52,9 @@ test_acc,          from the stored logits (the same on every row of an epoch)
 train_loss
 w_norm             ‖w‖ of the pair (mean row: mean over pairs)
 dead_units         bottleneck units exactly 0 on every train point             (:func:`dead_units`)
+zero_points        train points whose features are exactly 0 (every bottleneck unit off): they sit
+                   at the origin of feature space, where only a bias can classify them, so no
+                   separator through the origin exists (:func:`zero_points`)
 sv_overlap         |S ∩ T|/|S|: S the fit's support vectors of the pair, T the |S| highest-loss
                    train points of the pair                                     (:func:`sv_overlap`)
 matrix_angle_deg   angle between the centred W and U (the same on every row of a fit)
@@ -138,7 +141,7 @@ PAIR_METRICS = [
 SIGNED_PAIR_METRICS = ("bias_gap", "svm_bias_gap", "bias_offset", "midpoint_position",
                        "svm_midpoint_position")
 #: Metrics of the whole network at one epoch (the same on every row of that epoch).
-NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units"]
+NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units", "zero_points"]
 #: What the run trained with (:func:`nnboundary.train.training_record`, from the feature
 #: file's metadata; empty / NaN / -1 for feature files written without it).
 TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_per_epoch",
@@ -330,6 +333,15 @@ def dead_units(H: Any) -> int:
     if H.ndim != 2:
         raise ValueError(f"dead_units: H must be (n, d), got shape {H.shape}")
     return int(np.sum(np.all(H == 0, axis=0)))
+
+
+def zero_points(H: Any) -> int:
+    """Number of rows (train points) of ``H`` that are exactly 0 in every column: points the
+    bottleneck maps to the origin, where w·h = 0 for every w."""
+    H = np.asarray(H)
+    if H.ndim != 2:
+        raise ValueError(f"zero_points: H must be (n, d), got shape {H.shape}")
+    return int(np.sum(np.all(H == 0, axis=1)))
 
 
 def cross_entropy_per_sample(logits: Any, labels: Any) -> np.ndarray:
@@ -591,6 +603,7 @@ def _epoch_rows(
         "test_acc": test_acc,
         "train_loss": train_loss,
         "dead_units": n_dead,
+        "zero_points": zero_points(H_train),
         "diverged": diverged,
         **training,
     }
@@ -731,7 +744,8 @@ def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path, grid_
     strings = ("dataset", "arch", "variant", "regime", "target", "scheme", "pair",
                "invalid_reason", "optimizer", "loss", "schedule", "stop_reason")
     booleans = ("separable", "hard_margin", "degenerate", "diverged", "valid")
-    integers = ("seed", "epoch", "step", "dead_units", "batch_size", "steps_per_epoch",
+    integers = ("seed", "epoch", "step", "dead_units", "zero_points", "batch_size",
+                "steps_per_epoch",
                 "stop_epoch")
     floats = [c for c in COLUMNS if c not in strings + booleans + integers]
     frame = frame.astype({name: "int64" for name in integers})

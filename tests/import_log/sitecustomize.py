@@ -19,7 +19,7 @@ def _write() -> None:
     try:
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, f"{os.getpid()}.txt"), "w") as handle:
-            handle.write(" ".join(sys.argv[:3]) + "\n" + "\n".join(names) + "\n")
+            handle.write(" ".join(sys.argv) + "\n" + "\n".join(names) + "\n")
     except OSError:
         pass
 
