@@ -426,6 +426,10 @@ def test_closer_target_chooses_among_three_with_a_test_against_each_other_target
             row["seeds_tied"]) == (0, 0, 6, 0)
     assert row["closer_target"] == "origin" and row["closer_p_value"] == pytest.approx(0.03125)
     assert row["angle_nearer_max"] == pytest.approx(0.1)
+    # Pair by pair: homog is nearer than svc in 6, origin nearer than homog in 6.
+    assert (row["seeds_svc_over_homog"], row["seeds_homog_over_svc"]) == (0, 6)
+    assert (row["seeds_homog_over_origin"], row["seeds_origin_over_homog"]) == (0, 6)
+    assert row["p_svc_homog"] == row["p_homog_origin"] == pytest.approx(0.03125)
     # origin nearest in 5 seeds, homog in 1: against homog 5/6 (p = 0.22) - undecided.
     table = _three_targets({"svc": [1.0] * 6, "homog": [0.5] * 5 + [0.05],
                             "origin": [0.1] * 6})
@@ -433,8 +437,12 @@ def test_closer_target_chooses_among_three_with_a_test_against_each_other_target
     assert (row["seeds_closer_homog"], row["seeds_closer_origin"]) == (1, 5)
     assert row["closer_target"] == "undecided" and row["closer_p_value"] == pytest.approx(0.21875)
     # Two nearest targets within 0.01°: a tie for that seed.
+    # homog and origin tied (pairwise 0:0), both nearer than svc: no single target wins.
     table = _three_targets({"svc": [1.0] * 6, "homog": [0.105] * 6, "origin": [0.1] * 6})
-    assert findings(table).iloc[0]["seeds_tied"] == 6
+    row = findings(table).iloc[0]
+    assert row["seeds_tied"] == 6 and row["closer_target"] == "undecided"
+    assert (row["seeds_homog_over_origin"], row["seeds_origin_over_homog"]) == (0, 0)
+    assert row["seeds_origin_over_svc"] == 6 and row["p_svc_origin"] == pytest.approx(0.03125)
 
 
 def test_a_seed_without_a_separator_through_the_origin_stays_valid_for_the_other_targets():

@@ -47,7 +47,7 @@ import pandas as pd
 
 from . import document, stats
 from .convergence import RUN_KEYS, overall_rows, regime_sort_key
-from .targets import PAIR_ANGLE_COLUMNS, TARGETS, TIE_DEG
+from .targets import PAIR_ANGLE_COLUMNS, TARGET_PAIRS, TARGETS, TIE_DEG
 from .validity import with_validity
 
 #: The target without a bias: a seed stays valid where it alone does not exist.
@@ -171,15 +171,18 @@ def _put(record: dict, prefix: str, values, parts=("mean", "sd", "median", "q25"
 
 
 def closer_count(valid: pd.DataFrame) -> dict:
-    """Which target each valid seed's final angle is nearest to, and whether one target wins.
+    """Which target each valid seed's final angle is nearest to, pair by pair, and whether one
+    target is nearer than every other.
 
     Per seed, among the targets with a finite angle: the nearest one, or a tie when the two
-    nearest lie within :data:`TIE_DEG` (``seeds_closer_<target>``, ``seeds_tied``). The verdict
-    is the target T nearest in most seeds (ties between targets broken by table order) when, for
-    *every* other target S, the two-sided sign test of "T's angle is smaller than S's" over the
-    seeds where both are finite and differ by more than :data:`TIE_DEG` holds
-    (:func:`nnboundary.stats.count_verdict`); p (``closer_p_value``) is the largest of those
-    p-values (an intersection–union test), ``undecided`` otherwise."""
+    nearest lie within :data:`TIE_DEG` (``seeds_closer_<target>``, ``seeds_tied``). Per pair of
+    targets (a, b): the seeds where a's angle is smaller by more than :data:`TIE_DEG`
+    (``seeds_<a>_over_<b>``), where b's is (``seeds_<b>_over_<a>``), and the two-sided sign test
+    of the two counts (``p_<a>_<b>``). The verdict ``closer_target`` is the target T whose every
+    pairwise test against another target with data says T is the nearer one
+    (:func:`nnboundary.stats.count_verdict`: holds); ``closer_p_value`` is the largest of those
+    p-values (an intersection–union test; 1 for a pair it does not win), for the target where
+    it is smallest; ``undecided`` when no target passes every test."""
     columns = [f"angle_{t}" for t in TARGETS if f"angle_{t}" in valid]
     angles = valid[columns].to_numpy(dtype=float) if columns else np.zeros((len(valid), 0))
     names = [c.removeprefix("angle_") for c in columns]
@@ -196,22 +199,32 @@ def closer_count(valid: pd.DataFrame) -> dict:
             wins[names[order[0]]] += 1
     record = {f"seeds_closer_{t}": wins[t] for t in TARGETS}
     record["seeds_tied"] = tied
-    leader = max(names, key=lambda t: wins[t]) if names and max(wins.values()) > 0 else None
-    counts = []
-    if leader is not None:
-        mine = angles[:, names.index(leader)]
-        for other in names:
-            if other == leader:
-                continue
-            difference = angles[:, names.index(other)] - mine
+    tests: dict[tuple[str, str], stats.Count] = {}
+    for first, second in TARGET_PAIRS:
+        a_wins = b_wins = 0
+        if first in names and second in names:
+            difference = angles[:, names.index(second)] - angles[:, names.index(first)]
             difference = difference[np.isfinite(difference)]
-            if difference.size == 0:
-                continue  # a target without a value in any seed: nothing to compare
-            k, against = int((difference > TIE_DEG).sum()), int((difference < -TIE_DEG).sum())
-            counts.append(stats.count_verdict(k, k + against))
-    p = max((c.p for c in counts), default=1.0)
-    decided = bool(counts) and all(c.verdict == "holds" for c in counts)
-    record.update(closer_p_value=p, closer_target=leader if decided else "undecided")
+            a_wins = int((difference > TIE_DEG).sum())
+            b_wins = int((difference < -TIE_DEG).sum())
+            if a_wins + b_wins or difference.size:
+                tests[(first, second)] = stats.count_verdict(a_wins, a_wins + b_wins)
+                tests[(second, first)] = stats.count_verdict(b_wins, a_wins + b_wins)
+        record[f"seeds_{first}_over_{second}"] = a_wins
+        record[f"seeds_{second}_over_{first}"] = b_wins
+        record[f"p_{first}_{second}"] = stats.sign_test(a_wins, a_wins + b_wins)
+    best, best_p = "undecided", 1.0
+    for target in names:
+        against = [count for (t, _), count in tests.items() if t == target]
+        if not against:
+            continue
+        # A pair the target does not win (at most half the seeds) is no evidence for it.
+        p = max(count.p if 2 * count.k > count.n else 1.0 for count in against)
+        if all(count.verdict == "holds" for count in against):
+            best, best_p = target, p
+            break
+        best_p = min(best_p, p)
+    record.update(closer_p_value=best_p, closer_target=best)
     return record
 
 
@@ -380,6 +393,12 @@ def _closer_cell(row: pd.Series) -> str:
     return f"{row['closer_target']} ({_closer_counts(row)})"
 
 
+def _pairwise_cell(row: pd.Series) -> str:
+    """Seeds nearer to each target of every pair, e.g. ``svc:homog 0:3 (p 0.25)``."""
+    return "; ".join(f"{a}:{b} {int(row[f'seeds_{a}_over_{b}'])}:{int(row[f'seeds_{b}_over_{a}'])}"
+                     f" (p {row[f'p_{a}_{b}']:.2g})" for a, b in TARGET_PAIRS)
+
+
 def _between_cell(row: pd.Series) -> str:
     """The median angles between the targets, e.g. ``0.16 / 11 / 11`` (svc–homog / svc–origin /
     homog–origin)."""
@@ -395,7 +414,8 @@ def regime_sentence(row: pd.Series) -> str:
     which = (f"closer to {closer}" if closer in TARGETS else "closer to no one target "
              "(undecided)")
     return (f"{regime} ({int(row['n_valid'])}/{int(row['n_seeds'])} valid seeds) ends {which} "
-            f"({_closer_counts(row)}); worst angle to the nearest target "
+            f"({_closer_counts(row)}; pairwise {_pairwise_cell(row)}); worst angle to the "
+            f"nearest target "
             f"{_num(row['angle_nearer_max'])}°, median |bias gap to svc| "
             f"{_num(row['bias_gap_svc_abs_median'])}, targets {_between_cell(row)}° apart "
             f"(svc–homog / svc–origin / homog–origin)")
@@ -432,9 +452,11 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
         "(free bias), homog (bias penalised like a weight), origin (no bias; its angle is over "
         "the seeds where a separator through the origin exists, n in brackets where fewer). "
         "worst: the largest angle to the nearest target. closer: per-seed count of the target "
-        "with the smallest angle (tied: the two nearest within 0.01°), the leader tested "
-        "against each other target with a two-sided sign test (p: the largest); undecided when "
-        f"p ≥ 0.05 or fewer than {stats.MIN_SEEDS} seeds were compared. between targets: the "
+        "with the smallest angle (tied: the two nearest within 0.01°), and the target nearer "
+        "than each other one by a two-sided sign test per pair (p: the largest); undecided when "
+        f"no target passes every test or fewer than {stats.MIN_SEEDS} seeds were compared. "
+        "nearer, pairwise: for each pair a:b, the seeds nearer to a and to b (ties left out), "
+        "with the pair's sign test. between targets: the "
         "median angles svc–homog / svc–origin / homog–origin; a 'closer' count means little "
         "where they are small. bias gap: "
         "1 − 2·midpoint along the network's own normal (0 midway, ±1 touching a class); "
@@ -443,7 +465,8 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
         f"direction converged: worst < {DIRECTION_TOL_DEG:g}°. midway: worst |gap to svc| < "
         f"{BIAS_GAP_TOL:g}.")
     header = ["dataset", "arch", "variant", "regime", "valid/seeds", "optimizer, lr",
-              "angle svc", "angle homog", "angle origin", "worst", "closer", "between targets",
+              "angle svc", "angle homog", "angle origin", "worst", "closer", "nearer, pairwise",
+              "between targets",
               "margin ratio svc", "bias gap", "|gap to svc| (worst)", "train loss",
               "direction converged", "midway"]
     rows = []
@@ -458,7 +481,8 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
             if row["n_valid_origin"] < row["n_valid"]:
                 origin += f" (n = {int(row['n_valid_origin'])})"
             cells += [_median_iqr(row, "angle_svc"), _median_iqr(row, "angle_homog"), origin,
-                      _num(row["angle_nearer_max"]), _closer_cell(row), _between_cell(row),
+                      _num(row["angle_nearer_max"]), _closer_cell(row), _pairwise_cell(row),
+                      _between_cell(row),
                       _num(row["margin_ratio_svc_median"]), _median_iqr(row, "bias_gap"),
                       f"{_num(row['bias_gap_svc_abs_median'])} ({_num(row['bias_gap_svc_abs_max'])})",
                       _num(row["train_loss_median"], 2), row["direction_converged"],
