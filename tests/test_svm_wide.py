@@ -190,10 +190,11 @@ def test_a_separating_certificate_replaces_the_lp(scheme, monkeypatch):
     fit = fit_svm(H, y, "homog", scheme, certificate=(W, b))
     assert fit.hard_margin and "the given classifier separates every point" in fit.status
     np.testing.assert_allclose(fit.W, plain.W, rtol=1e-6, atol=1e-9 * np.abs(plain.W).max())
-    # A classifier that misclassifies a point proves nothing: the LP decides as before.
-    monkeypatch.undo()
+    # A classifier that misclassifies a point proves nothing: the status does not cite it; the
+    # certified optimum proves separability by itself, so the LP does not run either.
     fit2 = fit_svm(H, y, "homog", scheme, certificate=(-W, b))
-    assert fit2.hard_margin and "LP feasible" in fit2.status
+    assert fit2.hard_margin and "given classifier" not in fit2.status
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="certificate has W"):
         fit_svm(H, y, "homog", scheme, certificate=(W[:, :3], b))
 
@@ -241,3 +242,26 @@ def test_benchmark_svm_prints_the_wide_table_and_writes_json(tmp_path, capsys):
     assert benchmark.main(["svm", "--n", "600", "--no-wide", "--output", str(path)]) == 0
     record = json.loads(path.read_text())
     assert "cores" in record["device"] and len(record["planar"]) == 7 * len(TARGETS) and "wide" not in record
+
+
+def test_the_lp_runs_only_where_no_certified_optimum_is_found(monkeypatch):
+    # Separable: the certified optimum of constraint generation is feasible, which proves
+    # separability, so the LP never runs. Not separable: clarabel finds a working set
+    # infeasible, and the LP confirms it before the soft fit.
+    from nnboundary.svm import fit as svm_fit
+
+    calls = []
+    real = svm_fit._separability
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(svm_fit, "_separability", counted)
+    H, y = collapsed_features(600, 8, 3, noise=0.5, seed=6)
+    assert fit_svm(H, y, "svc", "crammer_singer").hard_margin and not calls
+    rng = np.random.default_rng(0)
+    H = rng.normal(size=(400, 2))
+    y = (rng.random(400) < 0.5).astype(int)
+    fit = fit_svm(H, y, "svc", "binary")
+    assert not fit.separable and calls and "LP infeasible" in fit.status

@@ -276,23 +276,38 @@ def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -
 def _fit_problem(
     prob, init, weights, C: float, tol: float, deadline: float, wide: bool, proof: str | None = None
 ):
-    """The verified hard-margin point of ``active`` (wide features), else: separability by LP
-    (unless ``proof`` says why the data are separable), the hard fit by constraint generation
-    if separable, the soft fit if not. Returns (x, separable, note)."""
+    """The verified hard-margin point of ``active`` (wide features), else the hard fit by
+    constraint generation: a certified optimum is feasible, so it proves the data separable
+    itself and no LP runs. Only when that finds no optimum (a working set clarabel calls
+    infeasible, or no verified solution) does the separability LP decide (unless ``proof``
+    already says why the data are separable): separable, the hard fit again, told so; not, the
+    soft fit. Returns (x, separable, note)."""
     declined = ""
     if wide:
         x, note = active.hard_fit(prob, deadline)
         if x is not None:
             return x, True, f"separable (a verified hard-margin point exists); {note}"
         declined = f"active-set path declined: {note}; "
+    first = ""
+    try:
+        hv, x, note = _hard_cg(prob, init, tol, deadline, proof is not None)
+    except SVMError as err:
+        if proof is not None:
+            raise
+        hv, x, note = "failed", None, str(err)
+    if hv == "solved":
+        why = proof or "a verified hard-margin point exists"
+        return x, True, f"{declined}separable ({why}); {note}"
+    first = f"constraint generation without a proof of separability: {note}; "
     if proof is None:
         verdict, lp_note, _ = _separability(prob, init)
     else:
         verdict, lp_note = "feasible", proof
-    if verdict != "infeasible":
-        hv, x, note = _hard_cg(prob, init, tol, deadline, verdict == "feasible")
+    if verdict == "feasible":
+        hv, x, note = _hard_cg(prob, init, tol, deadline, True)
         if hv == "solved":
-            return x, True, f"{declined}separable ({lp_note}); {note}"
+            return x, True, f"{declined}{first}separable ({lp_note}); {note}"
+    if verdict != "infeasible":
         # The LP could not tell but the QP found a certificate of infeasibility: the margin is
         # too small to resolve numerically. Say so, go soft.
         lp_note = f"{lp_note}, but {note}"
