@@ -910,3 +910,16 @@ def test_origin_certificate_ignores_the_networks_bias():
     assert not (functional_margins(shifted, y, needs_bias[0], np.zeros(2), "binary") > 0).all()
     fit = fit_svm(shifted, y, "origin", "binary", certificate=needs_bias)
     assert fit.hard_margin and "given classifier" not in fit.status
+
+
+def test_origin_with_a_tiny_margin_through_the_origin_is_exact():
+    # Regression (a leaky-ReLU blobs run, epoch 64): class 0 sits in a small region around
+    # h = 0 on both sides of it, so the separator through the origin exists but needs
+    # ‖u‖ ≈ 4e5. clarabel called a 52-point working set infeasible; the LP says otherwise, and
+    # the exact NNLS solve of that set must then work at the optimum's own scale.
+    H, y, K = load_features(DATA / "svm_origin_leaky_epoch064.npz")
+    fit = fit_svm(H, y, "origin", "binary")
+    assert_exact_hard_fit(H, y, fit, K)
+    assert np.linalg.norm(fit.W[1] - fit.W[0]) > 1e5
+    np.testing.assert_allclose(fit.W[1] - fit.W[0], origin_qp(H, np.where(y == 1, 1.0, -1.0)),
+                               rtol=1e-4)

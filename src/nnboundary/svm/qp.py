@@ -160,8 +160,11 @@ def _solve_hard(
         sane = _SANE_OBJ[0] <= kappa * obj <= _SANE_OBJ[1]
         if status in _OK and sane and (R @ x).min() >= 1 - _WS_FEAS:
             return "Solved", x
-        if np.isfinite(obj) and obj > 0:
-            kappa = 1.0 / obj  # this iterate's objective: a fair estimate of the optimum's
+        if np.isfinite(obj) and obj > 0 and status not in _INFEASIBLE:
+            # This iterate's objective: a fair estimate of the optimum's. (An infeasibility
+            # certificate's is not: it can be 1e-67, and the NNLS fallback below would then
+            # work at that scale and fail.)
+            kappa = 1.0 / obj
     for x, exact, zl in _ldp_fallback(prob, idx, R, kappa):
         kx = 1.0 / max(_objective(prob, x), 1e-300)
         xp, certified = _polish(prob, R, zl, x, kx)
