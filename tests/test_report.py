@@ -44,7 +44,8 @@ def test_report_html_is_self_contained_and_holds_every_table(report_html):
     html = report_html.read_text(errors="replace")
     assert len(html) > 50_000
     for name in ("findings.html", "summary.html", "claims.html", "job_times.html",
-                 "collapse.html", "collapse.png", "findings.csv", "summary.csv", "convergence.csv", "claims.csv", "excluded.csv",
+                 "collapse.html", "collapse.png", "depth.html", "depth.csv", "findings.csv",
+                 "summary.csv", "convergence.csv", "claims.csv", "excluded.csv",
                  "seeds.csv", "config.yaml", "overview.png"):
         assert name in html, name
     # Self-contained: it opens offline (no script or stylesheet fetched from the network).
@@ -58,7 +59,7 @@ def test_report_zip_holds_the_page_and_every_result(report_zip):
         names = archive.namelist()
     assert "report/report.html" in names
     for name in ("findings.html", "summary.html", "claims.html", "job_times.html",
-                 "overview.png", "config.yaml"):
+                 "depth.html", "overview.png", "config.yaml"):
         assert any(n.endswith("/" + name) for n in names), name
 
 
