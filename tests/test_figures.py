@@ -46,10 +46,11 @@ def rotation(d: int, degrees: float) -> np.ndarray:
     return R
 
 
-def hand_svm(features_dir: Path, keys: dict) -> dict:
+def hand_svm(features_dir: Path, keys: dict, origin_hard: bool = True) -> dict:
     """svm.json content with fits for every feature epoch: svc = the centred last layer rotated
-    by 5°, homog = it scaled by 0.8 with half the bias; the first three class-0 and two class-1
-    train rows stand in for the support vectors."""
+    by 5°, homog = it scaled by 0.8 with half the bias, origin = it rotated by −3° without bias
+    (hard-margin or not, ``origin_hard``); the first three class-0 and two class-1 train rows
+    stand in for the support vectors."""
     fits = []
     for path in io.list_feature_files(features_dir):
         fs = io.read_features(path)
@@ -60,10 +61,12 @@ def hand_svm(features_dir: Path, keys: dict) -> dict:
         _, y = fs.part("train")
         for scheme in schemes:
             for target, U, c in (("svc", W @ rotation(d, 5.0).T, b),
-                                 ("homog", 0.8 * W, 0.5 * b)):
+                                 ("homog", 0.8 * W, 0.5 * b),
+                                 ("origin", W @ rotation(d, -3.0).T, 0.0 * b)):
+                hard = origin_hard or target != "origin"
                 fits.append({
                     "epoch": fs.epoch, "target": target, "scheme": scheme,
-                    "W": U.tolist(), "b": c.tolist(), "separable": True, "hard_margin": True,
+                    "W": U.tolist(), "b": c.tolist(), "separable": hard, "hard_margin": hard,
                     "C": None, "min_margin": 1.0,
                     "support": [int(i) for i in np.flatnonzero(y == 0)[:3]]
                     + [int(i) for i in np.flatnonzero(y == 1)[:2]],
@@ -138,6 +141,26 @@ def test_run_figure_default_settings(runs, tmp_path):
     output = tmp_path / "blobs.png"
     run_cli(runs["blobs"], output, {})
     assert_png(output, round(6.0 * 110), round(12.4 * 110))
+
+
+def test_run_figure_without_a_separator_through_the_origin(runs, tmp_path):
+    """A soft origin fit is no target: it is not drawn, and the title says so."""
+    run = dict(runs["blobs"])
+    run["svm"] = tmp_path / "svm.json"
+    keys = io.read_json(runs["blobs"]["svm"])["keys"]
+    io.write_json(run["svm"], hand_svm(run["features"], keys, origin_hard=False))
+    from nnboundary.figures.run import draw_run
+    from nnboundary.figures.common import pyplot
+
+    features = io.read_features(io.list_feature_files(run["features"])[-1])
+    fits = [f for f in io.read_json(run["svm"])["fits"] if f["epoch"] == features.epoch]
+    fig, ax = pyplot().subplots()
+    notes = draw_run(features, fits, ax, 60)
+    assert "origin SVM: no separator through the origin (not drawn)" in notes
+    pyplot().close(fig)
+    output = tmp_path / "soft_origin.png"
+    run_cli(run, output, FAST)
+    assert_png(output, round(6.0 * FAST["dpi"]), round(12.4 * FAST["dpi"]))
 
 
 def test_dead_bottleneck_features_are_zero(runs):
