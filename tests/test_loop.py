@@ -112,7 +112,8 @@ def test_milestones_keep_the_first_epoch_below_each_loss():
 
 def test_a_run_keeps_a_checkpoint_at_each_milestone_it_reaches():
     milestones = [1e-2, 1e-4, 1e-8, 1e-16]
-    _, result, _ = _run(until_loss=1e-12, schedule="loss_scaled", dtype="float64", schedule_cap=1e100,
+    _, result, _ = _run(until_loss=1e-12, schedule="loss_scaled", dtype="float64",
+                        schedule_cap=1e100,
                         loss_milestones=milestones, n_checkpoints=3)
     rows = [loop.Epoch(*row) for row in result["history"]]
     firsts = {m: next(r.epoch for r in rows if r.end_loss < m) for m in milestones[:3]}

@@ -6,8 +6,9 @@ bias (``svc``, ``homog``) are. The ``origin`` target (no bias) may not exist whe
 hyperplane through the origin separates the features): then the seed stays valid, its origin
 values are left out (NaN; ``origin_valid`` false, counted as ``n_valid_origin``) and its reason is
 ``origin_invalid_reason``. Invalid seeds are counted (``n_valid`` beside ``n_seeds``) and listed
-with their reason; none of their values enters a statistic. The row that stands for a fit is the binary one, or for
-K > 2 the Crammer–Singer ``mean`` row over class pairs (:func:`nnboundary.convergence.overall_rows`).
+with their reason; none of their values enters a statistic. The row that stands for a fit is
+the binary one, or for K > 2 the Crammer–Singer ``mean`` row over class pairs
+(:func:`nnboundary.convergence.overall_rows`).
 
 Tables:
 

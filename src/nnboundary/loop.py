@@ -16,8 +16,9 @@ epochs are kept as checkpoints, and a resumable checkpoint lets a killed job con
   next. After every epoch the train loss L_e is measured on the whole train set; if it rose
   (L_e > L_{e−1}·(1 + 1e-3), or is not finite) the epoch is undone (the weights restored, the
   optimizer's momentum or moments cleared) and redone with g halved and at most half the
-  step. After an accepted epoch whose step g set (neither the cap nor the doubling limit), g grows by 2^(1/5):
-  up to 1 while the train loss is at least log(2)/n (a train point may still be misclassified),
+  step. After an accepted epoch whose step g set (neither the cap nor the doubling limit), g
+  grows by 2^(1/5): up to 1 while the train loss is at least log(2)/n (a train point may still
+  be misclassified),
   without upper limit below it, in the terminal phase, where the loss falls slowly when the
   normalised margin is small and a larger step is safe until the loss would rise. This is the
   loss-based step of Lyu & Li (ICLR 2020, "Gradient descent maximizes the margin of

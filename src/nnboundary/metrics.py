@@ -149,7 +149,8 @@ TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_
                     "amp_feature_shift"]
 #: Columns that are NaN where they do not apply (not a convention, not a failure):
 #: ``margin_ratio`` for one-vs-rest fits, the angles between targets without both targets'
-#: hard-margin fits, ``lr`` and ``until_loss`` without a training record (or a stopping loss), the feature
+#: hard-margin fits, ``lr`` and ``until_loss`` without a training record (or a stopping loss),
+#: the feature
 #: shifts of networks without BatchNorm or bf16, and the signed pair metrics on the multi-class
 #: ``mean`` row.
 NOT_APPLICABLE_NAN = ("margin_ratio", *PAIR_ANGLE_COLUMNS, "lr", "until_loss",

@@ -32,8 +32,8 @@ REGIME_STYLES = {"full": "-", "retrain_last": "--"}
 EXTRA_REGIME_STYLES = (":", "-.")
 #: Floors of log-scaled panels: smaller values (0 included) are drawn at the floor, and the
 #: axis label says so.
-FLOOR = {"angle_deg": 1e-6, "margin_gap": 1e-8, "w_norm": 1e-12, "nc1": 1e-12, "nc3_self_duality": 1e-16,
-         "step": 1.0}
+FLOOR = {"angle_deg": 1e-6, "margin_gap": 1e-8, "w_norm": 1e-12, "nc1": 1e-12,
+         "nc3_self_duality": 1e-16, "step": 1.0}
 #: A panel whose values all lie within this factor is drawn with a linear y axis.
 NARROW_RANGE = 1.5
 #: The bias-gap axes span ±BIAS_GAP_LIMIT: a valid row's bias gap lies in (−1, 1) (every train

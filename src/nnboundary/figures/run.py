@@ -218,7 +218,8 @@ def _legend_handles(K: int, targets: Sequence[str], margins: bool, support: bool
                               label="svc margin f = ±1"))
     for target in [t for t in TARGETS if t != "svc" and t in targets]:
         handles.append(Line2D([], [], color=TARGET_COLOURS[target], lw=1.6,
-                              ls=BOUNDARY_DASHES[target], label=f"SVM {target} ({TARGETS[target]})"))
+                              ls=BOUNDARY_DASHES[target],
+                              label=f"SVM {target} ({TARGETS[target]})"))
     if support:
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none",
                               linestyle="", markersize=6, label="svc support vectors"))

@@ -14,14 +14,16 @@ general solver. Instead:
    Write every constraint j as cⱼᵀ(V̄ z̄_{iⱼ} + b) ≥ 1, with cⱼ = e_{yᵢ} − e_k for the
    Crammer–Singer constraint (i, k) and cⱼ = sᵢ (a scalar) for a binary one. The problem is
    min ½‖V̄‖²_F (b free for svc, with the gauge Σb = 0 for Crammer–Singer; no b for homog,
-   whose bias is a whitened coordinate, nor for origin, which has none). KKT: V̄ = Σⱼ αⱼ cⱼ z̄ⱼᵀ, αⱼ ≥ 0, mⱼ ≥ 1,
+   whose bias is a whitened coordinate, nor for origin, which has none).
+   KKT: V̄ = Σⱼ αⱼ cⱼ z̄ⱼᵀ, αⱼ ≥ 0, mⱼ ≥ 1,
    αⱼ(mⱼ − 1) = 0 and, for svc, Σⱼ αⱼcⱼ = 0. Holding the constraints of an active set A at
    equality gives the linear system
 
        [Q_AA  C_A P] [α_A]   [1]
        [(C_A P)ᵀ  0] [ b′] = [0],   Q_jl = (z̄ⱼ·z̄_l)(cⱼ·c_l),  b = P b′,
 
-   (P an orthonormal basis of the gauge-fixed biases; no border for homog and origin). Each round solves
+   (P an orthonormal basis of the gauge-fixed biases; no border for homog and origin). Each
+   round solves
    it (Cholesky and its Schur complement, else a symmetric indefinite solve, else least
    squares), drops the constraints with αⱼ < 0, adds those of all n points with mⱼ < 1, and
    stops when there is nothing to drop or add.

@@ -24,8 +24,9 @@ Solved as given, the weights are huge, the bias cancels u·h₀ to many digits, 
 (MaxIterations, InsufficientProgress) or returns points that violate their own constraints.
 * Every problem is solved in whitened coordinates (``_Precond``), an exact change of variables:
   svc on the centred features (the free bias absorbs the shift), homog on the augmented
-  features [h, 1], origin on h itself, all rotated to their principal axes and scaled to unit spread; the objective
-  becomes a diagonal ½Σⱼ wⱼvⱼ². Same problem, same optimum, mapped back at the end.
+  features [h, 1], origin on h itself, all rotated to their principal axes and scaled to unit
+  spread; the objective becomes a diagonal ½Σⱼ wⱼvⱼ². Same problem, same optimum, mapped back
+  at the end.
 * Each hard QP is rescaled so that its optimal objective (and the duals) are O(1); otherwise
   clarabel's static regularisation or its absolute gap tolerance spoils the answer.
 * No solver status is trusted: an answer counts when its active set's KKT system, solved exactly,
