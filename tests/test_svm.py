@@ -537,7 +537,7 @@ def test_ovr_with_a_class_absent_from_train(target):
 # set (SVMError "claims separable data but…"), or claimed an LP-separable problem infeasible.
 
 DATA = Path(__file__).resolve().parent / "data"
-FEATURE_FILES = sorted(DATA.glob("svm_features_*.npz"))
+FEATURE_FILES = sorted(DATA.glob("svm_features_*.npz"))  # (svm_origin_*: the origin tests)
 
 
 def load_features(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -910,6 +910,17 @@ def test_origin_certificate_ignores_the_networks_bias():
     assert not (functional_margins(shifted, y, needs_bias[0], np.zeros(2), "binary") > 0).all()
     fit = fit_svm(shifted, y, "origin", "binary", certificate=needs_bias)
     assert fit.hard_margin and "given classifier" not in fit.status
+
+
+def test_origin_of_features_spanning_ten_decades_is_exact():
+    # Regression (a square-activation blobs run, epoch 275): class 0 sits at h ≈ (5e-10, 7e-5),
+    # class 1 up to h₀ = 956, so the optimum through the origin has an objective of about 1e13.
+    # A first solve at scale 1 and the NNLS fallback at that scale both fail; after the LP, the
+    # solve starts from the scale of its (feasible) certificate.
+    H, y, K = load_features(DATA / "svm_origin_square_epoch275.npz")
+    fit = fit_svm(H, y, "origin", "binary")
+    assert_exact_hard_fit(H, y, fit, K)
+    assert "LP feasible" in fit.status
 
 
 def test_origin_with_a_tiny_margin_through_the_origin_is_exact():

@@ -299,12 +299,15 @@ def _fit_problem(
         why = proof or "a verified hard-margin point exists"
         return x, True, f"{declined}separable ({why}); {note}"
     first = f"constraint generation without a proof of separability: {note}; "
+    bound = None
     if proof is None:
-        verdict, lp_note, _ = _separability(prob, init)
+        verdict, lp_note, certificate = _separability(prob, init)
+        if certificate is not None:
+            bound = float(0.5 * certificate @ (prob.pdiag * certificate))
     else:
         verdict, lp_note = "feasible", proof
     if verdict == "feasible":
-        hv, x, note = _hard_cg(prob, init, tol, deadline, True)
+        hv, x, note = _hard_cg(prob, init, tol, deadline, True, bound)
         if hv == "solved":
             return x, True, f"{declined}{first}separable ({lp_note}); {note}"
     if verdict != "infeasible":

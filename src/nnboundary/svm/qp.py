@@ -376,17 +376,23 @@ def _separability(prob, init: np.ndarray) -> tuple[str, str, np.ndarray | None]:
 
 
 def _hard_cg(
-    prob, init: np.ndarray, tol: float, deadline: float, feasible: bool = False
+    prob, init: np.ndarray, tol: float, deadline: float, feasible: bool = False,
+    bound: float | None = None,
 ) -> tuple[str, np.ndarray | None, str]:
     """Hard-margin QP by constraint generation; returns (verdict, x, note). ``feasible``: the
     problem is known to be feasible (the LP found a strictly separating point, or a given
     classifier separates every point), so a claim of infeasibility is a numerical failure,
-    not an answer."""
+    not an answer. ``bound``: the objective of a known feasible point (the LP certificate
+    scaled to margin 1), an upper bound of the optimum's: the first solve is scaled by it. It
+    can exceed the optimum by 1e10, so it is used only where nothing better is known: where
+    the optimum is far from 1 (an objective of 1e13 when a separator through the origin must
+    reach points at h ≈ 1e-9), an unscaled first solve fails outright, and so does the NNLS
+    fallback at that scale."""
     in_ws = np.zeros(prob.n, dtype=bool)
     in_ws[init] = True
     cap = max(200, 20 * prob.p)
     threshold = 1.0 - _ADD_SLACK * tol
-    obj_hint = None  # (the LP certificate's objective can exceed the optimum by 1e10)
+    obj_hint = bound
     for rounds in range(1, _CG_ROUNDS + 2):
         full = rounds > _CG_ROUNDS
         if full:
