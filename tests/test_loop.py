@@ -16,8 +16,8 @@ from nnboundary.features import dump_run
 from nnboundary.io import list_feature_files, read_features
 from nnboundary.prepare import make_dataset
 from nnboundary.retrain import linear_step
-from nnboundary.train import (GradientDescent, cross_entropy_gradient, cross_entropy_loss,
-                              make_step, train_run)
+from nnboundary.train import (GradientDescent, _cross_entropy_terms, cross_entropy_gradient,
+                              cross_entropy_loss, make_step, train_run)
 
 BLOBS = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
 ARCH = dict(DEFAULT_ARCH["mlp"], hidden=16)
@@ -209,7 +209,7 @@ def test_closed_form_cross_entropy_gradient_is_autograds_in_the_bulk_and_in_the_
     z[:5] *= 200  # margins of hundreds: per-sample losses far below 1e-16
     y = torch.randint(0, 4, (30,))
     leaf = z.clone().requires_grad_(True)
-    reference = cross_entropy_loss(leaf, y)
+    reference = _cross_entropy_terms(leaf, y)[0].mean()  # autograd through the exact-tail form
     reference.backward()
     loss, grad = cross_entropy_gradient(z, y)
     assert loss.item() == pytest.approx(reference.item(), rel=1e-13)
@@ -219,6 +219,31 @@ def test_closed_form_cross_entropy_gradient_is_autograds_in_the_bulk_and_in_the_
                                         torch.tensor([1]))
     assert grad[0, 1].item() == pytest.approx(-math.exp(-700), rel=1e-12)
     assert grad[0, 0].item() == pytest.approx(math.exp(-700), rel=1e-12)
+
+
+def test_the_training_losss_backward_pass_is_autograd_through_its_exact_tail_form():
+    """cross_entropy_loss differentiates through its closed-form gradient: the weights' gradient
+    of a small network equals autograd through the exact-tail terms, in the bulk and at margins
+    of hundreds, and the loss is the same number."""
+    torch.manual_seed(3)
+    X = torch.randn(40, 2, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    for scale in (1.0, 300.0):
+        nets = [torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(),
+                                    torch.nn.Linear(8, 3)).double() for _ in range(2)]
+        nets[1].load_state_dict(nets[0].state_dict())
+        for net in nets:
+            net[2].weight.data *= scale
+        fast = cross_entropy_loss(nets[0](X), y)
+        slow = _cross_entropy_terms(nets[1](X), y)[0].mean()
+        fast.backward()
+        slow.backward()
+        assert fast.item() == slow.item()
+        for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=0.0)
+    assert torch.autograd.gradcheck(
+        lambda z: cross_entropy_loss(z, y[:6]),
+        (torch.randn(6, 3, dtype=torch.float64, requires_grad=True),))
 
 
 def test_the_last_layers_closed_form_step_is_the_autograd_step():
