@@ -24,6 +24,23 @@ STAGES = {
 }
 
 
+def per_run(parser, args, names, shared=()) -> list[tuple]:
+    """The runs of one stage job: the stage's per-run arguments (``nargs="+"``), one value per
+    run, zipped into one tuple per run in the order of ``names``. A job of a seed block covers
+    several runs with one start of the interpreter (``grid.seeds_per_job``). An argument named
+    in ``shared`` may also be given once for every run (e.g. a dataset file the seeds share);
+    any other length mismatch is a usage error naming the arguments."""
+    values = {name: getattr(args, name) for name in names}
+    count = max(len(v) for v in values.values())
+    for name, value in values.items():
+        if name in shared and len(value) == 1:
+            values[name] = value * count
+        elif len(value) != count:
+            flags = ", ".join(f"--{n.replace('_', '-')} ({len(v)})" for n, v in values.items())
+            parser.error(f"give one value per run to each of {flags}")
+    return list(zip(*(values[name] for name in names)))
+
+
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from .catalog import SourceError
     from .config import ConfigError

@@ -48,6 +48,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import io
+from .cli import per_run
 from .config import BASE_VARIANT, RUN_KEYS
 from .targets import TARGETS
 
@@ -161,12 +162,15 @@ def run_collapse(files: Sequence[Path]):
 def main(argv: Sequence[str] | None = None) -> int:
     """``nnboundary collapse --features DIR --output neural_collapse.parquet``."""
     parser = argparse.ArgumentParser(prog="nnboundary collapse", description=__doc__.split("\n")[0])
-    parser.add_argument("--features", required=True, type=Path, help="run folder of feature files")
-    parser.add_argument("--output", required=True, type=Path, help="Parquet file to write")
+    parser.add_argument("--features", required=True, type=Path, nargs="+",
+                        help="run folder of feature files, one per run")
+    parser.add_argument("--output", required=True, type=Path, nargs="+",
+                        help="Parquet file to write, one per run")
     args = parser.parse_args(argv)
-    frame = run_collapse(io.list_feature_files(args.features))
-    io.write_table(args.output, frame, {"stage": "collapse"})
-    print(f"neural collapse of {len(frame)} checkpoints", file=sys.stderr)
+    for features, output in per_run(parser, args, ("features", "output")):
+        frame = run_collapse(io.list_feature_files(features))
+        io.write_table(output, frame, {"stage": "collapse"})
+        print(f"{features}: neural collapse of {len(frame)} checkpoints", file=sys.stderr)
     return 0
 
 

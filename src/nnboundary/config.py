@@ -613,6 +613,70 @@ def runs(config: dict) -> list[Run]:
     ]
 
 
+@dataclass(frozen=True)
+class SeedBlock:
+    """The seeds one job of each per-seed stage covers (``grid.seeds_per_job``).
+
+    ``seeds`` empty: the per-seed block, one job per seed, the seed a wildcard of the rule (the
+    rules keep their plain names and paths). Otherwise a fixed tuple of seeds, one rule per
+    block. :meth:`paths` turns a per-seed path pattern (``.../seed{seed}/...``) into the block's
+    outputs; ``name`` replaces ``seed{seed}`` in the block's log and benchmark file names."""
+
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        if not self.seeds:
+            return "seed{seed}"
+        return f"seeds{self.seeds[0]}-{self.seeds[-1]}"
+
+    def rule(self, stage: str) -> str:
+        """The name of ``stage``'s rule for this block."""
+        return stage if not self.seeds else f"{stage}_seeds{self.seeds[0]}_{self.seeds[-1]}"
+
+    def paths(self, pattern: str) -> list[str]:
+        """The block's files of a pattern with ``seed{seed}`` in it (the pattern itself for the
+        per-seed block)."""
+        if "seed{seed}" not in pattern:
+            raise ValueError(f"{pattern!r} has no seed{{seed}} to fill")
+        if not self.seeds:
+            return [pattern]
+        return [pattern.replace("seed{seed}", f"seed{s}") for s in self.seeds]
+
+    def named(self, pattern: str) -> str:
+        """A per-block file (log, benchmark) of a pattern with ``seed{seed}`` in it."""
+        return pattern.replace("seed{seed}", self.name)
+
+    def of(self, wildcards) -> list[int]:
+        """The seeds of one job of this block (the wildcard's for the per-seed block)."""
+        return list(self.seeds) if self.seeds else [int(wildcards.seed)]
+
+
+def seed_blocks(config: dict) -> list[SeedBlock]:
+    """The seed blocks of the grid: seed s is in block s // ``grid.seeds_per_job``; with 1, the
+    single per-seed block (:class:`SeedBlock`)."""
+    size = int(config["grid"].get("seeds_per_job", 1))
+    if size == 1:
+        return [SeedBlock()]
+    blocks: dict[int, list[int]] = {}
+    for seed in sorted(int(s) for s in config["grid"]["seeds"]):
+        blocks.setdefault(seed // size, []).append(seed)
+    return [SeedBlock(tuple(seeds)) for _, seeds in sorted(blocks.items())]
+
+
+def job_names(config: dict) -> list[str]:
+    """What ``seed{seed}`` becomes in the per-seed stages' log and benchmark files, one entry
+    per job of a dataset × arch × variant (× regime): ``seed<s>`` per seed, or the blocks'
+    names."""
+    names = []
+    for block in seed_blocks(config):
+        if block.seeds:
+            names.append(block.name)
+        else:
+            names += [f"seed{int(s)}" for s in config["grid"]["seeds"]]
+    return names
+
+
 def loss_milestones(config: dict) -> list[float]:
     """Every ``loss_milestones`` value of the grid's runs (training, and retraining for
     ``retrain_last`` runs), largest first: the depths the depth table reports."""

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import io
+from .cli import per_run
 from .config import to_json
 from .models import input_dtype
 from .prepare import Dataset, load_dataset
@@ -81,14 +82,19 @@ def dump_run(checkpoints: dict, data: Dataset, out_dir: str | Path,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary features", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoints", required=True, help="checkpoint file of the train step")
-    parser.add_argument("--data", required=True, help="prepared dataset (.npz)")
-    parser.add_argument("--output-dir", required=True, help="folder for the epoch*.parquet files")
+    parser.add_argument("--checkpoints", required=True, nargs="+",
+                        help="checkpoint file of the train step, one per run")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="prepared dataset (.npz): one per run, or one for all")
+    parser.add_argument("--output-dir", required=True, nargs="+",
+                        help="folder for the epoch*.parquet files, one per run")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
+    runs = per_run(parser, args, ("checkpoints", "data", "output_dir"), shared=("data",))
     torch.set_num_threads(max(1, args.threads))
-    checkpoints = load_checkpoints(args.checkpoints)
-    data = load_dataset(args.data)
-    dump_run(checkpoints, data, args.output_dir, resolve_device(args.device))
+    data = {path: load_dataset(path) for path in dict.fromkeys(args.data)}
+    for checkpoints, data_path, output_dir in runs:
+        dump_run(load_checkpoints(checkpoints), data[data_path], output_dir,
+                 resolve_device(args.device))
     return 0

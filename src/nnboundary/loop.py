@@ -331,19 +331,40 @@ class Resume:
         with io.atomic_path(self.path) as tmp:
             torch.save(payload, tmp)
 
-    def restore(self, log, schedule: Schedule, extra: dict) -> tuple[int, dict, list]:
-        """(first epoch to run, states, history): from the file if it fits, else a fresh start;
-        ``schedule`` and ``extra`` (per-checkpoint measurements) are restored in place."""
+    def _load(self, log) -> dict | None:
+        """The file's payload if it exists, is readable and has this run's fingerprint."""
         if not self.path.exists():
-            return 1, {}, []
+            return None
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # a foreign or damaged file: start over, say so
             print(f"ignoring unreadable resumable checkpoint {self.path} ({err})", file=log)
-            return 1, {}, []
+            return None
         if payload.get("fingerprint") != self.fingerprint:
             print(f"ignoring resumable checkpoint {self.path}: written with other settings",
                   file=log)
+            return None
+        return payload
+
+    def save_result(self, result: dict) -> None:
+        """Keep a finished run's whole result (a job covering several seeds keeps each seed's
+        until all are written, so that a killed job does not train the finished ones again)."""
+        with io.atomic_path(self.path) as tmp:
+            torch.save({"fingerprint": self.fingerprint, "result": result}, tmp)
+
+    def finished(self, log) -> dict | None:
+        """The result :meth:`save_result` kept for this run, if any."""
+        payload = self._load(log)
+        if payload is None or "result" not in payload:
+            return None
+        print(f"took the finished run from {self.path}", file=log)
+        return payload["result"]
+
+    def restore(self, log, schedule: Schedule, extra: dict) -> tuple[int, dict, list]:
+        """(first epoch to run, states, history): from the file if it fits, else a fresh start;
+        ``schedule`` and ``extra`` (per-checkpoint measurements) are restored in place."""
+        payload = self._load(log)
+        if payload is None or "model" not in payload:
             return 1, {}, []
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])

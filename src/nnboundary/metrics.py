@@ -106,6 +106,7 @@ from typing import Any
 import numpy as np
 
 from . import io, validity
+from .cli import per_run
 from .config import BASE_VARIANT, RUN_KEYS, ConfigError, parse_settings
 from .targets import PAIR_ANGLE_COLUMNS, TARGET_PAIRS, pair_angle_column
 
@@ -780,9 +781,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="nnboundary metrics",
         description="Compare each checkpoint's last layer with the SVM fits of its epoch.",
     )
-    parser.add_argument("--features", required=True, type=Path, help="run folder of feature files")
-    parser.add_argument("--svm", required=True, type=Path, help="svm.json of the same run")
-    parser.add_argument("--output", required=True, type=Path, help="metrics Parquet file to write")
+    parser.add_argument("--features", required=True, type=Path, nargs="+",
+                        help="run folder of feature files, one per run")
+    parser.add_argument("--svm", required=True, type=Path, nargs="+",
+                        help="svm.json of the same run, one per run")
+    parser.add_argument("--output", required=True, type=Path, nargs="+",
+                        help="metrics Parquet file to write, one per run")
     parser.add_argument(
         "--settings", default="", help='JSON object, e.g. {"grid_points": 200} (the default)'
     )
@@ -795,12 +799,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 1:
         parser.error(f"settings key grid_points must be a positive integer, got {grid_points!r}")
 
-    frame = run_metrics(io.list_feature_files(args.features), args.svm, grid_points)
-    metadata = {"stage": "metrics", "settings": json.dumps({"grid_points": grid_points})}
-    for name in RUN_KEYS:
-        if len(frame):
-            metadata[name] = str(frame[name].iloc[0])
-    io.write_table(args.output, frame, metadata)
+    for features, svm, output in per_run(parser, args, ("features", "svm", "output")):
+        frame = run_metrics(io.list_feature_files(features), svm, grid_points)
+        metadata = {"stage": "metrics", "settings": json.dumps({"grid_points": grid_points})}
+        for name in RUN_KEYS:
+            if len(frame):
+                metadata[name] = str(frame[name].iloc[0])
+        io.write_table(output, frame, metadata)
     return 0
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import io
+from .cli import per_run
 from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, parse_settings, to_json
 from .features import forward_features
 from .models import initialise
@@ -168,15 +169,20 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary retrain", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoints", required=True, help="the full run's checkpoint file")
-    parser.add_argument("--data", required=True, help="prepared dataset (.npz)")
+    parser.add_argument("--checkpoints", required=True, nargs="+",
+                        help="the full run's checkpoint file, one per run")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="prepared dataset (.npz): one per run, or one for all")
     parser.add_argument("--settings", default="", help="JSON object of retrain settings")
     add_output_arguments(parser, "--output")
     args = parser.parse_args(argv)
+    runs = per_run(parser, args, ("checkpoints", "data", "output", "history"), shared=("data",))
     torch.set_num_threads(max(1, args.threads))
     defaults = {**DEFAULT_RETRAIN, "loss": "cross_entropy", "label_smoothing": 0.0}
     settings = parse_settings(args.settings, defaults)
-    result = retrain_run(load_checkpoints(args.checkpoints), load_dataset(args.data), settings)
-    write_history(args.history, result["history"])
-    save_checkpoints(args.output, result)
+    data = {path: load_dataset(path) for path in dict.fromkeys(args.data)}
+    for checkpoints, data_path, output, history in runs:
+        result = retrain_run(load_checkpoints(checkpoints), data[data_path], settings)
+        write_history(history, result["history"])
+        save_checkpoints(output, result)
     return 0

@@ -53,6 +53,7 @@ from .loop import (  # noqa: F401  (TrainingDiverged and write_history are part 
     run_loop,
     write_history,
 )
+from .cli import per_run
 from .models import build_model
 from .prepare import Dataset, load_dataset
 
@@ -467,11 +468,14 @@ def finish(record: dict[str, Any], result) -> dict[str, Any]:
 
 def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
               settings: dict[str, Any], log=sys.stderr, variant: str = BASE_VARIANT,
-              resume_path: str | Path | None = None) -> dict[str, Any]:
+              resume_path: str | Path | None = None, keep_finished: bool = False
+              ) -> dict[str, Any]:
     """Train one run; return the checkpoint dict (see the module docstring) with its history.
 
     With ``resume_path``, a resumable checkpoint is kept there every ``settings["resume_every"]``
-    epochs and a job started again continues from it (:class:`nnboundary.loop.Resume`).
+    epochs and a job started again continues from it (:class:`nnboundary.loop.Resume`); with
+    ``keep_finished`` the finished run's result is kept there too and a job started again takes
+    it as it is (a job of several seeds: see :func:`main`).
 
     BatchNorm networks: while they train with batch statistics, their running statistics are
     recomputed on the whole train set before every checkpoint (:func:`recalibrate_bn`), so the
@@ -550,12 +554,15 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
                                "arch": arch_settings, "train": settings})
         resume = Resume(resume_path, int(settings.get("resume_every", 0)), fingerprint, model,
                         optimizer, shuffle)
+        done = resume.finished(log)
+        if done is not None:
+            return done
     result = run_loop(
         model, optimizer, step, evaluate, X, y, settings, plan, snapshot, shuffle,
         f"dataset {data.name}, arch {arch}, variant {variant}, seed {seed}", "train", log, fmt,
         resume, before_epoch, extra=shifts, fused=not has_bn and not dropouts(model),
     )
-    return {
+    output = {
         "keys": {"dataset": data.name, "arch": arch, "variant": variant, "regime": "full",
                  "seed": seed},
         "arch_settings": dict(arch_settings),
@@ -569,6 +576,9 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
         "feature_shifts": {e: shifts[e] for e in result.states if e in shifts},
         "history": [tuple(row) for row in result.history],  # plain tuples: torch.load-safe
     }
+    if resume is not None and keep_finished:
+        resume.save_result(output)
+    return output
 
 
 def save_checkpoints(path: str | Path, result: dict[str, Any]) -> None:
@@ -622,30 +632,39 @@ def parse_arch_settings(arch: str, text: str) -> dict[str, Any]:
 def add_output_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str) -> None:
     """The arguments every training-like stage shares: threads and its two outputs."""
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument(checkpoint_flag, required=True, help="checkpoint file to write (.pt)")
-    parser.add_argument("--history", required=True, help="per-epoch table to write (.tsv)")
+    parser.add_argument(checkpoint_flag, required=True, nargs="+",
+                        help="checkpoint file to write (.pt), one per run")
+    parser.add_argument("--history", required=True, nargs="+",
+                        help="per-epoch table to write (.tsv), one per run")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary train", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="prepared dataset (.npz)")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="prepared dataset (.npz): one per seed, or one for all")
     parser.add_argument("--arch", required=True,
                         help=f"a built-in arch ({', '.join(DEFAULT_ARCH)}) or your own (its "
                              f"--arch-settings hold its source or backbone)")
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--seed", type=int, required=True, nargs="+",
+                        help="the run's seed; several: one run each, one after the other")
     parser.add_argument("--variant", default=BASE_VARIANT, help="the run's ablation variant name")
     parser.add_argument("--arch-settings", default="", help="JSON object of arch settings")
     parser.add_argument("--settings", default="", help="JSON object of train settings")
     add_output_arguments(parser, "--checkpoints")
     args = parser.parse_args(argv)
+    runs = per_run(parser, args, ("seed", "data", "checkpoints", "history"), shared=("data",))
     torch.set_num_threads(max(1, args.threads))
     arch_settings = parse_arch_settings(args.arch, args.arch_settings)
     settings = parse_settings(args.settings, DEFAULT_TRAIN)
-    data = load_dataset(args.data)
-    resume_path = f"{args.checkpoints}.resume"
-    result = train_run(data, args.arch, args.seed, arch_settings, settings, variant=args.variant,
-                       resume_path=resume_path)
-    write_history(args.history, result["history"])
-    save_checkpoints(args.checkpoints, result)
-    Path(resume_path).unlink(missing_ok=True)  # the outputs are complete: nothing to resume
+    data = {path: load_dataset(path) for path in dict.fromkeys(args.data)}
+    resumes = []
+    for seed, data_path, checkpoints, history in runs:
+        resumes.append(Path(f"{checkpoints}.resume"))
+        result = train_run(data[data_path], args.arch, seed, arch_settings, settings,
+                           variant=args.variant, resume_path=resumes[-1],
+                           keep_finished=len(runs) > 1)
+        write_history(history, result["history"])
+        save_checkpoints(checkpoints, result)
+    for path in resumes:  # every output is complete: nothing to resume
+        path.unlink(missing_ok=True)
     return 0

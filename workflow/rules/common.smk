@@ -29,6 +29,9 @@ config.update(nbconfig.validate_config(config))
 # The grid: every (dataset, arch, seed) whose arch fits the dataset. Outputs go to results/
 # under the working directory (--directory moves them elsewhere).
 RUNS = nbconfig.runs(config)
+# The seeds one job of each per-seed stage covers (grid.seeds_per_job): the stages' rules are
+# defined once per block (workflow/rules/train.smk and the others).
+SEED_BLOCKS = nbconfig.seed_blocks(config)
 
 
 # A run's folder: dataset x arch x ablation variant x regime x seed.
@@ -91,23 +94,26 @@ def benchmark_files(wildcards=None):
     folder per rule under results/benchmarks, named like the job's wildcards. The workflow
     test checks that this is exactly what a run writes."""
     groups = sorted({(r.dataset, r.arch, r.variant) for r in RUNS})
-    models = sorted({(r.dataset, r.arch, r.variant, r.seed) for r in RUNS})
+    cells = sorted({(r.dataset, r.arch, r.variant, r.regime) for r in RUNS})
+    jobs = nbconfig.job_names(config)  # seed<s> per seed, or the seed blocks' names
     data = sorted({nbconfig.data_path(r.dataset, r.seed, config) for r in RUNS})
     return (
         [
             f"{BENCHMARKS}/prepare/{path.removeprefix('results/data/')[:-4]}.tsv"
             for path in data
         ]
-        + [f"{BENCHMARKS}/train/{d}/{a}/{v}/seed{s}.tsv" for d, a, v, s in models]
         + [
-            f"{BENCHMARKS}/retrain/{r.dataset}/{r.arch}/{r.variant}/seed{r.seed}.tsv"
-            for r in RUNS
-            if r.regime == "retrain_last"
+            f"{BENCHMARKS}/{rule}/{d}/{a}/{v}/{job}.tsv"
+            for rule, regime in (("train", "full"), ("retrain", "retrain_last"))
+            for d, a, v, r in cells
+            if r == regime
+            for job in jobs
         ]
         + [
-            f"{BENCHMARKS}/{rule}/{r.path}.tsv"
+            f"{BENCHMARKS}/{rule}/{d}/{a}/{v}/{r}/{job}.tsv"
             for rule in ("features", "svm", "metrics", "collapse")
-            for r in RUNS
+            for d, a, v, r in cells
+            for job in jobs
         ]
         + [f"{BENCHMARKS}/run_figure/{r.path}.tsv" for r in figure_runs()]
         + [f"{BENCHMARKS}/convergence_figure/{d}/{a}/{v}.tsv" for d, a, v in groups]
@@ -157,6 +163,38 @@ def data_file(wildcards):
     """The prepared dataset of a run: one file per seed for the sets generated from the seed
     (nbconfig.is_seeded), one file shared by every seed for the others."""
     return nbconfig.data_path(wildcards.dataset, int(wildcards.seed), config)
+
+
+def block_data(block):
+    """Input function: the prepared dataset of each seed of one job of a seed block, in the
+    order of its seeds (a set prepared once appears once per seed)."""
+
+    def files(wildcards):
+        return [
+            nbconfig.data_path(wildcards.dataset, seed, config)
+            for seed in block.of(wildcards)
+        ]
+
+    return files
+
+
+def block_seeds(block):
+    """Params function: the seeds of one job of a seed block, as arguments."""
+
+    def seeds(wildcards):
+        return " ".join(str(seed) for seed in block.of(wildcards))
+
+    return seeds
+
+
+def block_runtime(block, runtime):
+    """Resource function: the wall time (minutes) of one job of a seed block, the per-run
+    `runtime` times its number of seeds (the seeds run one after the other)."""
+
+    def get(wildcards):
+        return runtime(wildcards) * len(block.of(wildcards))
+
+    return get
 
 
 def dataset_files(wildcards):

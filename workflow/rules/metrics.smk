@@ -1,17 +1,26 @@
-rule metrics:
-    input:
-        features=f"{RUN}/features",
-        svm=f"{RUN}/svm.json",
-    output:
-        f"{RUN}/metrics.parquet",
-    log:
-        "results/logs/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
-    conda:
-        "../../envs/analysis.yaml"
-    params:
-        settings=stage_settings("metrics"),
-    shell:
-        "python -m nnboundary metrics --features {input.features} --svm {input.svm}"
-        " --settings {params.settings:q} --output {output} > {log} 2>&1"
+# One rule per seed block, like train.
+for block in SEED_BLOCKS:
+
+    rule:
+        name:
+            block.rule("metrics")
+        input:
+            features=block.paths(f"{RUN}/features"),
+            svm=block.paths(f"{RUN}/svm.json"),
+        output:
+            block.paths(f"{RUN}/metrics.parquet"),
+        log:
+            block.named(
+                "results/logs/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log"
+            ),
+        benchmark:
+            block.named(
+                "results/benchmarks/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
+            )
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            settings=stage_settings("metrics"),
+        shell:
+            "python -m nnboundary metrics --features {input.features} --svm {input.svm}"
+            " --settings {params.settings:q} --output {output} > {log} 2>&1"

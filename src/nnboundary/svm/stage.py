@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .. import io as fio
+from ..cli import per_run
 from ..config import RUN_KEYS, ConfigError, parse_settings
 from .fit import SVMFit, fit_svm
 from .problems import TARGETS
@@ -79,18 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         "of every checkpoint.",
     )
     parser.add_argument(
-        "--features", required=True, help="a run's folder of epoch*.parquet feature files"
+        "--features", required=True, nargs="+",
+        help="a run's folder of epoch*.parquet feature files, one per run",
     )
-    parser.add_argument("--output", required=True, help="svm.json to write")
+    parser.add_argument("--output", required=True, nargs="+", help="svm.json to write, one per run")
     parser.add_argument(
         "--settings",
         default=None,
         help='JSON object, keys C (1.0), tol (1e-3), multiclass (["crammer_singer","ovr"])',
     )
     args = parser.parse_args(argv)
+    runs = per_run(parser, args, ("features", "output"))
     settings = _parse_settings(args.settings)
-    result = fit_run(args.features, settings)
-    fio.write_json(args.output, result)
+    for features, output in runs:
+        fio.write_json(output, fit_run(features, settings))
     return 0
 
 

@@ -1,0 +1,199 @@
+"""Seed blocks (grid.seeds_per_job): one job of a per-seed stage covers several seeds, with the
+same per-seed outputs as one job per seed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import TINY_CONFIG, snakemake
+from nnboundary import collapse, features, io, metrics, prepare, retrain, train
+from nnboundary.config import SeedBlock, job_names, seed_blocks
+from nnboundary.loop import run_loop as loop
+from nnboundary.svm import stage as svm_stage
+
+ARCH = json.dumps({"hidden": 16})
+SETTINGS = json.dumps({"epochs": 8, "optimizer": "adam", "lr": 0.01, "n_checkpoints": 3,
+                       "log_every": 100})
+
+
+def grid(seeds, size=None):
+    config = {"grid": {"seeds": seeds}}
+    if size is not None:
+        config["grid"]["seeds_per_job"] = size
+    return config
+
+
+def test_seeds_are_grouped_by_seed_div_block_size():
+    blocks = seed_blocks(grid([11, 0, 3, 1, 2], 10))
+    assert [b.seeds for b in blocks] == [(0, 1, 2, 3), (11,)]
+    assert [b.name for b in blocks] == ["seeds0-3", "seeds11-11"]
+    assert blocks[0].rule("train") == "train_seeds0_3"
+    assert blocks[0].paths("r/{dataset}/seed{seed}/c.pt") == [
+        "r/{dataset}/seed0/c.pt", "r/{dataset}/seed1/c.pt", "r/{dataset}/seed2/c.pt",
+        "r/{dataset}/seed3/c.pt"]
+    assert blocks[1].named("logs/{dataset}/seed{seed}.log") == "logs/{dataset}/seeds11-11.log"
+    assert job_names(grid([0, 1, 2, 3, 11], 10)) == ["seeds0-3", "seeds11-11"]
+    with pytest.raises(ValueError, match="no seed"):
+        blocks[0].paths("r/{dataset}/c.pt")
+
+
+def test_one_seed_per_job_keeps_the_plain_rules_and_names():
+    (block,) = seed_blocks(grid([0, 1, 2]))
+    assert block == SeedBlock() and block.rule("svm") == "svm"
+    assert block.paths("r/seed{seed}/svm.json") == ["r/seed{seed}/svm.json"]
+    assert block.named("logs/seed{seed}.log") == "logs/seed{seed}.log"
+    assert block.of(type("W", (), {"seed": "7"})()) == [7]
+    assert job_names(grid([0, 2], 1)) == ["seed0", "seed2"]
+
+
+def test_seeds_added_past_the_last_full_block_leave_the_old_blocks_as_they_were():
+    before = seed_blocks(grid(list(range(10)), 5))
+    after = seed_blocks(grid(list(range(20)), 5))
+    assert after[:len(before)] == before and len(after) == 4
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    """blobs for seeds 0 and 1, trained in one job and each alone."""
+    tmp = tmp_path_factory.mktemp("blocks")
+    data = []
+    for seed in (0, 1):
+        data.append(tmp / f"d{seed}.npz")
+        prepare.main(["--dataset", "blobs", "--seed", str(seed), "--output", str(data[-1]),
+                      "--settings", json.dumps({"n_samples": 200})])
+    together = [tmp / "together" / f"seed{s}" for s in (0, 1)]
+    alone = [tmp / "alone" / f"seed{s}" for s in (0, 1)]
+    for folder in together + alone:
+        folder.mkdir(parents=True)
+    common = ["--arch", "mlp", "--arch-settings", ARCH, "--settings", SETTINGS]
+    train.main(["--data", *map(str, data), "--seed", "0", "1", *common,
+                "--checkpoints", *(str(f / "c.pt") for f in together),
+                "--history", *(str(f / "h.tsv") for f in together)])
+    for seed, folder in enumerate(alone):
+        train.main(["--data", str(data[seed]), "--seed", str(seed), *common,
+                    "--checkpoints", str(folder / "c.pt"), "--history", str(folder / "h.tsv")])
+    retrain_settings = json.dumps({"epochs": 5, "n_checkpoints": 2, "log_every": 100,
+                                   "until_loss": None})
+    for folders in (together, alone):
+        chunks = [folders] if folders is together else [[f] for f in folders]
+        for chunk in chunks:
+            seeds = [int(f.name[-1]) for f in chunk]
+            retrain.main(["--checkpoints", *(str(f / "c.pt") for f in chunk),
+                          "--data", *(str(data[s]) for s in seeds), "--settings",
+                          retrain_settings,
+                          "--output", *(str(f / "r.pt") for f in chunk),
+                          "--history", *(str(f / "rh.tsv") for f in chunk)])
+            features.main(["--checkpoints", *(str(f / "c.pt") for f in chunk),
+                           "--data", *(str(data[s]) for s in seeds),
+                           "--output-dir", *(str(f / "features") for f in chunk)])
+            svm_stage.main(["--features", *(str(f / "features") for f in chunk),
+                            "--output", *(str(f / "svm.json") for f in chunk)])
+            metrics.main(["--features", *(str(f / "features") for f in chunk),
+                          "--svm", *(str(f / "svm.json") for f in chunk),
+                          "--output", *(str(f / "m.parquet") for f in chunk)])
+            collapse.main(["--features", *(str(f / "features") for f in chunk),
+                           "--output", *(str(f / "nc.parquet") for f in chunk)])
+    return tmp, data, together, alone
+
+
+def _states_equal(a: Path, b: Path) -> None:
+    a, b = train.load_checkpoints(a), train.load_checkpoints(b)
+    assert a["keys"] == b["keys"] and a["epochs"] == b["epochs"]
+    for epoch in a["epochs"]:
+        for name, tensor in a["states"][epoch].items():
+            assert torch.equal(tensor, b["states"][epoch][name]), (epoch, name)
+
+
+def test_a_job_of_several_seeds_gives_each_seed_exactly_what_training_it_alone_gives(two_seeds):
+    _, _, together, alone = two_seeds
+    for a, b in zip(together, alone):
+        _states_equal(a / "c.pt", b / "c.pt")
+        _states_equal(a / "r.pt", b / "r.pt")
+        history = [pd.read_csv(f / "h.tsv", sep="\t").drop(columns="seconds") for f in (a, b)]
+        pd.testing.assert_frame_equal(*history)
+        files = [io.list_feature_files(f / "features") for f in (a, b)]
+        assert [p.name for p in files[0]] == [p.name for p in files[1]]
+        for fa, fb in zip(*files):
+            ra, rb = io.read_features(fa), io.read_features(fb)
+            assert np.array_equal(ra.h, rb.h) and np.array_equal(ra.logits, rb.logits)
+        fits = [[{k: v for k, v in fit.items() if "seconds" not in k}
+                 for fit in io.read_json(f / "svm.json")["fits"]] for f in (a, b)]
+        assert fits[0] == fits[1]
+        for name in ("m.parquet", "nc.parquet"):
+            frames = [pd.read_parquet(f / name) for f in (a, b)]
+            timing = [c for c in frames[0] if "seconds" in c]
+            pd.testing.assert_frame_equal(frames[0].drop(columns=timing),
+                                          frames[1].drop(columns=timing))
+    seeds = [pd.read_parquet(f / "m.parquet")["seed"].unique().tolist() for f in together]
+    assert seeds == [[0], [1]]
+
+
+def test_a_block_job_started_again_takes_its_finished_seeds_as_they_are(two_seeds, monkeypatch):
+    tmp, data, together, _ = two_seeds
+    again = [tmp / "again" / f"seed{s}" for s in (0, 1)]
+    for folder in again:
+        folder.mkdir(parents=True)
+    # The job was killed after seed 0: its finished result is kept beside its output.
+    settings = train.parse_settings(SETTINGS, train.DEFAULT_TRAIN)
+    arch = train.parse_arch_settings("mlp", ARCH)
+    train.train_run(prepare.load_dataset(data[0]), "mlp", 0, arch, settings,
+                    resume_path=f"{again[0] / 'c.pt'}.resume", keep_finished=True)
+    trained = []
+    monkeypatch.setattr(train, "run_loop", lambda *a, **k: trained.append(a[10]) or loop(*a, **k))
+    train.main(["--data", *map(str, data), "--seed", "0", "1", "--arch", "mlp",
+                "--arch-settings", ARCH, "--settings", SETTINGS,
+                "--checkpoints", *(str(f / "c.pt") for f in again),
+                "--history", *(str(f / "h.tsv") for f in again)])
+    assert trained == ["dataset blobs, arch mlp, variant base, seed 1"]  # seed 0 was kept
+    for a, b in zip(again, together):
+        _states_equal(a / "c.pt", b / "c.pt")
+        assert not Path(f"{a / 'c.pt'}.resume").exists()
+
+
+def test_per_run_arguments_must_pair_up(two_seeds):
+    _, data, together, _ = two_seeds
+    with pytest.raises(SystemExit):
+        train.main(["--data", *map(str, data), "--seed", "0", "1", "2", "--arch", "mlp",
+                    "--checkpoints", "a.pt", "b.pt", "--history", "a.tsv", "b.tsv"])
+
+
+@pytest.mark.e2e
+def test_the_workflow_runs_seed_blocks_and_new_seeds_form_new_blocks(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["grid"].update(datasets=["blobs"], archs=["mlp"], seeds=[0, 1, 2], seeds_per_job=2)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "--cores", "2")
+    results = tmp_path / "results"
+    for regime in ("full", "retrain_last"):
+        for seed in (0, 1, 2):
+            run = results / "runs/blobs/mlp/base" / regime / f"seed{seed}"
+            assert (run / "metrics.parquet").exists() and (run / "neural_collapse.parquet").exists()
+            assert len(io.list_feature_files(run / "features")) >= 3
+        for rule in ("features", "svm", "metrics", "collapse"):
+            logs = sorted(p.name for p in (results / "logs" / rule / "blobs/mlp/base"
+                                           / regime).iterdir())
+            assert logs == ["seeds0-1.log", "seeds2-2.log"]
+    assert sorted(p.name for p in (results / "benchmarks/train/blobs/mlp/base").iterdir()) == [
+        "seeds0-1.tsv", "seeds2-2.tsv"]
+    times = pd.read_csv(results / "job_times.csv").set_index("rule")
+    assert times.loc["train", "jobs"] == 2 and times.loc["svm", "jobs"] == 4
+    metrics_table = pd.read_parquet(results / "metrics.parquet")
+    assert sorted(metrics_table["seed"].unique()) == [0, 1, 2]
+    # A block's wall-time request is the per-run runtime (30 min) times its seeds.
+    forced = snakemake(tmp_path, "-n", "--forcerun", "train_seeds0_1", "--until", "train_seeds0_1")
+    job = (forced.stdout + forced.stderr).split("rule train_seeds0_1:")[1].split("\n\n")[0]
+    assert "runtime=60" in job
+    # Seeds 4 and 5 form a new block: only its jobs run, the seeds done are not trained again.
+    config["grid"]["seeds"] = [0, 1, 2, 4, 5]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(tmp_path, "--cores", "2", "-n", "--quiet", "rules").stdout
+    assert "train_seeds4_5" in dry and "train_seeds0_1" not in dry and "train_seeds2_2" not in dry
+    assert "retrain_seeds4_5" in dry and "svm_seeds0_1" not in dry
