@@ -74,7 +74,8 @@ def two_seeds(tmp_path_factory):
     for folder in together + alone:
         folder.mkdir(parents=True)
     common = ["--arch", "mlp", "--arch-settings", ARCH, "--settings", SETTINGS]
-    train.main(["--data", *map(str, data), "--seed", "0", "1", *common,
+    # Two seeds at a time, in forked workers (--cpus 2, one thread each).
+    train.main(["--data", *map(str, data), "--seed", "0", "1", *common, "--cpus", "2",
                 "--checkpoints", *(str(f / "c.pt") for f in together),
                 "--history", *(str(f / "h.tsv") for f in together)])
     for seed, folder in enumerate(alone):
@@ -113,6 +114,8 @@ def _states_equal(a: Path, b: Path) -> None:
 
 
 def test_a_job_of_several_seeds_gives_each_seed_exactly_what_training_it_alone_gives(two_seeds):
+    """Trained two at a time in one job, retrained, dumped, fitted and measured in one job
+    each: every tensor, feature, fit and metric equals the seed's own job's."""
     _, _, together, alone = two_seeds
     for a, b in zip(together, alone):
         _states_equal(a / "c.pt", b / "c.pt")

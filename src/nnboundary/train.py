@@ -651,20 +651,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch-settings", default="", help="JSON object of arch settings")
     parser.add_argument("--settings", default="", help="JSON object of train settings")
     add_output_arguments(parser, "--checkpoints")
+    parser.add_argument("--cpus", type=int, default=None,
+                        help="CPUs this job may use (default: --threads): with several seeds, "
+                             "cpus // threads of them train at a time, each in its own process")
     args = parser.parse_args(argv)
     runs = per_run(parser, args, ("seed", "data", "checkpoints", "history"), shared=("data",))
-    torch.set_num_threads(max(1, args.threads))
+    threads = max(1, args.threads)
+    torch.set_num_threads(threads)
     arch_settings = parse_arch_settings(args.arch, args.arch_settings)
     settings = parse_settings(args.settings, DEFAULT_TRAIN)
     data = {path: load_dataset(path) for path in dict.fromkeys(args.data)}
-    resumes = []
-    for seed, data_path, checkpoints, history in runs:
-        resumes.append(Path(f"{checkpoints}.resume"))
-        result = train_run(data[data_path], args.arch, seed, arch_settings, settings,
-                           variant=args.variant, resume_path=resumes[-1],
-                           keep_finished=len(runs) > 1)
-        write_history(history, result["history"])
-        save_checkpoints(checkpoints, result)
-    for path in resumes:  # every output is complete: nothing to resume
-        path.unlink(missing_ok=True)
+    jobs = [(data[data_path], args.arch, seed, arch_settings, settings, args.variant,
+             checkpoints, history, len(runs) > 1)
+            for seed, data_path, checkpoints, history in runs]
+    at_once = min(len(jobs), max(1, (args.cpus or threads) // threads))
+    if at_once > 1:
+        # Forked workers inherit the imported torch (no second import) and train one seed each,
+        # single-threaded as configured: each seed's result is the one it gets alone.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(at_once, mp_context=multiprocessing.get_context("fork")) as pool:
+            for done in [pool.submit(_train_and_write, *job) for job in jobs]:
+                done.result()
+    else:
+        for job in jobs:
+            _train_and_write(*job)
+    for job in jobs:  # every output is complete: nothing to resume
+        Path(f"{job[6]}.resume").unlink(missing_ok=True)
     return 0
+
+
+def _train_and_write(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
+                     settings: dict[str, Any], variant: str, checkpoints: str, history: str,
+                     keep_finished: bool) -> None:
+    """One seed of a train job: train it (resuming from ``<checkpoints>.resume``) and write its
+    history and checkpoint file. In a job of several seeds its log lines start with
+    ``[seed N]``, so that the seeds trained at the same time can be told apart."""
+    log = _SeedLog(seed, sys.stderr) if keep_finished else sys.stderr
+    result = train_run(data, arch, seed, arch_settings, settings, log=log, variant=variant,
+                       resume_path=f"{checkpoints}.resume", keep_finished=keep_finished)
+    write_history(history, result["history"])
+    save_checkpoints(checkpoints, result)
+
+
+class _SeedLog:
+    """A text stream that writes whole lines to ``stream``, each prefixed with ``[seed N]``."""
+
+    def __init__(self, seed: int, stream):
+        self.prefix, self.stream, self.pending = f"[seed {seed}] ", stream, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        if lines:
+            self.stream.write("".join(f"{self.prefix}{line}\n" for line in lines))
+            self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -187,12 +187,15 @@ def block_seeds(block):
     return seeds
 
 
-def block_runtime(block, runtime):
-    """Resource function: the wall time (minutes) of one job of a seed block, the per-run
-    `runtime` times its number of seeds (the seeds run one after the other)."""
+def block_total(block, per_run):
+    """Resource function: a per-run resource (`runtime`; for a train job also its threads and
+    memory) times the number of seeds of one job of a seed block: its seeds run one after the
+    other (retrain), or several at a time in processes of their own (train: Snakemake lowers
+    the threads to the cores it has, and the job trains cpus // threads seeds at a time).
+    """
 
     def get(wildcards):
-        return runtime(wildcards) * len(block.of(wildcards))
+        return per_run(wildcards) * len(block.of(wildcards))
 
     return get
 

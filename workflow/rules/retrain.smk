@@ -24,7 +24,7 @@ for block in SEED_BLOCKS:
         resources:
             gpu=train_resource("gpu"),
             mem_mb=train_resource("mem_mb"),
-            runtime=block_runtime(block, train_resource("runtime")),
+            runtime=block_total(block, train_resource("runtime")),
         params:
             settings=retrain_settings,
         shell:

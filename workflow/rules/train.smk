@@ -1,5 +1,6 @@
 # One rule per seed block (grid.seeds_per_job; with 1, a single rule `train` over a seed
-# wildcard): a job trains its seeds one after the other in one process.
+# wildcard): a job trains its seeds in one process, or several at a time in forked workers
+# when it has the cores (threads and memory are per run times the block's seeds).
 for block in SEED_BLOCKS:
 
     rule:
@@ -18,18 +19,20 @@ for block in SEED_BLOCKS:
             )
         conda:
             "../../envs/torch.yaml"
-        threads: train_resource("threads")
+        threads: block_total(block, train_resource("threads"))
         resources:
             gpu=train_resource("gpu"),
-            mem_mb=train_resource("mem_mb"),
-            runtime=block_runtime(block, train_resource("runtime")),
+            mem_mb=block_total(block, train_resource("mem_mb")),
+            runtime=block_total(block, train_resource("runtime")),
         params:
             seeds=block_seeds(block),
+            threads=train_resource("threads"),
             arch=arch_settings,
             settings=train_settings,
         shell:
             "python -m nnboundary train --data {input.data} --arch {wildcards.arch}"
             " --seed {params.seeds} --variant {wildcards.variant}"
             " --arch-settings {params.arch:q} --settings {params.settings:q}"
-            " --threads {threads} --checkpoints {output.checkpoints}"
+            " --threads {params.threads} --cpus {threads}"
+            " --checkpoints {output.checkpoints}"
             " --history {output.history} > {log} 2>&1"
