@@ -244,3 +244,27 @@ def test_terminal_phase_settings_are_checked(base, change, message):
         config.setdefault(block, {}).update(values)
     with pytest.raises(nbconfig.ConfigError, match=re.escape(message)):
         nbconfig.validate_config(config)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _no_duplicates(loader, node, deep=False):
+    keys = [loader.construct_object(key, deep=deep) for key, _ in node.value]
+    doubled = {k for k in keys if keys.count(k) > 1}
+    if doubled:
+        raise yaml.constructor.ConstructorError(None, None, f"keys given twice: {doubled}",
+                                                node.start_mark)
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+@pytest.mark.parametrize("name", ["config.yaml"] + sorted(
+    f"configs/{p.name}" for p in (REPO / "configs").glob("*.yaml")))
+def test_every_shipped_config_has_each_key_once_and_validates_on_the_default(name):
+    yaml.load((REPO / name).read_text(), Loader=_StrictLoader)
+    config = nbconfig.load_config(REPO / "config.yaml", REPO / name)
+    assert nbconfig.runs(config)
