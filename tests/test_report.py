@@ -138,11 +138,23 @@ def _open_result(driver, url: str, category: str, result: str):
     """Load the report, click the category in the menu, then the eye button of the result."""
     from selenium.webdriver.common.by import By
 
-    driver.get(url)
-    _click(driver, _wait(driver, lambda d: d.find_elements(
-        By.XPATH, f"//a[normalize-space()='{category}']"), f"menu item {category}")[0])
-    row = _wait(driver, lambda d: d.find_elements(
-        By.XPATH, f"//nav//tr[td[normalize-space()='{result}']]"), f"row {result}")[0]
+    from selenium.common.exceptions import TimeoutException
+
+    # A click that lands while the page's scripts still build the menu can be lost (seen on a
+    # busy 2-core machine): then the page is loaded and the category clicked again, at most
+    # three times, before the wait for the result's row gives up.
+    for attempt in range(3):
+        driver.get(url)
+        _click(driver, _wait(driver, lambda d: d.find_elements(
+            By.XPATH, f"//a[normalize-space()='{category}']"), f"menu item {category}")[0])
+        try:
+            row = _wait(driver, lambda d: d.find_elements(
+                By.XPATH, f"//nav//tr[td[normalize-space()='{result}']]"), f"row {result}",
+                timeout=15)[0]
+            break
+        except TimeoutException:
+            if attempt == 2:
+                raise
     _click(driver, row.find_element(By.CSS_SELECTOR, "a[iconname='eye']"))
 
 
