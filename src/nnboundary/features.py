@@ -21,7 +21,7 @@ from . import io
 from .cli import per_run
 from .config import to_json
 from .models import input_dtype
-from .prepare import Dataset, load_dataset
+from .prepare import Dataset, load_datasets
 from .train import load_checkpoints, model_at, resolve_device
 
 
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = per_run(parser, args, ("checkpoints", "data", "output_dir"), shared=("data",))
     torch.set_num_threads(max(1, args.threads))
-    data = {path: load_dataset(path) for path in dict.fromkeys(args.data)}
+    data, device = load_datasets(args.data), resolve_device(args.device)
     for checkpoints, data_path, output_dir in runs:
-        dump_run(load_checkpoints(checkpoints), data[data_path], output_dir,
-                 resolve_device(args.device))
+        dump_run(load_checkpoints(checkpoints), data[data_path], output_dir, device)
     return 0

@@ -527,6 +527,12 @@ def save_dataset(path: str | Path, data: Dataset) -> None:
         )
 
 
+def load_datasets(paths) -> dict[str, Dataset]:
+    """Each distinct prepared file of ``paths`` loaded once, by path (a stage job covering several
+    seeds of a set prepared once gets the same file for every seed)."""
+    return {path: load_dataset(path) for path in dict.fromkeys(paths)}
+
+
 def load_dataset(path: str | Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as f:

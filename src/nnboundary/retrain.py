@@ -31,7 +31,7 @@ from .cli import per_run
 from .config import DEFAULT_RETRAIN, DEFAULT_TRAIN, parse_settings, to_json
 from .features import forward_features
 from .models import initialise
-from .prepare import Dataset, load_dataset
+from .prepare import Dataset, load_datasets
 from .loop import plan_loop, run_loop, write_history
 from .train import (
     add_output_arguments,
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     defaults = {**DEFAULT_RETRAIN, "loss": "cross_entropy", "label_smoothing": 0.0}
     settings = parse_settings(args.settings, defaults)
-    data = {path: load_dataset(path) for path in dict.fromkeys(args.data)}
+    data = load_datasets(args.data)
     for checkpoints, data_path, output, history in runs:
         result = retrain_run(load_checkpoints(checkpoints), data[data_path], settings)
         write_history(history, result["history"])

@@ -55,7 +55,7 @@ from .loop import (  # noqa: F401  (TrainingDiverged and write_history are part 
 )
 from .cli import per_run
 from .models import build_model
-from .prepare import Dataset, load_dataset
+from .prepare import Dataset, load_datasets
 
 
 def resolve_device(name: str) -> torch.device:
@@ -660,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     arch_settings = parse_arch_settings(args.arch, args.arch_settings)
     settings = parse_settings(args.settings, DEFAULT_TRAIN)
-    data = {path: load_dataset(path) for path in dict.fromkeys(args.data)}
+    data = load_datasets(args.data)
     jobs = [(data[data_path], args.arch, seed, arch_settings, settings, args.variant,
              checkpoints, history, len(runs) > 1)
             for seed, data_path, checkpoints, history in runs]
@@ -677,9 +677,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for job in jobs:
             _train_and_write(*job)
-    for job in jobs:  # every output is complete: nothing to resume
-        Path(f"{job[6]}.resume").unlink(missing_ok=True)
+    for _, _, checkpoints, _ in runs:  # every output is complete: nothing to resume
+        _resume_path(checkpoints).unlink(missing_ok=True)
     return 0
+
+
+def _resume_path(checkpoints: str) -> Path:
+    """The resumable checkpoint (:class:`nnboundary.loop.Resume`) kept beside a run's output."""
+    return Path(f"{checkpoints}.resume")
 
 
 def _train_and_write(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any],
@@ -690,7 +695,7 @@ def _train_and_write(data: Dataset, arch: str, seed: int, arch_settings: dict[st
     ``[seed N]``, so that the seeds trained at the same time can be told apart."""
     log = _SeedLog(seed, sys.stderr) if keep_finished else sys.stderr
     result = train_run(data, arch, seed, arch_settings, settings, log=log, variant=variant,
-                       resume_path=f"{checkpoints}.resume", keep_finished=keep_finished)
+                       resume_path=_resume_path(checkpoints), keep_finished=keep_finished)
     write_history(history, result["history"])
     save_checkpoints(checkpoints, result)
 
