@@ -214,7 +214,7 @@ def read_features(path: str | os.PathLike) -> FeatureSet:
     except (OSError, ValueError) as err:
         raise InputFileError(
             f"feature file {path} is missing or corrupt ({err}); rerun the step that writes it "
-            f"(snakemake --forcerun features {path})"
+            f"(snakemake --forcerun {Path(path).parent})"
         ) from err
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     if "last_layer" not in meta:

@@ -503,7 +503,7 @@ def pair_grid_agreement(
 def _svm_error(svm_json: Path, what: str) -> io.InputFileError:
     return io.InputFileError(
         f"SVM file {svm_json}: {what}; rerun the svm step for this run "
-        f"(snakemake --forcerun svm {svm_json})"
+        f"(snakemake --forcerun {svm_json})"
     )
 
 

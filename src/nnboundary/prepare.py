@@ -543,7 +543,7 @@ def load_dataset(path: str | Path) -> Dataset:
     except (OSError, ValueError, KeyError) as err:
         raise io.InputFileError(
             f"prepared dataset {path} is missing or corrupt ({err}); rerun the prepare step "
-            f"(snakemake --forcerun prepare {path})"
+            f"(snakemake --forcerun {path})"
         ) from err
 
 

@@ -591,8 +591,8 @@ def load_checkpoints(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a truncated or foreign file
         raise io.InputFileError(
-            f"checkpoint file {path} is missing or corrupt ({err}); rerun the train step "
-            f"(snakemake --forcerun train {path})"
+            f"checkpoint file {path} is missing or corrupt ({err}); rerun the step that writes it "
+            f"(snakemake --forcerun {path})"
         ) from err
 
 

@@ -258,7 +258,7 @@ def _epoch_fits(svm_path: str | Path, features: io.FeatureSet) -> list[dict]:
         epochs = sorted({int(fit.get("epoch", -1)) for fit in content["fits"]})
         raise io.InputFileError(
             f"SVM file {svm_path} has no fit for the final feature epoch {features.epoch} (fitted "
-            f"epochs: {epochs}); rerun the svm step (snakemake --forcerun svm {svm_path})"
+            f"epochs: {epochs}); rerun the svm step (snakemake --forcerun {svm_path})"
         )
     return fits
 
