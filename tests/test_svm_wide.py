@@ -17,10 +17,12 @@ from test_svm import assert_exact_hard_fit, network_like
 @pytest.fixture
 def any_width(monkeypatch):
     """Route every d > 3 problem through the active-set path, however few its variables (by
-    default only problems with ≥ active.MIN_VARIABLES take it), so small cases test it."""
-    from nnboundary.svm import active
+    default only problems with ≥ active.MIN_VARIABLES take it, and those small enough for
+    svm.interior take that path first), so small cases test it."""
+    from nnboundary.svm import active, interior
 
     monkeypatch.setattr(active, "MIN_VARIABLES", 0)
+    monkeypatch.setattr(interior, "MAX_FLOPS", -1.0)
 
 
 def independent_crammer_singer(H, y, K, target):
@@ -62,7 +64,8 @@ def test_wide_crammer_singer_equals_an_independent_solve(target):
     H, y = collapsed_features(500, 64, 10, noise=4.0, seed=3)
     fit = fit_svm(H, y, target, "crammer_singer", n_classes=10)
     assert fit.hard_margin and fit.separable and fit.C is None
-    assert "exact KKT point" in fit.status, fit.status  # the active-set path, not the fallback
+    # The interior-point path (this size is small enough for it), not the fallback.
+    assert "exact KKT point" in fit.status and fit.solver["path"] == "interior-point", fit.status
     W, b = independent_crammer_singer(H, y, 10, target)
     # clarabel stops at its tolerances (objective within ~1e-10, so W within ~1e-5 of the
     # optimum by strong convexity); ours is the KKT point itself.

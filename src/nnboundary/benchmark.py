@@ -326,13 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=60000, help="svm: points per 2-D data set")
     parser.add_argument("--wide-only", action="store_true", help="svm: only the wide table")
     parser.add_argument("--no-wide", action="store_true", help="svm: only the 2-D table")
+    parser.add_argument("--features", nargs="+", default=None, metavar="RUN_FEATURES",
+                        help="svm: real checkpoints instead of generated data: a run's folder "
+                             "of epoch*.parquet feature files, one or more")
     parser.add_argument("--device", default="auto", help="train: auto, cpu or cuda[:N]")
     parser.add_argument("--steps", type=int, default=20, help="train: timed steps per case")
     parser.add_argument("--warmup", type=int, default=3, help="train: untimed steps first")
     parser.add_argument("--amp", choices=["none", "bf16"], default="none",
                         help="train: bf16 autocast of the backbone on the fast path")
     parser.add_argument("--compile", action="store_true", help="train: torch.compile the fast path")
-    parser.add_argument("--threads", type=int, default=None, help="train: torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="train: torch CPU threads; svm --features: BLAS threads (default 1)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="train: experiments to run (default: all of "
                              + ", ".join(c[0] for c in TRAIN_CASES) + ")")
@@ -344,10 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         from .svm.bench import benchmark_wide
 
         record = {"device": f"{device_name()}, {os.cpu_count()} cores"}
-        if not args.wide_only:
+        if args.features:
+            from .svm.bench import benchmark_real
+
+            record["real"] = benchmark_real(args.features, threads=args.threads or 1)
+        elif not args.wide_only:
             record["planar"] = benchmark(n=args.n)
             print()
-        if not args.no_wide:
+        if not args.no_wide and not args.features:
             record["wide"] = benchmark_wide()
         if args.output:
             from .io import write_json

@@ -22,4 +22,4 @@ for block in SEED_BLOCKS:
             settings=stage_settings("svm"),
         shell:
             "python -m nnboundary svm --features {input} --settings {params.settings:q}"
-            " --output {output} > {log} 2>&1"
+            " --threads {threads} --output {output} > {log} 2>&1"

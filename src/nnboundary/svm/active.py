@@ -211,19 +211,34 @@ def _smallest(M: np.ndarray, mask: np.ndarray, cap: int) -> tuple[np.ndarray, np
     return ri, ci
 
 
-def _active_set(L: _Layout, S: np.ndarray, deadline: float) -> tuple[np.ndarray | None, str]:
-    """Primal-dual active-set rounds from the active set guessed off the scores S; returns
-    (x, note) with x certified optimal, or (None, why not)."""
+def _active_set(
+    L: _Layout, S: np.ndarray, deadline: float,
+    guess: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray | None, str, dict]:
+    """Primal-dual active-set rounds from the active set ``guess`` (constraint rows and
+    columns), else the one guessed off the scores S; returns (x, note, numbers) with x
+    certified optimal, or (None, why not, numbers). The numbers: ``rounds`` and the size of
+    each round's active set (``active_sizes``)."""
     n, nb = L.Zb.shape[0], L.nb
     M = L.margins(S)
     cap = max_active(L.Zb.shape[1], nb)
-    ai, ak = _smallest(M, M <= 1 + _GUESS, cap)
+    if guess is None:
+        ai, ak = _smallest(M, M <= 1 + _GUESS, cap)
+    else:
+        ai, ak = guess
+        if len(ai) > cap:
+            mask = np.zeros(M.shape, dtype=bool)
+            mask[ai, ak] = True
+            ai, ak = _smallest(M, mask, cap)
     best, stalled = np.inf, 0
+    info: dict = {"rounds": 0, "active_sizes": []}
     for rounds in range(1, _ROUNDS + 1):
+        info["rounds"] = rounds
+        info["active_sizes"].append(int(len(ai)))
         if len(ai) == 0:
-            return None, "no constraint near margin 1 in the approximate fit"
+            return None, "no constraint near margin 1 in the approximate fit", info
         if time.perf_counter() > deadline:
-            return None, "time limit reached"
+            return None, "time limit reached", info
         check_memory(24.0 * len(ai) ** 2, f"the KKT system of {len(ai)} active constraints")
         Cm = L.coefficients(ai, ak)
         Za = L.Zb[ai]
@@ -231,7 +246,7 @@ def _active_set(L: _Layout, S: np.ndarray, deadline: float) -> tuple[np.ndarray 
         B = None if L.P is None else Cm @ L.P
         alpha, bp, res = _solve_system(Q, B)
         if not np.isfinite(res):
-            return None, f"the KKT system of {len(ai)} active constraints has no solution"
+            return None, f"the KKT system of {len(ai)} active constraints has no solution", info
         b = L.P @ bp if L.P is not None else None
         Vb = Cm.T @ (alpha[:, None] * Za)
         S = L.Zb @ Vb.T
@@ -247,29 +262,31 @@ def _active_set(L: _Layout, S: np.ndarray, deadline: float) -> tuple[np.ndarray 
             x = L.to_x(Vb, b)
             worst = float(L.prob.margins(x).min())
             if worst < 1 - 1e-7:  # the problem's own margins (another basis) must agree
-                return None, f"certified point has margin {worst:.3g} in the problem's own form"
+                return None, f"certified point has margin {worst:.3g} in the problem's own form", info
             note = (
                 f"exact KKT point of {len(ai)} active constraints ({int((alpha > 0).sum())} with "
                 f"α > 0) after {rounds} active-set round(s), verified on all {n} unique points"
             )
-            return x, note
+            info["residual"], info["min_alpha"] = float(res), float(alpha.min() / amax)
+            info["min_margin"] = worst
+            return x, note, info
         wrong = int(negative.sum()) + len(vi)
         best, stalled = (wrong, 0) if wrong < best else (best, stalled + 1)
         if stalled >= _STALL:
-            return None, f"no progress in {_STALL} active-set rounds ({wrong} wrong constraints)"
+            return None, f"no progress in {_STALL} active-set rounds ({wrong} wrong constraints)", info
         keep = ~negative
         # Add the worst violations first: a huge batch only overshoots; stay within the cap.
         room = min(max(100, len(ai)), cap - int(keep.sum()))
         if room <= 0:
-            return None, f"the active set would exceed {cap} constraints"
+            return None, f"the active set would exceed {cap} constraints", info
         vmask = np.zeros(M.shape, dtype=bool)
         vmask[vi, vk] = True
         vi, vk = _smallest(M, vmask, room)
         ai, ak = np.r_[ai[keep], vi], np.r_[ak[keep], vk]
-    return None, f"no certified point after {_ROUNDS} active-set rounds"
+    return None, f"no certified point after {_ROUNDS} active-set rounds", info
 
 
-def hard_fit(prob, deadline: float) -> tuple[np.ndarray | None, str]:
+def hard_fit(prob, deadline: float) -> tuple[np.ndarray | None, str, dict]:
     """The hard-margin optimum of a whitened problem (``_Precond.binary`` or ``crammer_singer``),
     certified by its KKT conditions on every constraint, or (None, why not).
 
@@ -277,32 +294,40 @@ def hard_fit(prob, deadline: float) -> tuple[np.ndarray | None, str]:
     separates every point (minimum margin m > 0), the scaled guess is a feasible point, so
     its objective bounds the optimum's, and at the optimum Σα = ‖V̄‖² = 2·objective: with
     C ≥ 2·obj/m² no dual variable can reach the box, and liblinear's soft problem *is* the
-    hard one. The second guess uses that C (at least _PENALTIES[1])."""
+    hard one. The second guess uses that C (at least _PENALTIES[1]).
+
+    Also returns the solver's numbers: ``path`` ("active-set"), ``liblinear`` (one entry per
+    guess: C, converged, seconds) and the last guess's active-set ``rounds`` and sizes."""
+    info: dict = {"path": "active-set", "liblinear": []}
     n_bias = (prob.K if isinstance(prob, _CrammerSinger) else 1) if prob.bias else 0
     if n_bias and np.any(prob.pdiag[prob.p - n_bias :] != 0):
-        return None, "penalised bias variables are not handled here"
+        return None, "penalised bias variables are not handled here", info
     if isinstance(prob, _CrammerSinger) and len(np.unique(prob.y)) < prob.K:
-        return None, "a class is absent"
+        return None, "a class is absent", info
     if isinstance(prob, _Binary) and len(np.unique(prob.s)) < 2:
-        return None, "one class only"
+        return None, "one class only", info
     L = _Layout(prob)
     notes = []
     C = _PENALTIES[0]
     for attempt in range(2):
+        started = time.perf_counter()
         try:
             S, obj, converged = _approximate(L, C)
         except MemoryError as err:
             raise SVMError(f"liblinear ran out of memory on {prob.n} points × {prob.d}") from err
         except ValueError as err:
             raise SVMError(f"liblinear failed on {prob.n} points: {err}") from err
-        x, note = _active_set(L, S, deadline)
+        info["liblinear"].append({"C": C, "converged": bool(converged),
+                                  "seconds": time.perf_counter() - started})
+        x, note, rounds = _active_set(L, S, deadline)
+        info.update(rounds)
         start = f"liblinear C={C:.3g}{'' if converged else ' (not converged)'}"
         if x is not None:
-            return x, f"{start} start; {note}"
+            return x, f"{start} start; {note}", info
         notes.append(f"{start}: {note}")
         m = float(L.margins(S).min())
         safe = 2.0 * obj / m**2 * 1.01 if m > 0 else np.inf
         if attempt or (m > 0 and safe <= C and converged):
             break  # the box did not bind, and liblinear converged: a larger C changes nothing
         C = max(_PENALTIES[1], safe) if np.isfinite(safe) else _PENALTIES[1]
-    return None, "; ".join(notes)
+    return None, "; ".join(notes), info

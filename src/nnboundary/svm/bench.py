@@ -1,8 +1,10 @@
-"""``nnboundary benchmark svm``: seconds per fit on generated data (printed, never a timed test).
+"""``nnboundary benchmark svm``: seconds per fit (printed, never a timed test).
 
-Two tables: 2-D sets of 60,000 points (binary, three classes), and wide ten-class features
+Three tables: 2-D sets of 60,000 points (binary, three classes); wide ten-class features
 (``collapsed_features``, up to n = 50,000, d = 512: a ResNet-18 on CIFAR-10), Crammer–Singer,
-both targets, each fit in a fresh process so that its peak resident memory is its own.
+every target; and, with ``--features``, every checkpoint of real runs (the feature files the
+pipeline wrote), every target. Wide and real fits each run in a fresh process so that the
+peak resident memory is their own.
 """
 
 from __future__ import annotations
@@ -52,19 +54,27 @@ def _wide_case(n: int, d: int, K: int, noise: float, target: str) -> dict[str, A
     }
 
 
+def _in_fresh_process(func, *args):
+    """func(*args) in a fresh (spawned) process: its peak resident memory is this call's alone."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(func, args)
+
+
+def _print_header(header: str, file) -> None:
+    print(header, file=file)
+    print("-" * len(header), file=file)
+
+
 def benchmark_wide(sizes=WIDE_SIZES, file=None) -> list[dict[str, Any]]:
     """Time the hard Crammer–Singer fit on ``collapsed_features`` of each size; print a table."""
     file = sys.stdout if file is None else file
     header = (f"{'n':>7} {'d':>5} {'K':>3} {'noise':>5} {'NC1':>7} {'target':<6} {'hard':>5} "
               f"{'exact':>5} {'min margin':>12} {'support':>8} {'seconds':>8} {'peak MB':>8}")
-    print(header, file=file)
-    print("-" * len(header), file=file)
+    _print_header(header, file)
     rows = []
-    ctx = multiprocessing.get_context("spawn")
     for n, d, K, noise in sizes:
         for target in TARGETS:
-            with ctx.Pool(1) as pool:  # a fresh process: its peak RSS is this fit's alone
-                row = pool.apply(_wide_case, (n, d, K, noise, target))
+            row = _in_fresh_process(_wide_case, n, d, K, noise, target)
             rows.append(row)
             print(f"{n:>7} {d:>5} {K:>3} {noise:>5g} {row['nc1']:>7.3f} {target:<6} "
                   f"{str(row['hard']):>5} {str(row['exact']):>5} {row['min_margin']:>12.10f} "
@@ -123,8 +133,7 @@ def benchmark(n: int = 60000, n_multi: int | None = None, file=None) -> list[dic
             for scheme in ("crammer_singer", "ovr"):
                 cases.append((name, X[idx], y[idx], target, scheme))
     header = f"{'data':<18} {'n':>7} {'scheme':<15} {'target':<6} {'separable':>9} {'hard':>5} {'support':>8} {'seconds':>8}"
-    print(header, file=file)
-    print("-" * len(header), file=file)
+    _print_header(header, file)
     for name, X, y, target, scheme in cases:
         fit = fit_svm(X, y, target, scheme)
         row = {
@@ -144,4 +153,56 @@ def benchmark(n: int = 60000, n_multi: int | None = None, file=None) -> list[dic
             file=file,
             flush=True,
         )
+    return rows
+
+
+def _real_case(path: str, target: str, scheme: str, threads: int) -> dict[str, Any]:
+    """One fit on a real checkpoint's train features (run in a child process), with the BLAS
+    threads of the svm stage."""
+    from threadpoolctl import threadpool_limits
+
+    from .. import io as fio
+
+    fs = fio.read_features(path)
+    H, y = fs.part("train")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    with threadpool_limits(threads):
+        fit = fit_svm(H, y, target, scheme, n_classes=fs.n_classes, certificate=(fs.W, fs.b))
+    return {
+        "file": str(path), "epoch": int(fs.epoch), "n": int(H.shape[0]), "d": int(H.shape[1]),
+        "K": int(fs.n_classes), "target": target, "scheme": scheme,
+        "separable": fit.separable, "hard": fit.hard_margin, "min_margin": fit.min_margin,
+        "support": len(fit.support), "seconds": fit.seconds,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "start_mb": before, "path": fit.solver.get("path"), "solver": fit.solver,
+        "status": fit.status, "threads": threads,
+    }
+
+
+def benchmark_real(folders, threads: int = 1, file=None) -> list[dict[str, Any]]:
+    """Time every target's fit on every checkpoint (``epoch*.parquet``) of each run folder:
+    Crammer–Singer for K > 2 classes, binary for K = 2, each with ``threads`` BLAS threads
+    (the svm stage's default: 1); print a table, return its rows."""
+    from .. import io as fio
+    from .fit import _plain
+
+    file = sys.stdout if file is None else file
+    header = (f"{'run':<36} {'epoch':>6} {'n':>6} {'d':>4} {'K':>3} {'target':<6} {'hard':>5} "
+              f"{'path':<21} {'rounds':>6} {'seconds':>8} {'peak MB':>8}")
+    _print_header(header, file)
+    rows = []
+    for folder in folders:
+        for path in fio.list_feature_files(folder):
+            K = fio.read_features(path).n_classes
+            scheme = "binary" if K == 2 else "crammer_singer"
+            for target in TARGETS:
+                row = _plain(_in_fresh_process(_real_case, str(path), target, scheme, threads))
+                row["run"] = str(folder)
+                rows.append(row)
+                solver = row["solver"]
+                rounds = solver.get("rounds", solver.get("iterations", ""))
+                print(f"{str(folder)[-36:]:<36} {row['epoch']:>6} {row['n']:>6} {row['d']:>4} "
+                      f"{row['K']:>3} {target:<6} {str(row['hard']):>5} {str(row['path']):<21} "
+                      f"{rounds!s:>6} {row['seconds']:>8.2f} {row['peak_mb']:>8.0f}",
+                      file=file, flush=True)
     return rows

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .. import io as fio
-from . import active
+from . import active, interior
 from .problems import (
     MEMORY_LIMIT,
     SCHEMES,
     TARGETS,
     SVMError,
+    _CrammerSinger,
     _Precond,
     _nearest_mean_margins,
     check_memory,
@@ -38,6 +39,9 @@ class SVMFit:
     support: np.ndarray  # int train rows whose constraint is active (margin <= 1 + tol)
     seconds: float  # wall time of the fit
     status: str  # what was done and why, in words
+    # How it was solved: "path" (interior-point | active-set | constraint-generation | soft |
+    # none) and that path's numbers (iterations, rounds, working-set sizes, certificate).
+    solver: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,7 @@ class SVMFit:
             "support": [int(i) for i in np.asarray(self.support).ravel()],
             "seconds": float(self.seconds),
             "status": str(self.status),
+            "solver": _plain(self.solver),
         }
 
     @classmethod
@@ -72,7 +77,23 @@ class SVMFit:
             support=np.asarray(obj.get("support", []), dtype=np.int64),
             seconds=float(obj.get("seconds", 0.0)),
             status=str(obj.get("status", "")),
+            solver=dict(obj.get("solver") or {}),
         )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars made Python numbers and non-finite floats None (JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _finite_or_none(value)
+    return value
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -223,18 +244,21 @@ def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -
         else:
             prob = pre.crammer_singer(yu, K)
         init = _initial_set(X, yu, use_hull, _nearest_mean_margins(pre.Z, yu))
-        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline, wide, proof)
+        x, separable, note, solver = _fit_problem(
+            prob, init, weights, C, tol, deadline, wide, proof
+        )
         if scheme == "binary":
             u, c = pre.binary_back(x)
             # Centred form: W₁ − W₀ = u, b₁ − b₀ = c.
             W, b = np.vstack([-u / 2, u / 2]), np.array([-c / 2, c / 2]) + 0.0  # no −0.0
         else:
             W, b = pre.cs_back(*prob.unpack(x))
-        return _finish(H, y, W, b, target, scheme, separable, C, tol, prefix + note, t0)
+        return _finish(H, y, W, b, target, scheme, separable, C, tol, prefix + note, t0,
+                       solver=solver)
 
     # One-vs-rest: K independent binary problems.
     W, b = np.zeros((K, d)), np.zeros(K)
-    seps, notes = [], []
+    seps, notes, solvers = [], [], []
     class_init = None
     for k in range(K):
         s = np.where(yu == k, 1.0, -1.0)
@@ -244,6 +268,7 @@ def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -
             W[k], b[k] = 0.0, -1.0
             seps.append(True)
             notes.append(f"class {k}: absent, constant −1")
+            solvers.append({"path": "none"})
             continue
         prob = pre.binary(s)
         if class_init is None:
@@ -253,9 +278,10 @@ def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -
         init = np.unique(
             np.r_[class_init, _initial_set(X, s, False, _nearest_mean_margins(pre.Z, s))]
         )
-        x, separable, note = _fit_problem(prob, init, weights, C, tol, deadline, wide)
+        x, separable, note, solver = _fit_problem(prob, init, weights, C, tol, deadline, wide)
         W[k], b[k] = pre.binary_back(x)
         seps.append(separable)
+        solvers.append(solver)
         notes.append(f"class {k}: {note}")
     return _finish(
         H,
@@ -270,55 +296,78 @@ def _fit_svm(H, y, target, scheme, C, tol, n_classes, time_limit, certificate) -
         prefix + " | ".join(notes),
         t0,
         any_soft=not all(seps),
+        solver={"path": "ovr", "classes": solvers},
     )
 
 
 def _fit_problem(
     prob, init, weights, C: float, tol: float, deadline: float, wide: bool, proof: str | None = None
 ):
-    """The verified hard-margin point of ``active`` (wide features), else the hard fit by
-    constraint generation: a certified optimum is feasible, so it proves the data separable
-    itself and no LP runs. Only when that finds no optimum (a working set clarabel calls
-    infeasible, or no verified solution) does the separability LP decide (unless ``proof``
-    already says why the data are separable): separable, the hard fit again, told so; not, the
-    soft fit. Returns (x, separable, note)."""
-    declined = ""
+    """The verified hard-margin point of ``interior`` (mid-sized wide problems) or ``active``
+    (wide features), else the hard fit by constraint generation: a certified optimum is
+    feasible, so it proves the data separable itself and no LP runs. Only when that finds no
+    optimum (a working set clarabel calls infeasible, or no verified solution) does the
+    separability LP decide (unless ``proof`` already says why the data are separable):
+    separable, the hard fit again, told so; not, the soft fit. Returns (x, separable, note,
+    solver): ``solver`` names the path that gave x and its numbers, with the seconds and
+    reasons of the paths that declined before it (``declined``)."""
+    declined, tried = "", []
     if wide:
-        x, note = active.hard_fit(prob, deadline)
-        if x is not None:
-            return x, True, f"separable (a verified hard-margin point exists); {note}"
-        declined = f"active-set path declined: {note}; "
+        methods = []
+        blocks = prob.K if isinstance(prob, _CrammerSinger) else 1
+        if interior.suitable(prob.n, prob.d, blocks):
+            methods.append(interior.hard_fit)
+        methods.append(active.hard_fit)
+        for method in methods:
+            started = time.perf_counter()
+            x, note, info = method(prob, deadline)
+            info["seconds"] = time.perf_counter() - started
+            if x is not None:
+                if tried:
+                    info["declined"] = tried
+                return x, True, f"{declined}separable (a verified hard-margin point exists); {note}", info
+            tried.append({"path": info["path"], "seconds": info["seconds"], "why": note})
+            declined += f"{info['path']} path declined: {note}; "
+    solver: dict = {"path": "constraint-generation"}
+    if tried:
+        solver["declined"] = tried
     first = ""
     try:
-        hv, x, note = _hard_cg(prob, init, tol, deadline, proof is not None)
+        hv, x, note = _hard_cg(prob, init, tol, deadline, proof is not None, info=solver)
     except SVMError as err:
         if proof is not None:
             raise
         hv, x, note = "failed", None, str(err)
     if hv == "solved":
         why = proof or "a verified hard-margin point exists"
-        return x, True, f"{declined}separable ({why}); {note}"
+        return x, True, f"{declined}separable ({why}); {note}", solver
     first = f"constraint generation without a proof of separability: {note}; "
     bound = None
     if proof is None:
         verdict, lp_note, certificate = _separability(prob, init)
+        solver["lp"] = lp_note
         if certificate is not None:
             bound = float(0.5 * certificate @ (prob.pdiag * certificate))
     else:
         verdict, lp_note = "feasible", proof
     if verdict == "feasible":
-        hv, x, note = _hard_cg(prob, init, tol, deadline, True, bound)
+        hv, x, note = _hard_cg(prob, init, tol, deadline, True, bound, info=solver)
         if hv == "solved":
-            return x, True, f"{declined}{first}separable ({lp_note}); {note}"
+            return x, True, f"{declined}{first}separable ({lp_note}); {note}", solver
     if verdict != "infeasible":
         # The LP could not tell but the QP found a certificate of infeasibility: the margin is
         # too small to resolve numerically. Say so, go soft.
         lp_note = f"{lp_note}, but {note}"
-    x, note = _soft_cg(prob, weights, C, deadline)
-    return x, False, f"{declined}not separable ({lp_note}); soft margin C={C:g}: {note}"
+    soft = {"path": "soft", "lp": lp_note}
+    if tried:
+        soft["declined"] = tried
+    x, note = _soft_cg(prob, weights, C, deadline, info=soft)
+    return x, False, f"{declined}not separable ({lp_note}); soft margin C={C:g}: {note}", soft
 
 
-def _finish(H, y, W, b, target, scheme, separable, C, tol, status, t0, any_soft=None) -> SVMFit:
+def _finish(
+    H, y, W, b, target, scheme, separable, C, tol, status, t0, any_soft=None, solver=None
+) -> SVMFit:
     """Margins over all train points, the hard-margin verification and the support set."""
     m = functional_margins(H, y, W, b, scheme)
     min_margin = float(m.min())
@@ -352,4 +401,5 @@ def _finish(H, y, W, b, target, scheme, separable, C, tol, status, t0, any_soft=
         support=support.astype(np.int64),
         seconds=time.perf_counter() - t0,
         status=status,
+        solver={"path": "none"} if solver is None else solver,
     )

@@ -377,7 +377,7 @@ def _separability(prob, init: np.ndarray) -> tuple[str, str, np.ndarray | None]:
 
 def _hard_cg(
     prob, init: np.ndarray, tol: float, deadline: float, feasible: bool = False,
-    bound: float | None = None,
+    bound: float | None = None, info: dict | None = None,
 ) -> tuple[str, np.ndarray | None, str]:
     """Hard-margin QP by constraint generation; returns (verdict, x, note). ``feasible``: the
     problem is known to be feasible (the LP found a strictly separating point, or a given
@@ -387,7 +387,10 @@ def _hard_cg(
     can exceed the optimum by 1e10, so it is used only where nothing better is known: where
     the optimum is far from 1 (an objective of 1e13 when a separator through the origin must
     reach points at h ≈ 1e-9), an unscaled first solve fails outright, and so does the NNLS
-    fallback at that scale."""
+    fallback at that scale. ``info`` (if given) receives ``rounds``, each round's working-set
+    size in points (``working_sets``) and solve seconds (``solve_seconds``)."""
+    info = {} if info is None else info
+    info.update(rounds=0, working_sets=[], solve_seconds=[])
     in_ws = np.zeros(prob.n, dtype=bool)
     in_ws[init] = True
     cap = max(200, 20 * prob.p)
@@ -397,9 +400,13 @@ def _hard_cg(
         full = rounds > _CG_ROUNDS
         if full:
             in_ws[:] = True  # give up on the working set: one direct solve of everything
+        started = time.perf_counter()
         status, x = _solve_hard(
             prob, np.flatnonzero(in_ws), deadline - time.perf_counter(), feasible, obj_hint
         )
+        info["rounds"] = rounds
+        info["working_sets"].append(int(in_ws.sum()))
+        info["solve_seconds"].append(time.perf_counter() - started)
         if status in _INFEASIBLE and not feasible:
             return (
                 "infeasible",
@@ -430,10 +437,15 @@ def _hard_cg(
     raise AssertionError("unreachable: the last round solves the full problem")
 
 
-def _soft_cg(prob, weights: np.ndarray, C: float, deadline: float) -> tuple[np.ndarray, str]:
+def _soft_cg(
+    prob, weights: np.ndarray, C: float, deadline: float, info: dict | None = None
+) -> tuple[np.ndarray, str]:
     """Soft-margin QP by constraint generation. Points left out of the working set have ξ = 0;
     once none of them has margin < 1 the working-set optimum is the full optimum (the full
-    objective equals the working-set objective there and bounds it from above everywhere)."""
+    objective equals the working-set objective there and bounds it from above everywhere).
+    ``info`` (if given) receives ``rounds`` and ``working_sets`` (points per round)."""
+    info = {} if info is None else info
+    info.update(rounds=0, working_sets=[])
     n = prob.n
     in_ws = np.zeros(n, dtype=bool)
     notes = []
@@ -462,6 +474,8 @@ def _soft_cg(prob, weights: np.ndarray, C: float, deadline: float) -> tuple[np.n
             notes.append("time limit reached; last iterate kept")
             break
         status, x_new = _solve_soft(prob, idx, weights[idx], C, remaining)
+        info["rounds"] = rounds
+        info["working_sets"].append(int(len(idx)))
         if status not in _OK:
             # Bounded in time by design: report the last usable iterate rather than hang or crash.
             if np.all(np.isfinite(x_new)):
