@@ -160,3 +160,25 @@ def test_benchmark_on_real_checkpoint_files(tmp_path, capsys):
         assert row["peak_mb"] >= row["start_mb"] > 0 and row["solver"]["rounds"] >= 1
     printed = capsys.readouterr().out
     assert "interior-point" in printed and "peak MB" in printed
+
+
+def test_svm_stage_holds_blas_to_its_threads(tmp_path, monkeypatch):
+    import threadpoolctl
+
+    from nnboundary.svm import stage
+
+    with pytest.raises(SystemExit):
+        stage.main(["--features", str(tmp_path), "--output", str(tmp_path / "s.json"),
+                    "--threads", "0"])
+    seen = []
+
+    def record(features, settings, log=None):
+        seen.append(max(info["num_threads"] for info in threadpoolctl.threadpool_info()))
+        return {"keys": {}, "fits": []}
+
+    monkeypatch.setattr(stage, "fit_run", record)
+    assert stage.main(["--features", str(tmp_path), "--output", str(tmp_path / "s.json")]) == 0
+    assert seen == [1]  # the default: the svm rule's one thread
+    assert stage.main(["--features", str(tmp_path), "--output", str(tmp_path / "t.json"),
+                       "--threads", "2"]) == 0
+    assert seen[-1] <= 2

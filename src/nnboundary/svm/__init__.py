@@ -13,8 +13,11 @@ The package, read in this order:
   conditioned;
 * ``qp``: exact QPs by constraint generation (clarabel, HiGHS, NNLS), for any size, and
   how they stay exact on badly conditioned network features (its docstring);
-* ``active``: the exact hard margin of wide features (K·(d + 1) ≥ 300 variables) at scale,
-  from an approximate dual solution (liblinear) to a verified KKT point of all constraints;
+* ``interior``: the exact hard margin of mid-sized wide problems (K·(d + 1) ≥ 300 variables
+  whose dense normal matrix is cheap: a ten-class MLP's last layer), an interior-point solve of
+  the whole QP whose active set ``active`` then certifies;
+* ``active``: the exact hard margin of wide features at scale (up to n = 50,000, d = 512), from
+  an approximate dual solution (liblinear) to a verified KKT point of all constraints;
 * ``fit``: ``fit_svm``, one verified fit; ``stage``: the pipeline stage and its CLI;
   ``bench``: ``nnboundary benchmark svm``.
 """

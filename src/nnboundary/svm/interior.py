@@ -18,12 +18,15 @@ Mehrotra's predictor-corrector method on its KKT conditions with slacks s ≥ 0 
 λ ≥ 0 (Nocedal & Wright, "Numerical Optimization", 2nd ed., §16.6): each step solves the normal
 equations (H + Gᵀ D G) Δt = r with D = diag(λ/s), H = I on V̄ and 0 on b′. Their matrix is
 dense and structured: its (a, b) block of V̄ rows is δ_ab I + Z̄ᵀ diag(C_{·ab}) Z̄ with the n
-small matrices Cᵢ = Σ_{j of point i} Dⱼ cⱼcⱼᵀ, so forming it costs about ½ nb² · n · d² flops
-(nb = K score columns) and a Cholesky factorisation (K·d)³/3 — never a sparse factorisation of
-all n·(K − 1) constraint rows.
+small matrices Cᵢ = Σ_{j of point i} Dⱼ cⱼcⱼᵀ, so forming it is one matrix product of
+n·d(d+1)/2 by n·nb(nb+1)/2 (nb = K score columns; every block is symmetric) and solving it one
+Cholesky factorisation of order K·d + (K − 1) — never a sparse factorisation of all n·(K − 1)
+constraint rows. Where the normal equations lose their digits (crowded, nearly collinear
+features whose whitened objective weights span 10¹⁶) the primal stops moving while the
+multipliers grow; the method then gives up after _STALL iterations without progress.
 
 Nothing the interior-point method returns is taken as the answer: its multipliers name the
-active set (λⱼ > 10⁻⁶ max λ, or a slack below 10⁻⁶), and ``active`` solves that set's KKT
+active set (λⱼ > 10⁻⁶ max λ, or a constraint value below 1 + 10⁻⁶), and ``active`` solves that set's KKT
 system exactly and accepts the point only with its certificate (every multiplier ≥ 0, every
 constraint of every train point satisfied). Without a certificate the caller moves on to the
 next method.
@@ -42,10 +45,10 @@ from .problems import _CrammerSinger, check_memory
 # Problems whose normal matrix costs more than this many flops to form per iteration go to
 # ``active``'s liblinear start instead (n = 50,000 at d = 512 would take minutes per iteration).
 MAX_FLOPS = 2e9
-# Interior-point iterations at most, and iterations without halving the best duality gap
-# after which the method gives up.
+# Interior-point iterations at most, and iterations without halving the best of max(relative
+# duality gap, largest constraint residual) after which the method gives up.
 _ITERATIONS = 80
-_STALL = 10
+_STALL = 25
 # Smallest slack and multiplier kept.
 _FLOOR = 1e-150
 # Fraction of the step to the boundary taken.
@@ -245,11 +248,16 @@ def interior_point(form: _Form, deadline: float):
         V = t[: form.nb * form.d]
         gap = float((s * lam).sum()) / (1.0 + 0.5 * float(V @ V))
         yield it, t, lam, gap
-        best, since = (gap, 0) if gap < 0.5 * best else (best, since + 1)
+        # Progress: the larger of the relative gap and the largest constraint residual
+        # |g − s − 1| (early on the method may reduce only the residual).
+        residual = float(np.abs(np.where(mask, form.g(t) - s - 1.0, 0.0)).max())
+        merit = max(gap, residual)
+        best, since = (merit, 0) if merit < 0.5 * best else (best, since + 1)
         if since >= _STALL:
             # Normal equations that have lost their digits: the primal stops moving while
             # the multipliers grow without bound.
-            return f"the duality gap stopped falling ({best:.2g} at best, {gap:.2g} after {it} iterations)"
+            return (f"no progress in {_STALL} iterations (relative gap {gap:.2g}, largest "
+                    f"residual {residual:.2g} after {it}; best {best:.2g})")
     return f"no certified point after {_ITERATIONS} interior-point iterations"
 
 
