@@ -117,8 +117,10 @@ def test_an_uncertified_interior_point_run_falls_back_and_says_so(monkeypatch):
 
 
 def test_wide_non_separable_data_go_soft_after_both_paths_decline():
-    # Overlapping ten-class features: neither path certifies anything, the LP decides.
-    H, y = collapsed_features(600, 32, 10, noise=60.0, seed=2)
+    # Ten-class features with one point repeated under another label: no hard margin exists,
+    # neither path certifies anything, the LP decides.
+    H, y = collapsed_features(200, 32, 10, noise=4.0, seed=2)
+    H, y = np.r_[H, H[:1]], np.r_[y, (y[0] + 1) % 10]
     fit = fit_svm(H, y, "svc", "crammer_singer", n_classes=10)
     assert not fit.separable and fit.solver["path"] == "soft", fit.status
     assert [d["path"] for d in fit.solver["declined"]] == ["interior-point", "active-set"]
