@@ -62,6 +62,8 @@ _TRY_FACTOR = 1e-2
 
 
 def _flops(n: int, d: int, nb: int) -> float:
+    """An upper estimate of one iteration's work: forming the normal matrix (n·d²·nb(nb+1)/2)
+    and its Cholesky factorisation ((nb·d)³/3)."""
     return 0.5 * nb * (nb + 1) * n * d * d + (nb * d) ** 3 / 3.0
 
 
