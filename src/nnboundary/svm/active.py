@@ -262,7 +262,8 @@ def _active_set(
             x = L.to_x(Vb, b)
             worst = float(L.prob.margins(x).min())
             if worst < 1 - 1e-7:  # the problem's own margins (another basis) must agree
-                return None, f"certified point has margin {worst:.3g} in the problem's own form", info
+                why = f"certified point has margin {worst:.3g} in the problem's own form"
+                return None, why, info
             note = (
                 f"exact KKT point of {len(ai)} active constraints ({int((alpha > 0).sum())} with "
                 f"α > 0) after {rounds} active-set round(s), verified on all {n} unique points"
@@ -273,7 +274,8 @@ def _active_set(
         wrong = int(negative.sum()) + len(vi)
         best, stalled = (wrong, 0) if wrong < best else (best, stalled + 1)
         if stalled >= _STALL:
-            return None, f"no progress in {_STALL} active-set rounds ({wrong} wrong constraints)", info
+            why = f"no progress in {_STALL} active-set rounds ({wrong} wrong constraints)"
+            return None, why, info
         keep = ~negative
         # Add the worst violations first: a huge batch only overshoots; stay within the cap.
         room = min(max(100, len(ai)), cap - int(keep.sum()))
@@ -284,6 +286,19 @@ def _active_set(
         vi, vk = _smallest(M, vmask, room)
         ai, ak = np.r_[ai[keep], vi], np.r_[ak[keep], vk]
     return None, f"no certified point after {_ROUNDS} active-set rounds", info
+
+
+def unsupported(prob) -> str | None:
+    """Why the block form (``_Layout``) cannot hold a whitened problem, or None: a penalised
+    bias variable, or a class without points."""
+    n_bias = (prob.K if isinstance(prob, _CrammerSinger) else 1) if prob.bias else 0
+    if n_bias and np.any(prob.pdiag[prob.p - n_bias :] != 0):
+        return "penalised bias variables are not handled here"
+    if isinstance(prob, _CrammerSinger) and len(np.unique(prob.y)) < prob.K:
+        return "a class is absent"
+    if isinstance(prob, _Binary) and len(np.unique(prob.s)) < 2:
+        return "one class only"
+    return None
 
 
 def hard_fit(prob, deadline: float) -> tuple[np.ndarray | None, str, dict]:
@@ -299,13 +314,9 @@ def hard_fit(prob, deadline: float) -> tuple[np.ndarray | None, str, dict]:
     Also returns the solver's numbers: ``path`` ("active-set"), ``liblinear`` (one entry per
     guess: C, converged, seconds) and the last guess's active-set ``rounds`` and sizes."""
     info: dict = {"path": "active-set", "liblinear": []}
-    n_bias = (prob.K if isinstance(prob, _CrammerSinger) else 1) if prob.bias else 0
-    if n_bias and np.any(prob.pdiag[prob.p - n_bias :] != 0):
-        return None, "penalised bias variables are not handled here", info
-    if isinstance(prob, _CrammerSinger) and len(np.unique(prob.y)) < prob.K:
-        return None, "a class is absent", info
-    if isinstance(prob, _Binary) and len(np.unique(prob.s)) < 2:
-        return None, "one class only", info
+    why = unsupported(prob)
+    if why:
+        return None, why, info
     L = _Layout(prob)
     notes = []
     C = _PENALTIES[0]

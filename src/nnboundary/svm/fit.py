@@ -311,7 +311,7 @@ def _fit_problem(
     separable, the hard fit again, told so; not, the soft fit. Returns (x, separable, note,
     solver): ``solver`` names the path that gave x and its numbers, with the seconds and
     reasons of the paths that declined before it (``declined``)."""
-    declined, tried = "", []
+    tried = []
     if wide:
         methods = []
         blocks = prob.K if isinstance(prob, _CrammerSinger) else 1
@@ -325,9 +325,10 @@ def _fit_problem(
             if x is not None:
                 if tried:
                     info["declined"] = tried
-                return x, True, f"{declined}separable (a verified hard-margin point exists); {note}", info
+                why = "a verified hard-margin point exists"
+                return x, True, f"{_declined(tried)}separable ({why}); {note}", info
             tried.append({"path": info["path"], "seconds": info["seconds"], "why": note})
-            declined += f"{info['path']} path declined: {note}; "
+    declined = _declined(tried)
     solver: dict = {"path": "constraint-generation"}
     if tried:
         solver["declined"] = tried
@@ -363,6 +364,11 @@ def _fit_problem(
         soft["declined"] = tried
     x, note = _soft_cg(prob, weights, C, deadline, info=soft)
     return x, False, f"{declined}not separable ({lp_note}); soft margin C={C:g}: {note}", soft
+
+
+def _declined(tried: list[dict]) -> str:
+    """The status prefix naming each path that declined and why."""
+    return "".join(f"{t['path']} path declined: {t['why']}; " for t in tried)
 
 
 def _finish(

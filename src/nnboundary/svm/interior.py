@@ -26,10 +26,10 @@ features whose whitened objective weights span 10¹⁶) the primal stops moving 
 multipliers grow; the method then gives up after _STALL iterations without progress.
 
 Nothing the interior-point method returns is taken as the answer: its multipliers name the
-active set (λⱼ > 10⁻⁶ max λ, or a constraint value below 1 + 10⁻⁶), and ``active`` solves that set's KKT
-system exactly and accepts the point only with its certificate (every multiplier ≥ 0, every
-constraint of every train point satisfied). Without a certificate the caller moves on to the
-next method.
+active set (λⱼ > 10⁻⁶ max λ, or a constraint value below 1 + 10⁻⁶), and ``active`` solves
+that set's KKT system exactly and accepts the point only with its certificate (every
+multiplier ≥ 0, every constraint of every train point satisfied). Without a certificate the
+caller moves on to the next method.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from . import active
-from .problems import _CrammerSinger, check_memory
+from .problems import check_memory
 
 # Problems whose normal matrix costs more than this many flops to form per iteration go to
 # ``active``'s liblinear start instead (n = 50,000 at d = 512 would take minutes per iteration).
@@ -128,8 +128,8 @@ class _Form:
         """H + Gᵀ diag(D) G for D an n × nb array (0 where there is no constraint).
 
         Block (a, b) of the V̄ rows is Z̄ᵀ diag(C_{·ab}) Z̄ (+ I on the diagonal): one matrix
-        product of the n × d(d+1)/2 products z̄ᵢ z̄ᵢᵀ (their upper triangles) with the n × nb(nb+1)/2
-        weights C_{iab}, a ≤ b (every block is symmetric, and block (b, a) equals block (a, b))."""
+        product of the n × d(d+1)/2 products z̄ᵢ z̄ᵢᵀ (their upper triangles) with the
+        n × nb(nb+1)/2 weights C_{iab}, a ≤ b (every block is symmetric, and block (b, a) equals block (a, b))."""
         n, d, nb, q = self.n, self.d, self.nb, self.q
         # Weights 10³⁰ times below the largest change nothing in double precision, and their
         # products would be subnormal numbers, which the processor handles 10-100× slower.
@@ -275,13 +275,9 @@ def hard_fit(prob, deadline: float) -> tuple[np.ndarray | None, str, dict]:
     tried), and those of the certified solve (``guess``, ``rounds``, ``active_sizes``,
     ``residual``, ``min_alpha``, ``min_margin``)."""
     info: dict = {"path": "interior-point", "iterations": 0, "attempts": 0}
-    n_bias = (prob.K if isinstance(prob, _CrammerSinger) else 1) if prob.bias else 0
-    if n_bias and np.any(prob.pdiag[prob.p - n_bias :] != 0):
-        return None, "penalised bias variables are not handled here", info
-    if isinstance(prob, _CrammerSinger) and len(np.unique(prob.y)) < prob.K:
-        return None, "a class is absent", info
-    if not isinstance(prob, _CrammerSinger) and len(np.unique(prob.s)) < 2:
-        return None, "one class only", info
+    why = active.unsupported(prob)
+    if why:
+        return None, why, info
     L = active._Layout(prob)
     form = _Form(L)
     d = form.d
