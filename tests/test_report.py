@@ -134,28 +134,31 @@ def _wait(driver, condition, what: str, timeout: float = 20):
     return WebDriverWait(driver, timeout).until(condition, message=f"timed out: {what}")
 
 
-def _open_result(driver, url: str, category: str, result: str):
-    """Load the report, click the category in the menu, then the eye button of the result."""
+def _open_result(driver, url: str, category: str, result: str, shown, what: str):
+    """Load the report, click the category in the menu, then the eye button of the result,
+    and wait until ``shown(driver)`` returns something (the result's content); returns it.
+
+    A click that lands while the page's scripts still build the menu or the result's view can
+    be lost (seen on a busy 2-core machine, for the category and for the eye button): then the
+    page is loaded and both clicked again, at most three times, before the wait gives up.
+    """
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
 
-    from selenium.common.exceptions import TimeoutException
-
-    # A click that lands while the page's scripts still build the menu can be lost (seen on a
-    # busy 2-core machine): then the page is loaded and the category clicked again, at most
-    # three times, before the wait for the result's row gives up.
     for attempt in range(3):
-        driver.get(url)
-        _click(driver, _wait(driver, lambda d: d.find_elements(
-            By.XPATH, f"//a[normalize-space()='{category}']"), f"menu item {category}")[0])
         try:
+            driver.get(url)
+            _click(driver, _wait(driver, lambda d: d.find_elements(
+                By.XPATH, f"//a[normalize-space()='{category}']"), f"menu item {category}")[0])
             row = _wait(driver, lambda d: d.find_elements(
                 By.XPATH, f"//nav//tr[td[normalize-space()='{result}']]"), f"row {result}",
                 timeout=15)[0]
-            break
+            _click(driver, row.find_element(By.CSS_SELECTOR, "a[iconname='eye']"))
+            return _wait(driver, shown, what)
         except TimeoutException:
             if attempt == 2:
                 raise
-    _click(driver, row.find_element(By.CSS_SELECTOR, "a[iconname='eye']"))
+    raise AssertionError("unreachable")
 
 
 def _click(driver, element) -> None:
@@ -182,17 +185,17 @@ def _read_like_a_reader(driver, url: str, finished: Path) -> None:
     from selenium.webdriver.common.by import By
 
     # A figure displays: the overview image is shown, decoded, at a real size.
-    _open_result(driver, url, "Overview", "results/figures/overview.png")
-    image = _wait(driver, lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, "div.p-3 > img")
-                                     if i.is_displayed()], "the overview image")[0]
+    image = _open_result(driver, url, "Overview", "results/figures/overview.png",
+                         lambda d: [i for i in d.find_elements(By.CSS_SELECTOR, "div.p-3 > img")
+                                    if i.is_displayed()], "the overview image")[0]
     _wait(driver, lambda d: d.execute_script(
         "return arguments[0].complete && arguments[0].naturalWidth", image), "image decoded")
     assert driver.execute_script("return arguments[0].naturalWidth", image) > 200
     assert image.size["width"] > 200 and image.size["height"] > 100
 
     # The findings page shows the findings table: its title, header and first row's cells.
-    _open_result(driver, url, "Tables", "results/findings.html")
-    frame = _wait(driver, lambda d: d.find_elements(By.TAG_NAME, "iframe"), "findings frame")[0]
+    frame = _open_result(driver, url, "Tables", "results/findings.html",
+                         lambda d: d.find_elements(By.TAG_NAME, "iframe"), "findings frame")[0]
     driver.switch_to.frame(frame)
     table = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "table"), "table")[0]
     assert table.is_displayed()
@@ -207,9 +210,9 @@ def _read_like_a_reader(driver, url: str, finished: Path) -> None:
     driver.switch_to.default_content()
 
     # The job-times page: every rule that ran, with its total and largest job time.
-    _open_result(driver, url, "Job times", "results/job_times.html")
-    driver.switch_to.frame(_wait(driver, lambda d: d.find_elements(By.TAG_NAME, "iframe"),
-                                 "job times frame")[0])
+    driver.switch_to.frame(_open_result(driver, url, "Job times", "results/job_times.html",
+                                        lambda d: d.find_elements(By.TAG_NAME, "iframe"),
+                                        "job times frame")[0])
     text = _wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").text, "job times text")
     for rule in pd.read_csv(finished / "results" / "job_times.csv")["rule"]:
         assert re.search(rf"^{rule} \d+ ", text, flags=re.M), rule

@@ -35,7 +35,6 @@ from .prepare import Dataset, load_datasets
 from .loop import plan_loop, run_loop, write_history
 from .train import (
     add_output_arguments,
-    cross_entropy_gradient,
     finish,
     load_checkpoints,
     make_evaluate,
@@ -45,35 +44,12 @@ from .train import (
     resolve_device,
     save_checkpoints,
     set_determinism,
-    step_of,
     torch_dtype,
     training_record,
 )
 
 # Settings the last layer's training shares with the train stage's (make_step, make_optimizer).
 _STEP_DEFAULTS = {"amp": "none", "compile": False, "channels_last": False}
-
-
-def linear_step(last: nn.Linear, optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
-    """The training step of the last layer alone on fixed features, as :func:`make_step` builds
-    it (``step(xb, yb) -> (loss, n_correct)`` and ``step.gradient``). For the cross-entropy
-    without label smoothing the gradient is taken in closed form, ∇W = Gᵀ h and ∇b = Σᵢ Gᵢ with
-    G from :func:`cross_entropy_gradient`, rather than by autograd: the same numbers, two matrix
-    products per step, about half the time. Any other loss goes through :func:`make_step`."""
-    if settings.get("loss", "cross_entropy") != "cross_entropy" or float(
-            settings.get("label_smoothing", 0.0)):
-        return make_step(last, optimizer, settings)
-
-    @torch.no_grad()
-    def gradient(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = torch.addmm(last.bias, xb, last.weight.t())
-        loss, grad = cross_entropy_gradient(logits.double(), yb)
-        grad = grad.to(logits.dtype)
-        last.weight.grad = grad.t() @ xb
-        last.bias.grad = grad.sum(0)
-        return loss, (logits.argmax(1) == yb).sum()
-
-    return step_of(gradient, optimizer)
 
 
 def curvature_bound(H: torch.Tensor) -> float:
@@ -123,7 +99,7 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
     if settings.get("lr_relative", True):
         step_settings["lr"] = float(settings["lr"]) / curvature_bound(H)
     optimizer = make_optimizer(last.parameters(), step_settings)
-    step = linear_step(last, optimizer, step_settings)
+    step = make_step(last, optimizer, step_settings)  # closed form: train.chain_gradient
     n = H.shape[0]
     plan = plan_loop(settings, n)
     batch, epochs = plan.batch, plan.epochs
