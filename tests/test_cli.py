@@ -107,6 +107,24 @@ def test_benchmark_jobs_sums_the_rules_benchmark_files(tmp_path, capsys):
         job_times(str(tmp_path / "train"), [tmp_path / "svm" / "x.tsv"])
 
 
+def test_benchmark_steps_times_the_train_loop_per_dataset(tmp_path, capsys):
+    """benchmark steps trains each chosen dataset of the config for exactly --steps accepted
+    steps through the train stage's loop and prints (and keeps) ms per step."""
+    from nnboundary.benchmark import main as benchmark_main
+
+    output = tmp_path / "steps.json"
+    assert benchmark_main(["steps", "--config", str(REPO / "config.yaml"), "--datasets",
+                           "digits01", "blobs", "--steps", "7", "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert "CPU ms" in out and "digits01" in out and "blobs" in out
+    record = json.loads(output.read_text())
+    assert [row["dataset"] for row in record["steps"]] == ["digits01", "blobs"]
+    for row in record["steps"]:
+        assert row["steps"] == 7 and row["redone"] >= 0
+        assert row["wall_ms"] > 0 and row["cpu_ms"] > 0
+    assert record["steps"][0]["train_n"] == 288 and record["steps"][1]["train_n"] == 4000
+
+
 def test_config_check_layers_files_as_snakemake_layers_configfile(tmp_path):
     # Alone, the ablation file falls back to the package defaults (constant step, momentum), so
     # its schedule and momentum variants would look like its base; on top of config.yaml they

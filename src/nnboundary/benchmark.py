@@ -10,6 +10,13 @@
   seconds (and which job was the largest), their CPU seconds and its share of the total
   (:func:`job_times`). The workflow's ``job_times`` rule writes the same table for the
   report, over exactly the jobs of its grid (``--inputs``, ``--csv``, ``--html``).
+- ``steps``: milliseconds per full-batch training step of a config's runs (default: the
+  default grid's MLP on each of its datasets, seed 0), wall-clock and CPU, through the train
+  stage's own loop (:func:`nnboundary.train.train_run`) for ``--steps`` accepted steps with the
+  config's settings but no stopping loss: the cost that, times the number of steps to the
+  stopping loss, makes a run's training time (:func:`benchmark_steps`). Epochs undone by the
+  loss-scaled step's backtracking are counted and cost time too. To compare two versions,
+  run it in each checkout in turn.
 - ``train``: training images/s of the paper's three image experiments (``resnet`` on 1×28×28,
   ``densenet40`` on 1×28×28 with 3 classes and on 3×32×32) on the current device, for
 
@@ -210,6 +217,49 @@ def benchmark_train(device_spec: str = "auto", steps: int = 20, warmup: int = 3,
     return record
 
 
+def benchmark_steps(configs: list[str], steps: int = 500, datasets: list[str] | None = None,
+                    arch: str | None = None, threads: int = 1, seed: int = 0,
+                    file=None) -> list[dict[str, Any]]:
+    """Per dataset of the config's grid (or ``datasets``): wall and CPU milliseconds per
+    accepted training step of ``arch`` (default: the grid's first), one run of ``steps`` epochs
+    with the config's train settings, ``until_loss`` and the loss milestones off (module
+    docstring); printed as a table, returned as rows."""
+    import io as text_io
+
+    import torch
+
+    from .config import dataset_settings, load_config, train_settings
+    from .config import arch_settings as arch_of
+    from .prepare import make_dataset
+    from .train import train_run
+
+    torch.set_num_threads(threads)
+    config = load_config(*configs)
+    arch = arch or config["grid"]["archs"][0]
+    names = datasets or list(config["grid"]["datasets"])
+    file = sys.stdout if file is None else file
+    print(f"{'dataset':12s} {'train n':>8s} {'steps':>6s} {'redone':>6s} {'wall ms':>8s} "
+          f"{'CPU ms':>8s}  per step, {arch}, {threads} thread(s), {device_name()}", file=file)
+    rows = []
+    for name in names:
+        data = make_dataset(name, seed, dataset_settings(config, name))
+        settings = dict(train_settings(config, name, arch), epochs=int(steps), until_loss=None,
+                        loss_milestones=[], checkpoints=[], min_epochs=0, log_every=10**9,
+                        device="cpu" if threads else "auto")
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = train_run(data, arch, seed, arch_of(config, arch), settings,
+                           log=text_io.StringIO())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        done = int(result["training"]["stop_step"])
+        redone = sum(int(row[7]) for row in result["history"])
+        row = {"dataset": name, "train_n": int(data.X_train.shape[0]), "steps": done,
+               "redone": redone, "wall_ms": 1e3 * wall / done, "cpu_ms": 1e3 * cpu / done}
+        rows.append(row)
+        print(f"{name:12s} {row['train_n']:8d} {done:6d} {redone:6d} {row['wall_ms']:8.2f} "
+              f"{row['cpu_ms']:8.2f}", file=file, flush=True)
+    return rows
+
+
 def _read_benchmark(path) -> tuple[float, float]:
     """Wall-clock ``s`` and ``cpu_time`` (NaN if absent) of a Snakemake benchmark file's first
     row."""
@@ -316,7 +366,11 @@ def write_job_times(table: list[dict[str, Any]], csv_path=None, html_path=None) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nnboundary benchmark", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["svm", "train", "jobs"])
+    parser.add_argument("what", choices=["svm", "train", "jobs", "steps"])
+    parser.add_argument("--config", nargs="+", default=["config.yaml"],
+                        help="steps: config files, each layered on the ones before it")
+    parser.add_argument("--datasets", nargs="+", default=None,
+                        help="steps: these datasets (default: the config's grid)")
     parser.add_argument("--folder", default="results/benchmarks",
                         help="jobs: the workflow's benchmark folder")
     parser.add_argument("--inputs", nargs="*", default=None,
@@ -330,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="svm: real checkpoints instead of generated data: a run's folder "
                              "of epoch*.parquet feature files, one or more")
     parser.add_argument("--device", default="auto", help="train: auto, cpu or cuda[:N]")
-    parser.add_argument("--steps", type=int, default=20, help="train: timed steps per case")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="train: timed steps per case (default 20); steps: accepted "
+                             "training steps per dataset (default 500)")
     parser.add_argument("--warmup", type=int, default=3, help="train: untimed steps first")
     parser.add_argument("--amp", choices=["none", "bf16"], default="none",
                         help="train: bf16 autocast of the backbone on the fast path")
@@ -341,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="train: experiments to run (default: all of "
                              + ", ".join(c[0] for c in TRAIN_CASES) + ")")
     parser.add_argument("--output", default=None,
-                        help="train, svm: JSON file to write the numbers to")
+                        help="train, svm, steps: JSON file to write the numbers to")
     args = parser.parse_args(argv)
     if args.what == "svm":
         from .svm import benchmark
@@ -362,6 +418,15 @@ def main(argv: list[str] | None = None) -> int:
 
             write_json(args.output, record)
         return 0
+    if args.what == "steps":
+        rows = benchmark_steps(args.config, args.steps or 500, args.datasets,
+                               threads=args.threads or 1)
+        if args.output:
+            from .io import write_json
+
+            write_json(args.output, {"device": f"{device_name()}, {os.cpu_count()} cores",
+                                     "config": args.config, "steps": rows})
+        return 0
     if args.what == "jobs":
         table = job_times(args.folder, args.inputs)
         print_job_times(table)
@@ -371,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.only or ()) - {c[0] for c in TRAIN_CASES}
     if unknown:
         parser.error(f"--only {sorted(unknown)}: allowed {[c[0] for c in TRAIN_CASES]}")
-    record = benchmark_train(args.device, args.steps, args.warmup, args.amp, args.compile,
+    record = benchmark_train(args.device, args.steps or 20, args.warmup, args.amp, args.compile,
                              args.threads, cases)
     if args.output:
         from .io import write_json

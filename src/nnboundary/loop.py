@@ -379,16 +379,16 @@ class Resume:
                 [Epoch(*row) for row in payload["history"]])
 
 
-def _copy_tensors(model: nn.Module) -> list[torch.Tensor]:
-    """A copy of the model's parameters and buffers (BatchNorm's statistics), to undo an epoch
-    with :func:`_restore_tensors`: the state_dict's tensors, without its module walk and
-    deepcopy (a tenth of a full-batch step of the default MLP)."""
-    return [t.detach().clone() for t in (*model.parameters(), *model.buffers())]
+def _copy_tensors(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A copy of a model's parameters and buffers (BatchNorm's statistics), listed once per
+    loop, to undo an epoch with :func:`_restore_tensors`: the state_dict's tensors without its
+    module walk and deepcopy (those took a tenth of a full-batch step of the default MLP)."""
+    return [t.detach().clone() for t in tensors]
 
 
 @torch.no_grad()
-def _restore_tensors(model: nn.Module, saved: list[torch.Tensor]) -> None:
-    for tensor, value in zip((*model.parameters(), *model.buffers()), saved):
+def _restore_tensors(tensors: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    for tensor, value in zip(tensors, saved):
         tensor.copy_(value)
 
 
@@ -468,6 +468,9 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
             resume.save(epoch, states, history, schedule, extra)
         return None
 
+    # The model's tensors, listed once (the loop never adds or replaces one).
+    params = list(model.parameters())
+    tensors = [*params, *model.buffers()]
     fused = fused and schedule.measured and plan.batch >= n and hasattr(step, "gradient")
     if fused:
         model.train()
@@ -477,14 +480,14 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     while fused and epoch <= plan.epochs:
         rate = schedule.rate()
         _set_lr(optimizer, rate)
-        before = (_copy_tensors(model),
-                  [None if p.grad is None else p.grad.clone() for p in model.parameters()], now)
+        before = (_copy_tensors(tensors),
+                  [None if p.grad is None else p.grad.clone() for p in params], now)
         optimizer.step()
         now = step.gradient(X, y)
         end_loss = float(now[0])
         if not schedule.judge(end_loss, rate):  # undo: the weights and the gradient at them
-            _restore_tensors(model, before[0])
-            for p, grad in zip(model.parameters(), before[1]):
+            _restore_tensors(tensors, before[0])
+            for p, grad in zip(params, before[1]):
                 p.grad = grad
             now = before[2]
             optimizer.state.clear()
@@ -507,7 +510,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
         _set_lr(optimizer, rate)
         saved = None
         if schedule.measured:  # to undo the epoch if the loss rises
-            saved = _copy_tensors(model)
+            saved = _copy_tensors(tensors)
         order = torch.randperm(n, generator=shuffle, device=X.device) if plan.batch < n else None
         loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
         correct = torch.zeros((), device=X.device, dtype=torch.int64)
@@ -528,7 +531,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
                 # Undo the epoch. The optimizer's state (momentum, Adam's moments) is cleared,
                 # not restored: a stale momentum need not point downhill at any step size, a
                 # fresh first step (the gradient, or Adam's sign-like step) does.
-                _restore_tensors(model, saved)
+                _restore_tensors(tensors, saved)
                 optimizer.state.clear()
                 backtracks += 1
                 if schedule.stalled:
