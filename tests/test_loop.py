@@ -291,7 +291,8 @@ def test_only_chains_of_linear_layers_and_relus_take_the_closed_form():
     assert linear_chain(layer) == [(layer, False)]
     for other in (build_model("mlp", (4,), 2, dict(mlp, activation="tanh")),
                   build_model("cnn", (1, 8, 8), 2, dict(DEFAULT_ARCH["cnn"])),
-                  torch.nn.Sequential(torch.nn.Linear(3, 2))):
+                  torch.nn.Sequential(torch.nn.Linear(3, 2)),
+                  torch.nn.Linear(3, 2, bias=False)):
         assert linear_chain(other) is None
     # Another loss, label smoothing or autocast keep autograd (the step still trains).
     model = build_model("mlp", (4,), 2, mlp).double()
