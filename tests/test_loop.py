@@ -165,6 +165,35 @@ def test_backtracking_undoes_rising_epochs():
     assert result["training"]["stop"] == "until_loss"
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "exponential"])
+def test_the_one_pass_loop_takes_the_two_pass_loops_steps(monkeypatch, loss):
+    """The fused full-batch loop (one forward pass per epoch, the gradient finished only for
+    an accepted epoch, a rejected one undone without touching .grad) takes the same steps as
+    the plain loop (a forward pass for the loss after each epoch, then the next epoch's
+    forward and backward pass): the same accepted and rejected epochs, losses and weights, for
+    the closed-form gradient (cross-entropy) and autograd (exponential loss)."""
+    settings = dict(until_loss=1e-8, schedule="loss_scaled", dtype="float64", lr=40.0,
+                    loss=loss)
+    runs = {}
+    plain = loop.run_loop
+    for fused in (True, False):
+        monkeypatch.setattr(loop, "run_loop", lambda *a, **k: plain(*a, **dict(k, fused=fused)))
+        monkeypatch.setattr("nnboundary.train.run_loop", loop.run_loop)
+        runs[fused] = _run(**settings)[1]
+    one, two = runs[True], runs[False]
+    rows = [loop.Epoch(*row) for row in one["history"]]
+    assert sum(r.backtracks for r in rows) > 0 and one["training"]["stop"] == "until_loss"
+    assert [row[:2] for row in one["history"]] == [row[:2] for row in two["history"]]
+    assert [loop.Epoch(*r).backtracks for r in one["history"]] == \
+        [loop.Epoch(*r).backtracks for r in two["history"]]
+    for a, b in zip(one["history"], two["history"]):
+        assert loop.Epoch(*a).end_loss == pytest.approx(loop.Epoch(*b).end_loss, rel=1e-9)
+    assert one["states"].keys() == two["states"].keys()
+    for epoch, state in one["states"].items():
+        for name, tensor in state.items():
+            torch.testing.assert_close(tensor, two["states"][epoch][name], rtol=1e-9, atol=0)
+
+
 def test_a_loss_scaled_run_resumes_bit_for_bit(tmp_path):
     settings = dict(schedule="loss_scaled", dtype="float64", epochs=60, resume_every=20,
                     until_loss=None)

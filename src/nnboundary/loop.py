@@ -415,9 +415,10 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
 
     ``fused`` (full batch and ``loss_scaled`` only, for models whose modes do not change between
     epochs, i.e. without BatchNorm): the loss after an epoch's step is the loss before the next
-    one, so one forward and backward pass serves both, ``step.gradient`` computing it and the
-    optimizer applying the step; a rejected epoch restores the weights and the gradient at them.
-    The same steps as the unfused path, in about two thirds of the time.
+    one, so one forward and backward pass serves both, ``step.probe`` taking the forward pass
+    and, once the loss has accepted the epoch, its ``finish()`` the gradient for the next step.
+    A rejected epoch costs a forward pass: it restores the weights, and ``.grad`` still holds
+    the gradient at them. The same steps as the unfused path, in about two thirds of the time.
     """
     n = X.shape[0]
     schedule = Schedule.from_settings(settings, lr)
@@ -471,7 +472,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     # The model's tensors, listed once (the loop never adds or replaces one).
     params = list(model.parameters())
     tensors = [*params, *model.buffers()]
-    fused = fused and schedule.measured and plan.batch >= n and hasattr(step, "gradient")
+    fused = fused and schedule.measured and plan.batch >= n and hasattr(step, "probe")
     if fused:
         model.train()
         if before_epoch is not None:
@@ -480,23 +481,21 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     while fused and epoch <= plan.epochs:
         rate = schedule.rate()
         _set_lr(optimizer, rate)
-        before = (_copy_tensors(tensors),
-                  [None if p.grad is None else p.grad.clone() for p in params], now)
+        saved = _copy_tensors(tensors)
         optimizer.step()
-        now = step.gradient(X, y)
-        end_loss = float(now[0])
-        if not schedule.judge(end_loss, rate):  # undo: the weights and the gradient at them
-            _restore_tensors(tensors, before[0])
-            for p, grad in zip(params, before[1]):
-                p.grad = grad
-            now = before[2]
+        loss, correct, finish = step.probe(X, y)  # the loss after the step, no gradient yet
+        end_loss = float(loss)
+        if not schedule.judge(end_loss, rate):  # undo: .grad still holds the gradient there
+            _restore_tensors(tensors, saved)
             optimizer.state.clear()
             backtracks += 1
             if schedule.stalled:
                 stop, stop_epoch = "stalled", epoch - 1
                 break
             continue
-        reason = accepted(epoch, float(before[2][0]), end_loss, int(before[2][1]) / n, rate)
+        finish()  # the gradient at the accepted weights, for the next epoch's step
+        reason = accepted(epoch, float(now[0]), end_loss, int(now[1]) / n, rate)
+        now = (loss, correct)
         backtracks = 0
         if reason is not None:
             stop, stop_epoch = reason, epoch

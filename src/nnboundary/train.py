@@ -283,7 +283,8 @@ def autocast_dtype(settings: dict[str, Any]) -> torch.dtype | None:
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict[str, Any]):
     """One optimisation step ``step(xb, yb) -> (loss, n_correct)`` (tensors, no host sync);
-    ``step.gradient(xb, yb)`` is its first half (the loss and its gradient, no update).
+    ``step.gradient(xb, yb)`` is its first half (the loss and its gradient, no update),
+    ``step.probe(xb, yb)`` its forward pass (:func:`step_of`).
 
     The backbone runs under bf16 autocast when ``amp: bf16``; the bottleneck, the last layer and
     the loss stay in full precision: the max-margin limit is approached at per-sample losses far
@@ -302,15 +303,19 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
     forward = torch.compile(model) if settings.get("compile", False) else model
     loss_fn = make_loss(settings)
 
-    def gradient(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss and correct count at the current weights, their gradient left in .grad."""
+    def probe(xb: torch.Tensor, yb: torch.Tensor):
+        """The loss and correct count at the current weights; ``finish()`` leaves their
+        gradient in .grad."""
         logits = forward(xb, autocast_dtype=amp) if amp is not None else forward(xb)
         loss = loss_fn(logits.double(), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        return loss.detach(), (logits.detach().argmax(1) == yb).sum()
 
-    return step_of(gradient, optimizer)
+        def finish() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+
+        return loss.detach(), (logits.detach().argmax(1) == yb).sum(), finish
+
+    return step_of(probe, optimizer)
 
 
 def _closed_form_loss(settings: dict[str, Any]) -> bool:
@@ -355,8 +360,9 @@ def linear_chain(model: nn.Module) -> list[tuple[nn.Linear, bool]] | None:
 
 
 def chain_gradient(layers: list[tuple[nn.Linear, bool]]):
-    """``gradient(xb, yb) -> (loss, n_correct)`` of a :func:`linear_chain` network under the
-    cross-entropy without label smoothing, taken in closed form instead of by autograd: the
+    """``probe(xb, yb) -> (loss, n_correct, finish)`` (:func:`step_of`) of a
+    :func:`linear_chain` network under the cross-entropy without label smoothing, its gradient
+    taken in closed form by ``finish()`` instead of by autograd: the
     forward pass a_l = h_{l−1} W_lᵀ + b_l, h_l = relu(a_l) (or a_l), the logits' gradient G_L
     from :func:`cross_entropy_gradient`, then for each layer from the last ∇W_l = G_lᵀ h_{l−1},
     ∇b_l = Σ_i G_l,i and G_{l−1} = (G_l W_l) ⊙ [h_{l−1} > 0]. The same products autograd
@@ -366,7 +372,7 @@ def chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     :func:`make_step` does), G cast back to the network's dtype."""
 
     @torch.no_grad()
-    def gradient(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def probe(xb: torch.Tensor, yb: torch.Tensor):
         inputs = [xb.flatten(1)]
         for layer, relu in layers[:-1]:
             a = torch.addmm(layer.bias, inputs[-1], layer.weight.t())
@@ -374,37 +380,48 @@ def chain_gradient(layers: list[tuple[nn.Linear, bool]]):
         last = layers[-1][0]
         logits = torch.addmm(last.bias, inputs[-1], last.weight.t())
         loss, grad = cross_entropy_gradient(logits.double(), yb)
-        grad = grad.to(logits.dtype)
-        for i in range(len(layers) - 1, -1, -1):
-            layer, inputs_i = layers[i][0], inputs[i]
-            # Gᵀh, with the narrower factor transposed on the left (up to 2x faster for tall
-            # thin factors, e.g. the 2-D inputs of 4,000 points against 100 units).
-            if inputs_i.shape[1] < grad.shape[1]:
-                layer.weight.grad = (inputs_i.t() @ grad).t()
-            else:
-                layer.weight.grad = grad.t() @ inputs_i
-            layer.bias.grad = grad.sum(0)
-            if i > 0:
-                grad = grad @ layer.weight
-                if layers[i - 1][1]:
-                    grad = torch.ops.aten.threshold_backward(grad, inputs_i, 0.0)
-        return loss, (logits.argmax(1) == yb).sum()
 
-    return gradient
+        @torch.no_grad()
+        def finish() -> None:
+            g = grad.to(logits.dtype)
+            for i in range(len(layers) - 1, -1, -1):
+                layer, inputs_i = layers[i][0], inputs[i]
+                # Gᵀh, with the narrower factor transposed on the left (up to 2x faster for
+                # tall thin factors, e.g. the 2-D inputs of 4,000 points against 100 units).
+                if inputs_i.shape[1] < g.shape[1]:
+                    layer.weight.grad = (inputs_i.t() @ g).t()
+                else:
+                    layer.weight.grad = g.t() @ inputs_i
+                layer.bias.grad = g.sum(0)
+                if i > 0:
+                    g = g @ layer.weight
+                    if layers[i - 1][1]:
+                        g = torch.ops.aten.threshold_backward(g, inputs_i, 0.0)
+
+        return loss, (logits.argmax(1) == yb).sum(), finish
+
+    return probe
 
 
-def step_of(gradient, optimizer):
-    """The step ``step(xb, yb) -> (loss, n_correct)``: ``gradient(xb, yb)`` (the loss and correct
-    count, the gradient left in ``.grad``), then the optimizer's update. ``step.gradient`` is the
-    first half alone: the loop's full-batch path takes the two apart
-    (:func:`nnboundary.loop.run_loop`)."""
+def step_of(probe, optimizer):
+    """The step ``step(xb, yb) -> (loss, n_correct)`` from ``probe(xb, yb) -> (loss, n_correct,
+    finish)``, the forward pass, ``finish()`` leaving the gradient in ``.grad``: the gradient,
+    then the optimizer's update. ``step.gradient(xb, yb)`` is the first half alone (the loss,
+    correct count and gradient, no update), ``step.probe`` the forward pass alone: the loop's
+    full-batch path takes them apart (:func:`nnboundary.loop.run_loop`), and finishes the
+    gradient of an epoch only once the loss has accepted it."""
+
+    def gradient(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, correct, finish = probe(xb, yb)
+        finish()
+        return loss, correct
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, correct = gradient(xb, yb)
         optimizer.step()
         return loss, correct
 
-    step.gradient = gradient
+    step.gradient, step.probe = gradient, probe
     return step
 
 
