@@ -313,6 +313,28 @@ def test_the_mlps_closed_form_gradient_is_autograds(arch, scale):
         torch.testing.assert_close(p.grad, reference, rtol=1e-12, atol=1e-300)
 
 
+def test_the_closed_form_gradient_reuses_its_buffers_safely():
+    """chain_gradient writes activations and hidden gradients into buffers it keeps: the same
+    numbers call after call and for batches of another size in between, and a probe's
+    finish() after a later probe (whose activations overwrote its own) is refused."""
+    torch.manual_seed(5)
+    model = build_model("mlp", (4,), 3, dict(DEFAULT_ARCH["mlp"], hidden=8)).double()
+    X = torch.randn(40, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    step = make_step(model, GradientDescent(model.parameters(), lr=0.1), DEFAULT_TRAIN)
+    first = step.gradient(X, y)
+    grads = [p.grad.clone() for p in model.parameters()]
+    step.gradient(X[:7], y[:7])  # another batch size in between
+    again = step.gradient(X, y)
+    assert torch.equal(first[0], again[0]) and int(first[1]) == int(again[1])
+    for p, grad in zip(model.parameters(), grads):
+        assert torch.equal(p.grad, grad)
+    _, _, stale = step.probe(X, y)
+    step.probe(X[:7], y[:7])
+    with pytest.raises(RuntimeError, match="later probe"):
+        stale()
+
+
 def test_only_chains_of_linear_layers_and_relus_take_the_closed_form():
     mlp = dict(DEFAULT_ARCH["mlp"])
     assert linear_chain(build_model("mlp", (4,), 2, mlp)) is not None
