@@ -175,10 +175,9 @@ def test_the_one_pass_loop_takes_the_two_pass_loops_steps(monkeypatch, loss):
     settings = dict(until_loss=1e-8, schedule="loss_scaled", dtype="float64", lr=40.0,
                     loss=loss)
     runs = {}
-    plain = loop.run_loop
     for fused in (True, False):
-        monkeypatch.setattr(loop, "run_loop", lambda *a, **k: plain(*a, **dict(k, fused=fused)))
-        monkeypatch.setattr("nnboundary.train.run_loop", loop.run_loop)
+        monkeypatch.setattr("nnboundary.train.run_loop",
+                            lambda *a, **k: loop.run_loop(*a, **dict(k, fused=fused)))
         runs[fused] = _run(**settings)[1]
     one, two = runs[True], runs[False]
     rows = [loop.Epoch(*row) for row in one["history"]]

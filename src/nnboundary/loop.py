@@ -470,8 +470,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
         return None
 
     # The model's tensors, listed once (the loop never adds or replaces one).
-    params = list(model.parameters())
-    tensors = [*params, *model.buffers()]
+    tensors = [*model.parameters(), *model.buffers()]
     fused = fused and schedule.measured and plan.batch >= n and hasattr(step, "probe")
     if fused:
         model.train()

@@ -372,19 +372,17 @@ def chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     :func:`make_step` does), G cast back to the network's dtype."""
 
     # The activations and the hidden layers' gradients are written into buffers kept from one
-    # call to the next (one per role, layer and batch size): a full-batch step of 4,000 points
+    # call to the next (one per role, layer, shape and dtype): a full-batch step of 4,000 points
     # otherwise allocates and frees several 3.2 MB arrays, and each fresh one is zero-filled
     # page by page by the kernel. A probe's finish() must come before the next probe.
     buffers: dict[tuple, torch.Tensor] = {}
     latest = [0]
 
     def buffer(key: tuple, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
-        found = buffers.get((key, rows))
-        if found is None or found.shape[1] != cols or found.dtype != like.dtype \
-                or found.device != like.device:
-            found = buffers[(key, rows)] = torch.empty(rows, cols, dtype=like.dtype,
-                                                       device=like.device)
-        return found
+        spec = (key, rows, cols, like.dtype, like.device)
+        if spec not in buffers:
+            buffers[spec] = torch.empty(rows, cols, dtype=like.dtype, device=like.device)
+        return buffers[spec]
 
     @torch.no_grad()
     def probe(xb: torch.Tensor, yb: torch.Tensor):
