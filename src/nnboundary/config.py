@@ -47,6 +47,8 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "device": "auto",
     "amp": "none",
     "compile": False,
+    # auto: the fused CPU kernel (nnboundary.kernels) where it serves, else PyTorch.
+    "kernel": "auto",
     "channels_last": True,
     "log_every": 100,
     "resume_every": 50,

@@ -308,6 +308,7 @@ class Resume:
                  optimizer: torch.optim.Optimizer, shuffle: torch.Generator):
         self.path, self.every, self.fingerprint = Path(path), int(every), fingerprint
         self.model, self.optimizer, self.shuffle = model, optimizer, shuffle
+        self._rows = np.empty((0, 8))  # the history's numbers converted so far
 
     def due(self, epoch: int, epochs: int) -> bool:
         return self.every > 0 and epoch % self.every == 0 and epoch < epochs
@@ -322,13 +323,58 @@ class Resume:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "shuffle_rng": self.shuffle.get_state(),
-            "states": states,
-            "history": [list(row) for row in history],
+            "states": self._packed_states(states),
+            "history": self._history_columns(history),
             "schedule": schedule.state(),
             "extra": extra,
         }
         with io.atomic_path(self.path) as tmp:
             torch.save(payload, tmp)
+
+    def _history_columns(self, history: list) -> dict:
+        """The history as one float64 array of its numeric fields (rows × the 8 of
+        :class:`Epoch` before ``stop``; epochs, steps and backtracks are exact in float64) and
+        the non-empty ``stop`` values by row: pickled as a few objects instead of one per
+        value, whose cost grew with the history at every save (a 10,000-epoch run spent more on
+        its saves than on its steps). Rows already converted at an earlier save are kept."""
+        done = self._rows.shape[0] if len(history) >= self._rows.shape[0] else 0
+        fresh = np.array([row[:8] for row in history[done:]], dtype=np.float64).reshape(-1, 8)
+        self._rows = np.concatenate([self._rows[:done], fresh])
+        return {"numbers": torch.from_numpy(self._rows),
+                "stop": {i: row.stop for i, row in enumerate(history) if row.stop}}
+
+    @staticmethod
+    def _packed_states(states: dict) -> dict:
+        """The kept checkpoints as one stacked tensor per state entry (their epochs in order):
+        a run keeps dozens of small states, and pickling each tensor apart cost ~0.15 ms at
+        every save."""
+        epochs = sorted(states)
+        if not epochs:
+            return {"epochs": []}
+        names = list(states[epochs[0]])
+        if any(list(states[e]) != names for e in epochs):  # not one network's states
+            return {"epochs": epochs, "each": states}
+        return {"epochs": epochs, "stacked": {k: torch.stack([states[e][k] for e in epochs])
+                                              for k in names}}
+
+    @staticmethod
+    def _unpacked_states(saved: dict) -> dict:
+        if "epochs" not in saved:  # a file from before the packing
+            return dict(saved)
+        if "each" in saved:
+            return dict(saved["each"])
+        stacked = saved.get("stacked", {})
+        return {e: {k: v[i].clone() for k, v in stacked.items()}
+                for i, e in enumerate(saved["epochs"])}
+
+    @staticmethod
+    def _history_rows(saved) -> list[Epoch]:
+        if isinstance(saved, list):  # a file from before the columns
+            return [Epoch(*row) for row in saved]
+        stops = saved["stop"]
+        return [Epoch(int(r[0]), float(r[1]), float(r[2]), float(r[3]), int(r[4]), float(r[5]),
+                      float(r[6]), int(r[7]), stops.get(i, ""))
+                for i, r in enumerate(saved["numbers"].tolist())]
 
     def _load(self, log) -> dict | None:
         """The file's payload if it exists, is readable and has this run's fingerprint."""
@@ -375,8 +421,8 @@ class Resume:
         extra.update(payload.get("extra") or {})
         epoch = int(payload["epoch"])
         print(f"resumed from {self.path} after epoch {epoch}", file=log)
-        return (epoch + 1, dict(payload["states"]),
-                [Epoch(*row) for row in payload["history"]])
+        return (epoch + 1, self._unpacked_states(payload["states"]),
+                self._history_rows(payload["history"]))
 
 
 def _copy_tensors(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -439,6 +485,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     stop, stop_epoch = "epochs", plan.epochs
     epoch, backtracks = first, 0
     losses = [row.end_loss if schedule.measured else row.loss for row in history]
+    lowest = [min(losses, default=float("inf"))]  # the lowest loss so far, kept as it goes
 
     def accepted(epoch: int, epoch_loss: float, end_loss: float, train_acc: float,
                  rate: float) -> str | None:
@@ -447,9 +494,9 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
         history.append(Epoch(epoch, epoch_loss, train_acc, time.perf_counter() - start,
                              epoch * spe, end_loss, rate, backtracks))
         current = end_loss if schedule.measured else epoch_loss
-        lowest = min(losses, default=float("inf"))
-        if epoch in plan.candidates or plan.crossed(current, lowest):
+        if epoch in plan.candidates or plan.crossed(current, lowest[0]):
             states[epoch] = snapshot(epoch)
+        lowest[0] = min(lowest[0], current)
         reached = (plan.until_loss is not None and current < plan.until_loss
                    and epoch >= plan.min_epochs)
         losses.append(current)
@@ -521,7 +568,8 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
             loss, n_correct = step(xb, yb)
             loss_sum += loss.double() * len(yb)
             correct += n_correct
-        epoch_loss = float(loss_sum) / n
+        # one batch: its mean loss as it is (not times n over n, one rounding off)
+        epoch_loss = float(loss_sum) / n if order is not None else float(loss)
         end_loss = float("nan")
         if schedule.measured:
             end_loss = evaluate() if np.isfinite(epoch_loss) else float("inf")
