@@ -49,7 +49,7 @@ def test_the_fused_kernel_is_the_closed_form_and_autograd(width, classes, relu, 
     X = torch.randn(70, width, dtype=torch.float64)
     y = torch.randint(0, classes, (70,))
     layers = linear_chain(model)
-    assert kernels.fusable(layers, width)
+    assert kernels.fusable(layers)
     fused = _gradients(fused_chain_gradient(layers), model, X, y)
     closed = _gradients(chain_gradient(layers), model, X, y)
     model.zero_grad(set_to_none=True)

@@ -157,13 +157,14 @@ def _compiled():
     return kernel
 
 
-def fusable(layers, X_width: int) -> bool:
+def fusable(layers) -> bool:
     """Whether :func:`chain_step` serves a :func:`nnboundary.train.linear_chain` network: three
     layers (hidden with ReLU, bottleneck with ReLU or none, last), float64 on the CPU, its input
-    at most :data:`MAX_INPUT_WIDTH` wide, and numba importable."""
+    (the first layer's ``in_features``) at most :data:`MAX_INPUT_WIDTH` wide, and numba
+    importable."""
     if layers is None or len(layers) != 3 or not layers[0][1] or layers[2][1]:
         return False
-    if X_width > MAX_INPUT_WIDTH:
+    if layers[0][0].in_features > MAX_INPUT_WIDTH:
         return False
     params = [p for layer, _ in layers for p in (layer.weight, layer.bias)]
     if any(p.device.type != "cpu" or p.dtype != torch.float64 for p in params):

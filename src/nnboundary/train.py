@@ -299,8 +299,7 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict
     layers = linear_chain(model)
     if layers is not None and amp is None and not settings.get("compile", False) \
             and _closed_form_loss(settings):
-        if settings.get("kernel", "auto") == "auto" \
-                and kernels.fusable(layers, layers[0][0].in_features):
+        if settings.get("kernel", "auto") == "auto" and kernels.fusable(layers):
             return step_of(fused_chain_gradient(layers), optimizer, "fused")
         return step_of(chain_gradient(layers), optimizer, "closed_form")
     forward = torch.compile(model) if settings.get("compile", False) else model
