@@ -123,8 +123,8 @@ def test_benchmark_steps_times_the_train_loop_per_dataset(tmp_path, capsys):
         assert row["steps"] == 7 and row["redone"] >= 0
         assert row["wall_ms"] > 0 and row["cpu_ms"] > 0
     assert record["steps"][0]["train_n"] == 288 and record["steps"][1]["train_n"] == 4000
-    # digits 0/1's 64 inputs go through PyTorch's closed form, blobs' 2 through the fused kernel
-    assert [row["kernel"] for row in record["steps"]] == ["closed_form", "fused"]
+    # both through the fused kernel: digits 0/1's 64 inputs with their first layer by the BLAS
+    assert [row["kernel"] for row in record["steps"]] == ["fused", "fused"]
 
 
 def test_config_check_layers_files_as_snakemake_layers_configfile(tmp_path):

@@ -23,9 +23,10 @@ from nnboundary.train import (
 )
 
 
-def _net(width: int, classes: int, bottleneck_relu: bool = True, seed: int = 0):
+def _net(width: int, classes: int, bottleneck_relu: bool = True, seed: int = 0,
+         bottleneck: int = 2):
     torch.manual_seed(seed)
-    arch = dict(DEFAULT_ARCH["mlp"], hidden=24, bottleneck=2,
+    arch = dict(DEFAULT_ARCH["mlp"], hidden=24, bottleneck=bottleneck,
                 activation="relu" if bottleneck_relu else "identity")
     return build_model("mlp", (width,), classes, arch).double()
 
@@ -36,15 +37,19 @@ def _gradients(probe, model, X, y):
     return float(loss), int(correct), [p.grad.clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("width,classes,relu", [(2, 2, True), (2, 3, True), (5, 4, False),
-                                                (16, 3, True), (1, 2, False)])
+@pytest.mark.parametrize("width,classes,relu,bottleneck", [
+    (2, 2, True, 2), (2, 3, True, 2), (5, 4, False, 2), (16, 3, True, 2), (1, 2, False, 2),
+    (2, 3, True, 3), (3, 2, False, 1), (17, 2, True, 2), (64, 3, True, 2), (64, 4, False, 3)])
 @pytest.mark.parametrize("scale", [1.0, 300.0])
-def test_the_fused_kernel_is_the_closed_form_and_autograd(width, classes, relu, scale):
+def test_the_fused_kernel_is_the_closed_form_and_autograd(width, classes, relu, bottleneck,
+                                                          scale):
     """The same loss, correct count and weight gradients as chain_gradient and as autograd
     through the exact-tail cross-entropy, to float64 round-off: in the bulk and at margins of
     hundreds (per-sample losses far below 1e-16, where a log-sum-exp would round them to 0),
-    with and without the bottleneck's ReLU, 1 to 16 inputs, 2 to 4 classes."""
-    model = _net(width, classes, relu)
+    with and without the bottleneck's ReLU, 1 to 64 inputs (above 16 the first layer's
+    products by the BLAS), 2 to 4 classes, the 2-unit bottleneck's one-pass loops and the
+    general ones (1 and 3 units)."""
+    model = _net(width, classes, relu, bottleneck=bottleneck)
     model.last.weight.data *= scale
     X = torch.randn(70, width, dtype=torch.float64)
     y = torch.randint(0, classes, (70,))
@@ -86,13 +91,14 @@ def test_the_fused_kernel_keeps_the_losss_tail():
     assert last_weight_grad[1, 0].item() == pytest.approx(-math.exp(-700), rel=1e-12)
 
 
-def test_the_fused_gradient_outlives_a_later_probe():
+@pytest.mark.parametrize("width", [3, 40])
+def test_the_fused_gradient_outlives_a_later_probe(width):
     """finish() hands the probe's gradient to .grad; a later probe (the loss after a step that
     may be undone) writes into the other set of buffers, so .grad still holds the gradient at
     the weights an undo restores; a finish() after a later probe is refused; the same numbers
-    call after call."""
-    model = _net(3, 3)
-    X = torch.randn(50, 3, dtype=torch.float64)
+    call after call; also for a wide input, whose n × H buffers the probes share."""
+    model = _net(width, 3)
+    X = torch.randn(50, width, dtype=torch.float64)
     y = torch.randint(0, 3, (50,))
     probe = fused_chain_gradient(linear_chain(model))
     first = _gradients(probe, model, X, y)
@@ -116,9 +122,9 @@ def test_the_fused_gradient_outlives_a_later_probe():
 
 
 def test_the_fused_kernel_serves_only_what_it_was_written_for():
-    """make_step takes the fused kernel for the default MLP on a narrow float64 input on the
-    CPU (``kernel: auto``), and PyTorch's closed form with ``kernel: torch``, for a wide input,
-    in float32, without a hidden layer or with another loss."""
+    """make_step takes the fused kernel for the default MLP on a float64 input on the CPU
+    (``kernel: auto``; a wide input's first layer by the BLAS), and PyTorch's closed form with
+    ``kernel: torch``, in float32, without a hidden layer or with another loss."""
     settings = dict(DEFAULT_TRAIN)
 
     def kernel(model, **changes):
@@ -128,7 +134,8 @@ def test_the_fused_kernel_serves_only_what_it_was_written_for():
     assert kernel(_net(2, 3)) == "fused"
     assert kernel(_net(16, 3)) == "fused"
     assert kernel(_net(2, 3), kernel="torch") == "closed_form"
-    assert kernel(_net(17, 3)) == "closed_form"
+    assert kernel(_net(784, 2)) == "fused"
+    assert kernels.wide(17) and not kernels.wide(16)
     assert kernel(_net(2, 3).float()) == "closed_form"
     assert kernel(_net(2, 3), loss="exponential") == "autograd"
     no_hidden = build_model("mlp", (2,), 3, dict(DEFAULT_ARCH["mlp"], hidden=0)).double()

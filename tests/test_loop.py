@@ -195,7 +195,7 @@ def test_the_one_pass_loop_takes_the_two_pass_loops_steps(monkeypatch, loss):
 
 def test_a_loss_scaled_run_resumes_bit_for_bit(tmp_path):
     settings = dict(schedule="loss_scaled", dtype="float64", epochs=60, resume_every=20,
-                    until_loss=None)
+                    resume_min_seconds=0, until_loss=None)
     data = make_dataset("blobs", 0, BLOBS)
     merged = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.5, n_checkpoints=5, **QUIET, **settings)
     path = tmp_path / "run.resume"
@@ -208,6 +208,30 @@ def test_a_loss_scaled_run_resumes_bit_for_bit(tmp_path):
         for name, tensor in first["states"][epoch].items():
             assert torch.equal(tensor, again["states"][epoch][name]), (epoch, name)
     assert [row[:3] for row in first["history"]] == [row[:3] for row in again["history"]]
+
+
+def test_a_resumable_checkpoint_waits_its_minimum_interval(tmp_path, monkeypatch):
+    """A save due by resume_every is skipped until resume_min_seconds have passed since the
+    last save (or the start), then made; the epoch count alone with 0 seconds."""
+    clock = [100.0]
+    monkeypatch.setattr(loop.time, "monotonic", lambda: clock[0])
+    model = torch.nn.Linear(2, 2).double()
+    resume = loop.Resume(tmp_path / "r.pt", 10, "fp", model,
+                         GradientDescent(model.parameters(), lr=0.1),
+                         torch.Generator().manual_seed(0), min_seconds=5.0)
+    assert not resume.due(10, 100)  # due by epochs, but 0 s after the start
+    clock[0] += 4.9
+    assert not resume.due(20, 100) and not resume.due(25, 100)
+    clock[0] += 0.2
+    assert resume.due(30, 100) and not resume.due(31, 100) and not resume.due(100, 100)
+    resume.save(30, {}, [], loop.Schedule(name="loss_scaled", lr=0.5), {})
+    assert not resume.due(40, 100)  # 0 s after that save
+    clock[0] += 5.0
+    assert resume.due(40, 100)
+    eager = loop.Resume(tmp_path / "e.pt", 10, "fp", model,
+                        GradientDescent(model.parameters(), lr=0.1),
+                        torch.Generator().manual_seed(0))
+    assert eager.due(10, 100) and not eager.due(15, 100)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from nnboundary.prepare import make_dataset, save_dataset
 from nnboundary.train import load_checkpoints
 
 SETTINGS = dict(DEFAULT_TRAIN, optimizer="momentum", lr=0.05, epochs=800, batch_size=32,
-                n_checkpoints=5, log_every=500, resume_every=25, device="cpu")
+                n_checkpoints=5, log_every=500, resume_every=25, resume_min_seconds=0,
+                device="cpu")
 ARCH = dict(DEFAULT_ARCH["mlp"], hidden=64)
 
 

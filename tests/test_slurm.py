@@ -160,7 +160,8 @@ def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path
 def test_a_cancelled_training_job_is_resubmitted_and_resumes(slurm, tmp_path):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["grid"] = {"datasets": ["blobs"], "archs": ["mlp"], "seeds": [0], "regimes": ["full"]}
-    config["train"].update(epochs=2500, batch_size=32, resume_every=50, log_every=500)
+    config["train"].update(epochs=2500, batch_size=32, resume_every=50, resume_min_seconds=0,
+                           log_every=500)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     resume = tmp_path / "results/runs/blobs/mlp/base/full/seed0/checkpoints.pt.resume"
 

@@ -52,6 +52,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "channels_last": True,
     "log_every": 100,
     "resume_every": 50,
+    # ...but not sooner than this many seconds after the last one (a save costs milliseconds,
+    # an epoch of the default MLP a millisecond): a killed job loses at most that much work.
+    "resume_min_seconds": 5.0,
     "schedule": "constant",
     "schedule_cap": 1e6,
     "until_loss": None,

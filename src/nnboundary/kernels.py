@@ -30,9 +30,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-# The widest input the fused kernel is used for: a sample's first-layer products cost
+# The widest input whose first-layer products the kernel takes itself: a sample's share costs
 # input width × hidden units, which a BLAS does faster than the kernel's loops above about
-# this width (at 64, digits, the kernel is 1.2x slower than PyTorch; at 784, 4x).
+# this width (at 64, digits, the kernel alone was 1.2x slower than PyTorch; at 784, 4x), so
+# wider inputs have them taken by the BLAS before and after the per-sample loop.
 MAX_INPUT_WIDTH = 16
 
 
@@ -43,12 +44,24 @@ def _compiled():
 
     # reassoc and contract let the compiler vectorise a sample's sums over the hidden units
     # and use fused multiply-adds; no approximate functions (afn), no assumption of no NaN or
-    # infinity, so exp, log and log1p stay exact and a diverging run still shows as NaN.
-    @numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz"}, nogil=True)
+    # infinity, so exp, log and log1p stay exact and a diverging run still shows as NaN. The
+    # numpy error model: a division by zero gives inf or NaN instead of a checked exception.
+    @numba.njit(cache=True, fastmath={"reassoc", "contract", "nsz"}, nogil=True,
+                error_model="numpy")
     def kernel(X, y, W1T, b1, W2, b2, relu2, W3, b3, gW1T, gb1, gW2, gb2, gW3, gb3,
-               with_gradient):
+               with_gradient, Z, G1):
         n, d = X.shape
-        H, B, K = W1T.shape[1], W2.shape[0], W3.shape[0]
+        H, B, K = b1.shape[0], W2.shape[0], W3.shape[0]
+        # Z (n × H): the first layer's products X W1ᵀ, taken by a BLAS before the call (wide
+        # inputs); G1 (n × H) then receives each sample's hidden-layer gradient, whose product
+        # with X (∇W1) is left to the BLAS too. Empty: both are done here, sample by sample.
+        wide = Z.shape[0] > 0
+        # The default bottleneck (B = 2) and 2-D input (d = 2) take one pass over the hidden
+        # units forward (first layer, ReLU, both bottleneck sums) and one backward (∇W2, the
+        # hidden-layer gradient, ∇b1, ∇W1) instead of one pass per row; the same sums in the
+        # same order, so the same numbers as the general loops below.
+        two = B == 2
+        flat = d == 2 and not wide
         a1 = np.empty(H)
         a2 = np.empty(B)
         z = np.empty(K)
@@ -66,21 +79,45 @@ def _compiled():
         correct = 0
         for i in range(n):
             # forward: a1 = relu(W1 x + b1), a2 = act(W2 a1 + b2), z = W3 a2 + b3
-            for j in range(H):
-                a1[j] = b1[j]
-            for k in range(d):
-                xk = X[i, k]
+            if wide:
                 for j in range(H):
-                    a1[j] += xk * W1T[k, j]
-            for j in range(H):  # a ReLU that keeps a NaN (as torch's does), not max(a, 0)
-                v = a1[j]
-                a1[j] = 0.0 if v < 0.0 else v
-            for j in range(B):
-                s = 0.0
-                for k in range(H):
-                    s += W2[j, k] * a1[k]
-                s += b2[j]
-                a2[j] = 0.0 if relu2 and s < 0.0 else s
+                    a1[j] = Z[i, j] + b1[j]
+            elif flat:
+                x0 = X[i, 0]
+                x1 = X[i, 1]
+                for j in range(H):
+                    a1[j] = b1[j] + x0 * W1T[0, j] + x1 * W1T[1, j]
+            else:
+                for j in range(H):
+                    a1[j] = b1[j]
+                for k in range(d):
+                    xk = X[i, k]
+                    for j in range(H):
+                        a1[j] += xk * W1T[k, j]
+            # a ReLU that keeps a NaN (as torch's does), not max(a, 0)
+            if two:
+                s0 = 0.0
+                s1 = 0.0
+                for j in range(H):
+                    v = a1[j]
+                    v = 0.0 if v < 0.0 else v
+                    a1[j] = v
+                    s0 += W2[0, j] * v
+                    s1 += W2[1, j] * v
+                s0 += b2[0]
+                s1 += b2[1]
+                a2[0] = 0.0 if relu2 and s0 < 0.0 else s0
+                a2[1] = 0.0 if relu2 and s1 < 0.0 else s1
+            else:
+                for j in range(H):
+                    v = a1[j]
+                    a1[j] = 0.0 if v < 0.0 else v
+                for j in range(B):
+                    s = 0.0
+                    for k in range(H):
+                        s += W2[j, k] * a1[k]
+                    s += b2[j]
+                    a2[j] = 0.0 if relu2 and s < 0.0 else s
             best = 0
             for j in range(K):
                 s = b3[j]
@@ -105,8 +142,12 @@ def _compiled():
                     e = math.exp(z[j] - zt - top)
                     g3[j] = e
                     ssum += e
-            below = math.exp(-top)
-            total += top + math.log(below + ssum) if top > 0.0 else math.log1p(ssum)
+            if top > 0.0:
+                below = math.exp(-top)
+                total += top + math.log(below + ssum)
+            else:
+                below = 1.0
+                total += math.log1p(ssum)
             if not with_gradient:
                 continue
             # G = (P - onehot(y)) / n with P_y - 1 = -s / (e^-M + s)
@@ -118,36 +159,68 @@ def _compiled():
                 gb3[j] += g3[j]
                 for k in range(B):
                     gW3[j, k] += g3[j] * a2[k]
+            # A bottleneck unit the ReLU switched off for this sample passes no gradient: its
+            # row of ∇W2 and its share of G1 are skipped (adding zeros changes no sum), and
+            # the first layer's backward pass too when every unit is off.
+            live = False
             for k in range(B):
                 s = 0.0
                 for j in range(K):
                     s += g3[j] * W3[j, k]
                 g2[k] = s if (not relu2 or a2[k] > 0.0) else 0.0
-            # A bottleneck unit the ReLU switched off for this sample passes no gradient: its
-            # row of ∇W2 and its share of G1 are skipped (adding zeros changes no sum), and
-            # the first layer's backward pass too when every unit is off.
-            live = False
-            for j in range(B):
-                if g2[j] == 0.0:
-                    continue
-                live = True
-                gb2[j] += g2[j]
-                for k in range(H):
-                    gW2[j, k] += g2[j] * a1[k]
+                if g2[k] != 0.0:
+                    live = True
+                    gb2[k] += g2[k]
             if not live:
+                if wide:
+                    G1[i, :] = 0.0
                 continue
-            for k in range(H):
-                g1[k] = 0.0
-            for j in range(B):
-                gj = g2[j]
-                if gj == 0.0:
+            if two:
+                c0 = g2[0]
+                c1 = g2[1]
+                if flat:
+                    x0 = X[i, 0]
+                    x1 = X[i, 1]
+                    for k in range(H):
+                        a = a1[k]
+                        gW2[0, k] += c0 * a
+                        gW2[1, k] += c1 * a
+                        g = c0 * W2[0, k] + c1 * W2[1, k]
+                        g = g if a > 0.0 else 0.0
+                        gb1[k] += g
+                        gW1T[0, k] += g * x0
+                        gW1T[1, k] += g * x1
                     continue
                 for k in range(H):
-                    g1[k] += gj * W2[j, k]
-            for k in range(H):
-                if a1[k] <= 0.0:
+                    a = a1[k]
+                    gW2[0, k] += c0 * a
+                    gW2[1, k] += c1 * a
+                    g = c0 * W2[0, k] + c1 * W2[1, k]
+                    g1[k] = 0.0 if a <= 0.0 else g
+                    gb1[k] += g1[k]
+            else:
+                for j in range(B):
+                    gj = g2[j]
+                    if gj == 0.0:
+                        continue
+                    for k in range(H):
+                        gW2[j, k] += gj * a1[k]
+                for k in range(H):
                     g1[k] = 0.0
-                gb1[k] += g1[k]
+                for j in range(B):
+                    gj = g2[j]
+                    if gj == 0.0:
+                        continue
+                    for k in range(H):
+                        g1[k] += gj * W2[j, k]
+                for k in range(H):
+                    if a1[k] <= 0.0:
+                        g1[k] = 0.0
+                    gb1[k] += g1[k]
+            if wide:
+                for k in range(H):
+                    G1[i, k] = g1[k]
+                continue
             for k in range(d):
                 xk = X[i, k]
                 for j in range(H):
@@ -159,12 +232,10 @@ def _compiled():
 
 def fusable(layers) -> bool:
     """Whether :func:`chain_step` serves a :func:`nnboundary.train.linear_chain` network: three
-    layers (hidden with ReLU, bottleneck with ReLU or none, last), float64 on the CPU, its input
-    (the first layer's ``in_features``) at most :data:`MAX_INPUT_WIDTH` wide, and numba
-    importable."""
+    layers (hidden with ReLU, bottleneck with ReLU or none, last), float64 on the CPU, and numba
+    importable. Inputs wider than :data:`MAX_INPUT_WIDTH` have their first-layer products taken
+    by the BLAS (:func:`wide`)."""
     if layers is None or len(layers) != 3 or not layers[0][1] or layers[2][1]:
-        return False
-    if layers[0][0].in_features > MAX_INPUT_WIDTH:
         return False
     params = [p for layer, _ in layers for p in (layer.weight, layer.bias)]
     if any(p.device.type != "cpu" or p.dtype != torch.float64 for p in params):
@@ -176,8 +247,19 @@ def fusable(layers) -> bool:
     return True
 
 
+def wide(width: int) -> bool:
+    """Whether an input of ``width`` features has its first-layer products X W1ᵀ and Xᵀ G1
+    taken by the BLAS, outside the per-sample loop: a sample's share costs width × hidden
+    units, which the BLAS does faster than the kernel's loops above :data:`MAX_INPUT_WIDTH`."""
+    return width > MAX_INPUT_WIDTH
+
+
+_EMPTY = np.empty((0, 0))
+
+
 def chain_step(X: np.ndarray, y: np.ndarray, weights: list[np.ndarray], relu2: bool,
-               grads: list[np.ndarray] | None) -> tuple[float, int]:
+               grads: list[np.ndarray] | None, Z: np.ndarray | None = None,
+               G1: np.ndarray | None = None) -> tuple[float, int]:
     """The mean cross-entropy (exact-tail form) of the three-layer chain with weights
     ``[W1ᵀ (d × H), b1, W2 (B × H), b2, W3 (K × B), b3]`` on ``X`` (n × d, float64, C order)
     and labels ``y`` (int64), and the number of samples whose first largest logit is their
@@ -185,10 +267,16 @@ def chain_step(X: np.ndarray, y: np.ndarray, weights: list[np.ndarray], relu2: b
     W1 is): with a1 = relu(W1 x + b1), a2 = relu(W2 a1 + b2) (or without the ReLU: ``relu2``),
     z = W3 a2 + b3 and G = (P − onehot(y)) / n per sample, ∇W3 = Σ G a2ᵀ, G2 = (W3ᵀ G) ⊙
     [a2 > 0], ∇W2 = Σ G2 a1ᵀ, G1 = (W2ᵀ G2) ⊙ [a1 > 0], ∇W1 = Σ G1 xᵀ, each bias the sum of
-    its G. With ``grads`` None, the loss and count alone (the forward pass)."""
+    its G. With ``grads`` None, the loss and count alone (the forward pass).
+
+    With ``Z`` (n × H, the products X W1ᵀ taken beforehand, without the bias), the first layer
+    is not recomputed; ``G1`` (n × H) then receives every sample's hidden-layer gradient and
+    ``grads[0]`` is left for the caller to fill with Xᵀ G1."""
     with_gradient = grads is not None
     if grads is None:
         grads = [np.empty((0,) * w.ndim) for w in weights]
+    Z = _EMPTY if Z is None else Z
+    G1 = _EMPTY if G1 is None or not with_gradient else G1
     loss, correct = _compiled()(X, y, *weights[:4], bool(relu2), *weights[4:], *grads,
-                                with_gradient)
+                                with_gradient, Z, G1)
     return float(loss), int(correct)
