@@ -158,6 +158,60 @@ def test_a_run_that_stops_learning_stalls_instead_of_spending_the_cap():
     assert result["history"][-1][-1] == "stalled" and "(stalled)" in log
 
 
+def test_unreachable_projects_the_recent_rate_to_the_next_depth():
+    """Stop when, at f times the mean fall of log L over the last max(200, epoch/5) epochs, the
+    next depth below the loss (a milestone, else until_loss) lies beyond the cap; only in the
+    terminal phase (the whole window below log(2)/n), only with a factor and a stopping loss."""
+    plan = loop.Plan(epochs=10_000, batch=10, n=10, configured=[], n_checkpoints=2,
+                     until_loss=1e-100, milestones=(1e-8, 1e-16, 1e-32, 1e-100))
+    terminal = math.log(2) / 10
+
+    def losses(epochs, decades_per_epoch, start=-9.0):
+        return [10.0 ** (start - decades_per_epoch * e) for e in range(epochs)]
+
+    # at epoch 1,000 the loss is 10^-9.999 and falls 0.001 decade per epoch: 1e-16 is 5,999
+    # epochs away at that rate, 9,000 remain before the cap
+    slow = losses(1000, 0.001)
+    need, remaining = 5.999 / 0.001, 9000
+    assert plan.unreachable(slow, 1000, need / remaining * 0.99, terminal)
+    assert not plan.unreachable(slow, 1000, need / remaining * 1.01, terminal)
+    assert not plan.unreachable(slow, 1000, 2.0, terminal)
+    assert not plan.unreachable(slow, 1000, 0.0, terminal)  # no factor: run to the cap
+    assert not plan.unreachable(slow[:200], 200, 0.1, terminal)  # window not yet full
+    early = losses(1000, 0.0005, start=0.0)  # the window starts above log(2)/n
+    assert not plan.unreachable(early, 1000, 0.1, terminal)
+    flat = [1e-20] * 1000  # no progress: the plateau test's case, not this one
+    assert not plan.unreachable(flat, 1000, 0.1, terminal)
+    no_stop = loop.Plan(epochs=10_000, batch=10, n=10, configured=[], n_checkpoints=2,
+                        milestones=(1e-16,))
+    assert not no_stop.unreachable(slow, 1000, 0.1, terminal)
+    # the window grows with the run: at epoch 5,000 it is the last 1,000 epochs
+    bent = losses(4000, 0.02) + [10.0 ** (-89 - 0.0001 * e) for e in range(1, 1001)]
+    assert len(bent) == 5000  # 1e-89 then 0.1 decade per 1,000 epochs: 1e-100 is out of reach
+    assert plan.unreachable(bent, 5000, 2.0, terminal)
+
+
+def test_a_run_that_cannot_reach_its_next_depth_stops_as_unreachable():
+    """With the loss-scaled step capped low, the loss falls slowly once every point is
+    classified: with stop_unreachable the run stops (``unreachable``, a final checkpoint kept,
+    every milestone it passed kept) long before its cap; without, it runs to the cap."""
+    settings = dict(until_loss=1e-100, schedule="loss_scaled", dtype="float64", schedule_cap=20,
+                    epochs=3000, loss_milestones=[1e-2, 1e-4, 1e-100], n_checkpoints=3)
+    _, stopped, log = _run(stop_unreachable=2.0, **settings)
+    assert stopped["training"]["stop"] == "unreachable" and "(unreachable)" in log
+    epoch = stopped["training"]["stop_epoch"]
+    assert loop.UNREACHABLE_WINDOW < epoch < 3000 and epoch in stopped["epochs"]
+    rows = [loop.Epoch(*row) for row in stopped["history"]]
+    assert rows[-1].stop == "unreachable" and rows[-1].end_loss > 1e-100
+    firsts = [next(r.epoch for r in rows if r.end_loss < m) for m in (1e-2, 1e-4)
+              if rows[-1].end_loss < m]
+    assert set(firsts) <= set(stopped["epochs"])
+    _, capped, _ = _run(**settings)
+    assert capped["training"]["stop"] == "epochs"
+    assert capped["training"]["stop_epoch"] == 3000
+    assert capped["training"]["final_loss"] > 1e-100
+
+
 def test_backtracking_undoes_rising_epochs():
     _, result, _ = _run(until_loss=1e-8, schedule="loss_scaled", dtype="float64", lr=40.0)
     rows = [loop.Epoch(*row) for row in result["history"]]

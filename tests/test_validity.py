@@ -76,7 +76,10 @@ def test_a_final_checkpoint_short_of_its_stopping_loss_is_not_terminal():
         {**run, "stop_reason": "stalled", "epoch": 5},  # an earlier checkpoint: judged as usual
         {**run, "stop_reason": "epochs", "until_loss": float("nan")},  # no stopping loss asked
         {**run, "stop_reason": "diverged"},
+        {**run, "stop_reason": "unreachable"},  # stopped as unable to reach it by the cap
+        {**run, "stop_reason": "stalled"},
     ])
     valid, why = validity.assess(frame)
-    assert valid.tolist() == [True, False, True, True, False]
-    assert why.tolist() == ["", "not_terminal", "", "", "diverged"]
+    assert valid.tolist() == [True, False, True, True, False, False, False]
+    assert why.tolist() == ["", "not_terminal", "", "", "diverged", "not_terminal",
+                            "not_terminal"]

@@ -59,6 +59,9 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "schedule_cap": 1e6,
     "until_loss": None,
     "min_epochs": 0,
+    # > 0: stop a run that, at this many times its recent rate, cannot reach its next loss
+    # milestone (or until_loss) by the epochs cap (nnboundary.loop: ``unreachable``).
+    "stop_unreachable": 0.0,
     "dtype": "float32",
     "bn_eval_after": None,
     # Also keep the first epoch below each of these train losses (nnboundary.loop): every seed

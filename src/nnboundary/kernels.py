@@ -1,4 +1,4 @@
-"""A fused CPU kernel for the full-batch step of the default MLP on low-dimensional inputs.
+"""A fused CPU kernel for the full-batch step of the default MLP.
 
 The default grid's 2-D sets (``blobs``, ``blobs3``, ``sectors``: 4,000 train points) train the
 MLP input → 100 ReLU units → 2-unit bottleneck → K logits for thousands of full-batch float64
@@ -8,9 +8,13 @@ operations, and the products whose inner dimension is 2 run far below the BLAS's
 :func:`chain_step` instead goes through the samples one by one, with one sample's 100
 activations in registers and L1: the forward pass, the exact-tail cross-entropy of
 :func:`nnboundary.train.cross_entropy_gradient` and the backward pass, accumulating the weight
-gradients. Nothing of size n × 100 is ever written. A step takes 0.29-0.38x the CPU of the
-PyTorch closed form on the 2-D sets, and more once the input is wide (the first layer's
-per-sample products then belong to a BLAS): ``docs/benchmarks/train_steps_cpu.json``.
+gradients. Nothing of size n × 100 is ever written. With the 2-unit bottleneck of the default
+arch, one pass over the hidden units does the first layer, the ReLU and both bottleneck sums,
+and one more the whole backward pass. A step takes about 0.2x the CPU of the PyTorch closed
+form on the 2-D sets. An input wider than :data:`MAX_INPUT_WIDTH` (digits: 64, MNIST: 784) has
+its first layer's products X W1ᵀ and G1ᵀ X taken by the BLAS before and after the per-sample
+loop, which does the rest (digits 0/1/2: 0.4x the CPU per step; MNIST 0/1, where those
+products are nearly all the work, about the same). ``docs/benchmarks/train_steps_cpu.json``.
 
 The same formulas as :func:`nnboundary.train.chain_gradient`, in a different order of
 summation: the loss and gradients agree with it to float64 round-off (tested), so a run's

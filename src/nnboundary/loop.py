@@ -42,6 +42,17 @@ steps as asked; the loss keeps falling meanwhile); ``epochs`` stays the cap. It 
 last checkpoint saved before is the run's final one), and, with ``until_loss``, when the loss
 stopped falling (``stalled``: backtracking found no step that lowers it, g < 1e-12, or it fell by
 less than 1e-4 over 100 epochs, e.g. a dead bottleneck), instead of spending the whole cap there.
+With ``stop_unreachable`` = f > 0 it also stops a run that cannot reach its next depth by the
+cap (``unreachable``): in the terminal phase (every train point classified, the loss below
+log(2)/n over the whole window), with r the mean fall of log L per epoch over the last
+w = max(200, ⌈epoch/5⌉) epochs and T the next depth below the current loss L (the largest
+``loss_milestones`` value below it, else ``until_loss``), it stops once
+(log L − log T) / r > f × (epochs − epoch): even at f times its recent rate the run would reach
+neither T nor ``until_loss`` before the cap, so it would end ``epochs`` anyway, with no
+checkpoint deeper than it has now. Such a run is judged like one that hit the cap
+(:mod:`nnboundary.validity`: ``not_terminal``). Measured on the default grid's 36 whole-network
+runs (f = 2): the three that hit the 20,000 cap would stop at 7,131, 9,440 and 10,267 epochs,
+right after their last milestone, and none of the 33 that reach 1e-100 would stop.
 The reason is the ``stop`` column of the history's last row and the last line of the log.
 
 **Checkpoints**: without ``until_loss`` exactly the configured epochs (``checkpoints``, resolved
@@ -87,14 +98,20 @@ PLATEAU_EPOCHS = 100
 PLATEAU_DROP = 1e-4
 #: Why a loop stopped: the loss fell below ``until_loss``, the ``epochs`` cap, a non-finite loss,
 #: or no step that lowers the loss.
-STOP_REASONS = ("until_loss", "epochs", "diverged", "stalled")
+STOP_REASONS = ("until_loss", "epochs", "diverged", "stalled", "unreachable")
 STOP_TEXT = {
     "until_loss": "the train loss fell below until_loss",
     "epochs": "it reached the epochs cap",
     "diverged": "the loss was not finite (diverged)",
     "stalled": "the loss stopped falling: no step lowers it, or it fell by less than "
                f"{PLATEAU_DROP:g} over {PLATEAU_EPOCHS} epochs (stalled)",
+    "unreachable": "at stop_unreachable times its recent rate the loss would reach neither its "
+                   "next milestone nor until_loss by the epochs cap (unreachable)",
 }
+#: ``stop_unreachable``: the recent rate is taken over the last max(UNREACHABLE_WINDOW,
+#: epoch × UNREACHABLE_SHARE) epochs.
+UNREACHABLE_WINDOW = 200
+UNREACHABLE_SHARE = 0.2
 #: The adaptive factor g of ``loss_scaled``: cut on a rejected epoch, grown after an accepted one
 #: whose step it set (Lyu & Li's 2^(1/5); no upper limit).
 FACTOR_CUT = 0.5
@@ -242,6 +259,28 @@ class Plan:
         """Whether an epoch with train loss ``loss`` is the first below a milestone, the lowest
         loss before it being ``lowest``."""
         return any(loss < m <= lowest for m in self.milestones)
+
+    def unreachable(self, losses: list[float], epoch: int, factor: float,
+                    terminal: float) -> bool:
+        """Whether a run whose accepted epochs' losses are ``losses`` (the last one at
+        ``epoch``) cannot reach its next depth by the cap even at ``factor`` times its recent
+        rate (module docstring, ``stop_unreachable``); ``terminal``: the loss below which every
+        train point is classified. False without ``until_loss`` or with ``factor`` 0."""
+        if not factor or self.until_loss is None or epoch >= self.epochs:
+            return False
+        window = max(UNREACHABLE_WINDOW, math.ceil(epoch * UNREACHABLE_SHARE))
+        if len(losses) <= window:
+            return False
+        now, before = losses[-1], losses[-1 - window]
+        if not (0.0 < now <= before < terminal):
+            return False
+        deeper = [m for m in (*self.milestones, self.until_loss) if m < now]
+        if not deeper:
+            return False
+        rate = (math.log(before) - math.log(now)) / window
+        if rate <= 0.0:
+            return False  # no progress at all: the plateau test's case
+        return (math.log(now) - math.log(max(deeper))) / rate > factor * (self.epochs - epoch)
 
     def milestone_epochs(self, losses: list[tuple[int, float]]) -> set[int]:
         """The first epoch below each milestone, from (epoch, loss) of every accepted epoch."""
@@ -495,6 +534,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     epoch, backtracks = first, 0
     losses = [row.end_loss if schedule.measured else row.loss for row in history]
     lowest = [min(losses, default=float("inf"))]  # the lowest loss so far, kept as it goes
+    unreachable_factor = float(settings.get("stop_unreachable") or 0.0)
 
     def accepted(epoch: int, epoch_loss: float, end_loss: float, train_acc: float,
                  rate: float) -> str | None:
@@ -521,6 +561,8 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
             return "until_loss"
         if plateau:
             return "stalled"
+        if plan.unreachable(losses, epoch, unreachable_factor, schedule.terminal):
+            return "unreachable"
         if resume is not None and resume.due(epoch, plan.epochs):
             resume.save(epoch, states, history, schedule, extra)
         return None
@@ -614,7 +656,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     if stop == "stalled" and stop_epoch < 1:
         raise TrainingDiverged(f"training stalled before its first epoch ({run}): no step "
                                f"lowers the loss; lower {block}.lr (now {settings['lr']})")
-    if stop in ("until_loss", "epochs", "stalled") and stop_epoch not in states:
+    if stop in ("until_loss", "epochs", "stalled", "unreachable") and stop_epoch not in states:
         states[stop_epoch] = snapshot(stop_epoch)
     depth = plan.milestone_epochs([(row.epoch, row.end_loss if schedule.measured else row.loss)
                                    for row in history])

@@ -428,9 +428,11 @@ def chain_gradient(layers: list[tuple[nn.Linear, bool]]):
 
 def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     """:func:`chain_gradient`'s ``probe`` for the three-layer chains that
-    :func:`nnboundary.kernels.fusable` accepts (the default MLP on a low-dimensional input, on
-    the CPU in float64), computed by the fused kernel :func:`nnboundary.kernels.chain_step`:
-    the same loss and gradient to float64 round-off, about 3x faster per step on the 2-D sets.
+    :func:`nnboundary.kernels.fusable` accepts (the default MLP on the CPU in float64),
+    computed by the fused kernel :func:`nnboundary.kernels.chain_step`: the same loss and
+    gradient to float64 round-off, about 5x faster per step on the 2-D sets. A wide input
+    (:func:`nnboundary.kernels.wide`) has its first layer's products by the BLAS: Z = X W1ᵀ
+    before the kernel, ∇W1 = G1ᵀ X after it, in buffers kept between calls.
 
     The kernel takes the gradient in the same pass as the loss (a fused pass with the gradient
     costs well under a forward pass now plus a second pass later for the 5 epochs in 6 that

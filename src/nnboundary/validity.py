@@ -31,7 +31,8 @@ convention       some value of the row used a documented convention (``degenerat
 diverged         the checkpoint's features, logits or last layer are not all finite, or this is
                  the final checkpoint of a run that stopped because its loss was not finite
 not_terminal     the final checkpoint of a run given a stopping loss (``until_loss``) that it did
-                 not reach: it stalled or hit its epoch cap, so it ends outside the terminal
+                 not reach: it stalled, hit its epoch cap or was stopped as unable to reach it by
+                 the cap (``unreachable``), so it ends outside the terminal
                  phase (loss → 0) the theory speaks about. Earlier checkpoints of such a run,
                  and runs without a stopping loss, are judged by the other conditions alone
 ================ ==============================================================================
@@ -75,7 +76,8 @@ def failed_conditions(frame: pd.DataFrame) -> pd.DataFrame:
         reason = frame["stop_reason"].fillna("").astype(str).to_numpy()
         has_target = np.isfinite(frame["until_loss"].to_numpy(dtype=float))
         diverged = diverged | (final & (reason == "diverged"))
-        not_terminal = final & has_target & np.isin(reason, ("stalled", "epochs"))
+        not_terminal = final & has_target & np.isin(reason, ("stalled", "epochs",
+                                                             "unreachable"))
     origin = (frame["target"].astype(str).to_numpy() == "origin" if "target" in frame.columns
               else none)
     not_separable = ~flag("separable")
