@@ -10,11 +10,11 @@ activations in registers and L1: the forward pass, the exact-tail cross-entropy 
 :func:`nnboundary.train.cross_entropy_gradient` and the backward pass, accumulating the weight
 gradients. Nothing of size n × 100 is ever written. With the 2-unit bottleneck of the default
 arch, one pass over the hidden units does the first layer, the ReLU and both bottleneck sums,
-and one more the whole backward pass. A step takes about 0.2x the CPU of the PyTorch closed
+and one more the whole backward pass. A step takes 0.24-0.38x the CPU of the PyTorch closed
 form on the 2-D sets. An input wider than :data:`MAX_INPUT_WIDTH` (digits: 64, MNIST: 784) has
 its first layer's products X W1ᵀ and G1ᵀ X taken by the BLAS before and after the per-sample
-loop, which does the rest (digits 0/1/2: 0.4x the CPU per step; MNIST 0/1, where those
-products are nearly all the work, about the same). ``docs/benchmarks/train_steps_cpu.json``.
+loop, which does the rest (digits: 0.38-0.47x the CPU per step; MNIST 0/1, where those
+products are nearly all the work, 0.93x). ``docs/benchmarks/train_steps_cpu.json``.
 
 The same formulas as :func:`nnboundary.train.chain_gradient`, in a different order of
 summation: the loss and gradients agree with it to float64 round-off (tested), so a run's

@@ -430,7 +430,7 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     """:func:`chain_gradient`'s ``probe`` for the three-layer chains that
     :func:`nnboundary.kernels.fusable` accepts (the default MLP on the CPU in float64),
     computed by the fused kernel :func:`nnboundary.kernels.chain_step`: the same loss and
-    gradient to float64 round-off, about 5x faster per step on the 2-D sets. A wide input
+    gradient to float64 round-off, 2.6-4x faster per step on the 2-D sets, 2-2.6x on digits. A wide input
     (:func:`nnboundary.kernels.wide`) has its first layer's products by the BLAS: Z = X W1ᵀ
     before the kernel, ∇W1 = G1ᵀ X after it, in buffers kept between calls.
 
