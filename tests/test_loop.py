@@ -4,6 +4,7 @@ resuming, the exact cross-entropy tail, plain gradient descent, float64, BatchNo
 from __future__ import annotations
 
 import io as text_io
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -166,6 +167,9 @@ def test_unreachable_projects_the_recent_rate_to_the_next_depth():
                      until_loss=1e-100, milestones=(1e-8, 1e-16, 1e-32, 1e-100))
     terminal = math.log(2) / 10
 
+    def stops(losses, epoch, factor, at=plan):
+        return replace(at, unreachable_factor=factor).unreachable(losses, epoch, terminal)
+
     def losses(epochs, decades_per_epoch, start=-9.0):
         return [10.0 ** (start - decades_per_epoch * e) for e in range(epochs)]
 
@@ -173,22 +177,22 @@ def test_unreachable_projects_the_recent_rate_to_the_next_depth():
     # epochs away at that rate, 9,000 remain before the cap
     slow = losses(1000, 0.001)
     need, remaining = 5.999 / 0.001, 9000
-    assert plan.unreachable(slow, 1000, need / remaining * 0.99, terminal)
-    assert not plan.unreachable(slow, 1000, need / remaining * 1.01, terminal)
-    assert not plan.unreachable(slow, 1000, 2.0, terminal)
-    assert not plan.unreachable(slow, 1000, 0.0, terminal)  # no factor: run to the cap
-    assert not plan.unreachable(slow[:200], 200, 0.1, terminal)  # window not yet full
+    assert stops(slow, 1000, need / remaining * 0.99)
+    assert not stops(slow, 1000, need / remaining * 1.01)
+    assert not stops(slow, 1000, 2.0)
+    assert not stops(slow, 1000, 0.0)  # no factor: run to the cap
+    assert not stops(slow[:200], 200, 0.1)  # window not yet full
     early = losses(1000, 0.0005, start=0.0)  # the window starts above log(2)/n
-    assert not plan.unreachable(early, 1000, 0.1, terminal)
+    assert not stops(early, 1000, 0.1)
     flat = [1e-20] * 1000  # no progress: the plateau test's case, not this one
-    assert not plan.unreachable(flat, 1000, 0.1, terminal)
+    assert not stops(flat, 1000, 0.1)
     no_stop = loop.Plan(epochs=10_000, batch=10, n=10, configured=[], n_checkpoints=2,
                         milestones=(1e-16,))
-    assert not no_stop.unreachable(slow, 1000, 0.1, terminal)
+    assert not stops(slow, 1000, 0.1, at=no_stop)
     # the window grows with the run: at epoch 5,000 it is the last 1,000 epochs
     bent = losses(4000, 0.02) + [10.0 ** (-89 - 0.0001 * e) for e in range(1, 1001)]
     assert len(bent) == 5000  # 1e-89 then 0.1 decade per 1,000 epochs: 1e-100 is out of reach
-    assert plan.unreachable(bent, 5000, 2.0, terminal)
+    assert stops(bent, 5000, 2.0)
 
 
 def test_a_run_that_cannot_reach_its_next_depth_stops_as_unreachable():

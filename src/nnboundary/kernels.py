@@ -190,7 +190,7 @@ def _compiled():
                         gW2[0, k] += c0 * a
                         gW2[1, k] += c1 * a
                         g = c0 * W2[0, k] + c1 * W2[1, k]
-                        g = g if a > 0.0 else 0.0
+                        g = 0.0 if a <= 0.0 else g
                         gb1[k] += g
                         gW1T[0, k] += g * x0
                         gW1T[1, k] += g * x1

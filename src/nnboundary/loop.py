@@ -250,6 +250,7 @@ class Plan:
     min_epochs: int = 0
     candidates: set[int] = field(default_factory=set)
     milestones: tuple[float, ...] = ()  # losses below which the first epoch is kept
+    unreachable_factor: float = 0.0  # ``stop_unreachable``; 0: run to the cap
 
     @property
     def steps_per_epoch(self) -> int:
@@ -260,12 +261,12 @@ class Plan:
         loss before it being ``lowest``."""
         return any(loss < m <= lowest for m in self.milestones)
 
-    def unreachable(self, losses: list[float], epoch: int, factor: float,
-                    terminal: float) -> bool:
+    def unreachable(self, losses: list[float], epoch: int, terminal: float) -> bool:
         """Whether a run whose accepted epochs' losses are ``losses`` (the last one at
-        ``epoch``) cannot reach its next depth by the cap even at ``factor`` times its recent
-        rate (module docstring, ``stop_unreachable``); ``terminal``: the loss below which every
-        train point is classified. False without ``until_loss`` or with ``factor`` 0."""
+        ``epoch``) cannot reach its next depth by the cap even at ``unreachable_factor`` times
+        its recent rate (module docstring, ``stop_unreachable``); ``terminal``: the loss below
+        which every train point is classified. False without ``until_loss`` or a factor."""
+        factor = self.unreachable_factor
         if not factor or self.until_loss is None or epoch >= self.epochs:
             return False
         window = max(UNREACHABLE_WINDOW, math.ceil(epoch * UNREACHABLE_SHARE))
@@ -317,7 +318,8 @@ def plan_loop(settings: dict[str, Any], n: int) -> Plan:
     plan = Plan(epochs, batch, n, configured, int(settings["n_checkpoints"]),
                 None if until is None else float(until),
                 min(int(settings.get("min_epochs") or 0), epochs),
-                milestones=tuple(sorted(float(m) for m in settings.get("loss_milestones") or ())))
+                milestones=tuple(sorted(float(m) for m in settings.get("loss_milestones") or ())),
+                unreachable_factor=float(settings.get("stop_unreachable") or 0.0))
     plan.candidates = set(configured)
     if plan.until_loss is not None:
         dense = CANDIDATES_PER_CHECKPOINT * plan.n_checkpoints
@@ -335,8 +337,8 @@ class LoopResult:
 
 class Resume:
     """A resumable checkpoint of one training job, written atomically (temporary file, then
-    rename) every ``every`` epochs, at least ``min_seconds`` apart, to ``path``: the epoch, the model's and the optimizer's
-    state, every random generator the loop draws from (torch's global CPU and CUDA generators
+    rename) every ``every`` epochs, at least ``min_seconds`` apart, to ``path``: the epoch, the
+    model's and the optimizer's state, every random generator the loop draws from (torch's global CPU and CUDA generators
     and the batch-order generator), the schedule's state, the checkpoints and history so far,
     and a fingerprint of the run's settings. A job started again with the same settings
     continues after that epoch; on the CPU it ends with exactly the weights an uninterrupted job
@@ -354,8 +356,8 @@ class Resume:
 
     def due(self, epoch: int, epochs: int) -> bool:
         """Every ``every`` epochs before the last, once ``min_seconds`` have passed since the
-        last save (a save of a long history costs ~10 ms: every 50 epochs of a millisecond
-        was a fifth of the training's time)."""
+        last save (a save costs ~10 ms against ~1 ms per epoch of the default MLP: profiled on
+        2,000 sectors epochs, 39 saves took 0.38 s against 2.8 s of steps)."""
         return (self.every > 0 and epoch % self.every == 0 and epoch < epochs
                 and time.monotonic() - self.last >= self.min_seconds)
 
@@ -534,7 +536,6 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     epoch, backtracks = first, 0
     losses = [row.end_loss if schedule.measured else row.loss for row in history]
     lowest = [min(losses, default=float("inf"))]  # the lowest loss so far, kept as it goes
-    unreachable_factor = float(settings.get("stop_unreachable") or 0.0)
 
     def accepted(epoch: int, epoch_loss: float, end_loss: float, train_acc: float,
                  rate: float) -> str | None:
@@ -561,7 +562,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
             return "until_loss"
         if plateau:
             return "stalled"
-        if plan.unreachable(losses, epoch, unreachable_factor, schedule.terminal):
+        if plan.unreachable(losses, epoch, schedule.terminal):
             return "unreachable"
         if resume is not None and resume.due(epoch, plan.epochs):
             resume.save(epoch, states, history, schedule, extra)
@@ -656,7 +657,7 @@ def run_loop(model: nn.Module, optimizer: torch.optim.Optimizer, step, evaluate:
     if stop == "stalled" and stop_epoch < 1:
         raise TrainingDiverged(f"training stalled before its first epoch ({run}): no step "
                                f"lowers the loss; lower {block}.lr (now {settings['lr']})")
-    if stop in ("until_loss", "epochs", "stalled", "unreachable") and stop_epoch not in states:
+    if stop != "diverged" and stop_epoch not in states:
         states[stop_epoch] = snapshot(stop_epoch)
     depth = plan.milestone_epochs([(row.epoch, row.end_loss if schedule.measured else row.loss)
                                    for row in history])

@@ -430,9 +430,9 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     """:func:`chain_gradient`'s ``probe`` for the three-layer chains that
     :func:`nnboundary.kernels.fusable` accepts (the default MLP on the CPU in float64),
     computed by the fused kernel :func:`nnboundary.kernels.chain_step`: the same loss and
-    gradient to float64 round-off, 2.6-4x faster per step on the 2-D sets, 2-2.6x on digits. A wide input
-    (:func:`nnboundary.kernels.wide`) has its first layer's products by the BLAS: Z = X W1ᵀ
-    before the kernel, ∇W1 = G1ᵀ X after it, in buffers kept between calls.
+    gradient to float64 round-off, 2.6-4x faster per step on the 2-D sets, 2-2.6x on digits.
+    A wide input (:func:`nnboundary.kernels.wide`) has its first layer's products by the BLAS:
+    Z = X W1ᵀ before the kernel, ∇W1 = G1ᵀ X after it, in buffers kept between calls.
 
     The kernel takes the gradient in the same pass as the loss (a fused pass with the gradient
     costs well under a forward pass now plus a second pass later for the 5 epochs in 6 that
@@ -443,6 +443,8 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     params = [first.weight, first.bias, middle.weight, middle.bias, last.weight, last.bias]
     wide = kernels.wide(first.in_features)
     rows: dict[str, torch.Tensor] = {}  # wide inputs: X W1ᵀ and G1, n × H, kept between calls
+    # wide inputs: the kernel gets no W1ᵀ and writes no ∇W1ᵀ (empty stand-ins)
+    no_first = np.empty((0, first.out_features))
 
     def buffers() -> list[torch.Tensor]:
         # ∇W1 transposed (d × H) as the kernel writes it; for a wide input in W1's own layout
@@ -467,11 +469,11 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
         # the first layer's products by the BLAS: Z = X W1ᵀ before, ∇W1 = G1ᵀ X after
         Z = torch.mm(X, first.weight.t(), out=buffer("Z", X.shape[0]))
         G1 = buffer("G1", X.shape[0]) if grads is not None else None
-        weights = [torch.empty(0, first.out_features, dtype=torch.float64), *params[1:]]
         if arrays is not None:
-            arrays[0] = np.empty((0, first.out_features))
+            arrays[0] = no_first
         result = kernels.chain_step(X.numpy(), yb.contiguous().numpy(),
-                                    [w.detach().numpy() for w in weights], relu2, arrays,
+                                    [no_first, *(w.detach().numpy() for w in params[1:])],
+                                    relu2, arrays,
                                     Z.numpy(), None if G1 is None else G1.numpy())
         if grads is not None:
             torch.mm(G1.t(), X, out=grads[0])
@@ -685,8 +687,8 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
     """Train one run; return the checkpoint dict (see the module docstring) with its history.
 
     With ``resume_path``, a resumable checkpoint is kept there every ``settings["resume_every"]``
-    epochs (at least ``resume_min_seconds`` apart) and a job started again continues from it (:class:`nnboundary.loop.Resume`); with
-    ``keep_finished`` the finished run's result is kept there too and a job started again takes
+    epochs (at least ``resume_min_seconds`` apart) and a job started again continues from it
+    (:class:`nnboundary.loop.Resume`); with ``keep_finished`` the finished run's result is kept there too and a job started again takes
     it as it is (a job of several seeds: see :func:`main`).
 
     BatchNorm networks: while they train with batch statistics, their running statistics are
