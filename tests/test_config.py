@@ -104,6 +104,7 @@ def test_defaults_are_filled(base):
         "tol": 0.001,
         "multiclass": ["crammer_singer", "ovr"],
         "max_memory_gb": None,
+        "soft_margin": True,
     }
 
 

@@ -163,6 +163,33 @@ def test_run_figure_without_a_separator_through_the_origin(runs, tmp_path):
     assert_png(output, round(6.0 * FAST["dpi"]), round(12.4 * FAST["dpi"]))
 
 
+def test_run_figure_with_an_unfitted_origin(runs, tmp_path):
+    """svm.soft_margin false: a not separable origin problem has no weights; the figure says so
+    and draws the other targets."""
+    run = dict(runs["blobs"])
+    run["svm"] = tmp_path / "svm.json"
+    content = hand_svm(run["features"], io.read_json(runs["blobs"]["svm"])["keys"],
+                       origin_hard=False)
+    for fit in content["fits"]:
+        if fit["target"] == "origin":
+            fit.update(W=[], b=[], support=[], min_margin=None,
+                       solver={"path": "unfitted"}, status="not separable; soft margin not fitted")
+    io.write_json(run["svm"], content)
+    from nnboundary.figures.run import draw_run
+    from nnboundary.figures.common import pyplot
+
+    features = io.read_features(io.list_feature_files(run["features"])[-1])
+    fits = [f for f in content["fits"] if f["epoch"] == features.epoch]
+    fig, ax = pyplot().subplots()
+    notes = draw_run(features, fits, ax, 60)
+    pyplot().close(fig)
+    assert "origin SVM: train features not separable, soft margin not fitted" in notes
+    assert not any(note.startswith("no usable") for note in notes)
+    output = tmp_path / "unfitted_origin.png"
+    run_cli(run, output, FAST)
+    assert_png(output, round(6.0 * FAST["dpi"]), round(12.4 * FAST["dpi"]))
+
+
 def test_dead_bottleneck_features_are_zero(runs):
     fs = io.read_features(io.list_feature_files(runs["dead"]["features"])[-1])
     assert not np.any(fs.h)

@@ -310,6 +310,37 @@ def test_nonseparable_gets_soft_fit_fast(target):
     assert len(fit.support) > 0
 
 
+@pytest.mark.parametrize("target", ["svc", "homog", "origin"])
+@pytest.mark.parametrize("K,scheme", [(2, "binary"), (3, "crammer_singer"), (3, "ovr")])
+def test_soft_false_leaves_nonseparable_data_unfitted(target, K, scheme):
+    rng = np.random.default_rng(21)
+    H = rng.normal(0, 1, (400, 2))
+    y = rng.integers(0, K, 400)  # labels independent of h: not separable by any target
+    fit = fit_svm(H, y, target, scheme, n_classes=K, soft=False)
+    assert not fit.separable and not fit.hard_margin and fit.C is None
+    assert fit.W.shape == (0, 0) and fit.b.shape == (0,) and fit.support.size == 0
+    assert np.isnan(fit.min_margin)
+    assert "soft margin not fitted" in fit.status
+    path = fit.solver["path"] if scheme != "ovr" else fit.solver["classes"][-1]["path"]
+    assert path == "unfitted"
+    back = SVMFit.from_json(json.loads(json.dumps(fit.to_json())))
+    assert back.W.shape == (0, 0) and not back.separable and np.isnan(back.min_margin)
+    # The soft fit of the same data, for contrast: weights, a penalty, a negative margin.
+    soft = fit_svm(H, y, target, scheme, n_classes=K)
+    assert soft.W.shape == (K, 2) and soft.C == 1.0 and soft.min_margin < 1
+
+
+@pytest.mark.parametrize("scheme,K", [("binary", 2), ("crammer_singer", 3), ("ovr", 2)])
+def test_soft_false_changes_no_hard_fit(scheme, K):
+    H, y = separable_set(5, 300, 2, K=K)
+    for target in ("svc", "homog"):
+        a = fit_svm(H, y, target, scheme, soft=False)
+        b = fit_svm(H, y, target, scheme)
+        assert a.hard_margin and b.hard_margin
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+
+
 def test_nearly_separable_few_flipped_labels():
     H, y = separable_set(9, 3000, 2)
     y = y.copy()
@@ -487,6 +518,37 @@ def test_stage_main_writes_loadable_svm_json(tmp_path, K, n_schemes, capsys):
             np.testing.assert_array_equal(fit.b, np.zeros(K))
     # One log line per fit.
     assert capsys.readouterr().err.count("svm: epoch") == len(fits)
+
+
+def test_stage_soft_margin_false_gives_flagged_metrics_rows(tmp_path):
+    """soft_margin false: an origin problem that no separator through the origin solves is
+    recorded without weights, and its metrics rows are flagged not_separable_origin, while the
+    svc rows of the same checkpoint stay valid measurements."""
+    from nnboundary.metrics import run_metrics
+
+    folder = tmp_path / "features"
+    H, y = two_clusters()
+    H, y = np.r_[H, [[0.0, 0.0]]], np.r_[y, [1]]  # class 1 touches the origin
+    svc = fit_svm(H, y, "svc", "binary")
+    assert svc.hard_margin
+    W, b = 3 * svc.W, 3 * svc.b  # a network that classifies every train point
+    keys = {"dataset": "blobs", "arch": "mlp", "seed": 3, "epoch": 4, "n_classes": 2,
+            "feature_dim": 2}
+    fio.write_features(folder / fio.feature_file_name(4), keys, W, b,
+                       {"train": (y, H, H @ W.T + b), "test": (y[:4], H[:4], H[:4] @ W.T + b)})
+    out = tmp_path / "svm.json"
+    settings = '{"soft_margin": false}'
+    assert svm.main(["--features", str(folder), "--output", str(out), "--settings", settings]) == 0
+    fits = {f.target: f for _, f in svm.load_fits(out)}
+    assert fits["origin"].W.shape == (0, 0) and not fits["origin"].separable
+    assert fits["svc"].W.shape == (2, 2)
+    frame = run_metrics([folder / fio.feature_file_name(4)], out)
+    origin = frame[frame.target == "origin"]
+    assert not origin.valid.any()
+    assert origin.invalid_reason.str.contains("not_separable_origin").all()
+    with pytest.raises(SystemExit, match="soft_margin"):
+        svm.main(["--features", str(folder), "--output", str(out), "--settings",
+                  '{"soft_margin": "no"}'])
 
 
 def test_stage_rejects_unknown_settings(tmp_path):

@@ -319,7 +319,10 @@ def draw_run(features: io.FeatureSet, fits: list[dict], ax, resolution: int) -> 
     drawn_targets, margins = [], False
     for target in TARGETS:
         if layers[target] is None:
-            notes.append(f"no usable {target} fit")
+            fit = chosen.get(target) or {}
+            unfitted = target in chosen and not fit.get("separable", True) and not fit.get("W")
+            notes.append(f"{target} SVM: train features not separable, soft margin not fitted"
+                         if unfitted else f"no usable {target} fit")
             continue
         if target == "origin" and not chosen[target].get("hard_margin", False):
             notes.append("origin SVM: no separator through the origin (not drawn)")

@@ -17,6 +17,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "tol": 1e-3,
     "multiclass": ["crammer_singer", "ovr"],
     "max_memory_gb": None,
+    "soft_margin": True,
 }
 
 
@@ -29,6 +30,10 @@ def _parse_settings(text: str | None) -> dict[str, Any]:
     limit = settings["max_memory_gb"]
     if limit is not None and not (isinstance(limit, (int, float)) and limit > 0):
         raise SystemExit(f"--settings max_memory_gb = {limit!r}; allowed: a positive number or null")
+    if not isinstance(settings["soft_margin"], bool):
+        raise SystemExit(
+            f"--settings soft_margin = {settings['soft_margin']!r}; allowed: true or false"
+        )
     if isinstance(settings["multiclass"], str):
         settings["multiclass"] = [settings["multiclass"]]
     bad = [s for s in settings["multiclass"] if s not in ("crammer_singer", "ovr")]
@@ -61,6 +66,7 @@ def fit_run(features_dir, settings: dict[str, Any], log=None) -> dict[str, Any]:
                     n_classes=K,
                     max_memory_gb=settings["max_memory_gb"],
                     certificate=(fs.W, fs.b),  # the network's last layer proves separability
+                    soft=settings["soft_margin"],
                 )
                 print(
                     f"svm: epoch {fs.epoch} {target}/{scheme}: separable={fit.separable} "
@@ -87,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settings",
         default=None,
-        help='JSON object, keys C (1.0), tol (1e-3), multiclass (["crammer_singer","ovr"])',
+        help='JSON object, keys C (1.0), tol (1e-3), multiclass (["crammer_singer","ovr"]), '
+             "max_memory_gb (null), soft_margin (true: fit the soft margin when the train "
+             "features are not separable; false: record the fit as not separable, no weights)",
     )
     parser.add_argument(
         "--threads", type=int, default=1,
