@@ -546,6 +546,10 @@ def test_stage_soft_margin_false_gives_flagged_metrics_rows(tmp_path):
     origin = frame[frame.target == "origin"]
     assert not origin.valid.any()
     assert origin.invalid_reason.str.contains("not_separable_origin").all()
+    assert origin.invalid_reason.str.contains("convention").all()  # measured against no weights
+    assert origin.degenerate.all()
+    svc_rows = frame[frame.target == "svc"]
+    assert svc_rows.valid.all()
     with pytest.raises(SystemExit, match="soft_margin"):
         svm.main(["--features", str(folder), "--output", str(out), "--settings",
                   '{"soft_margin": "no"}'])
