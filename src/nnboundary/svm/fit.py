@@ -131,7 +131,8 @@ def fit_svm(
     proven separable and the LP is skipped; for ``origin`` its bias is set to 0 first (only a
     separator through the origin proves that problem feasible). It is only a proof of
     feasibility: the fit does not start from it.
-    ``soft=False``: when the data are not separable (an LP proves it), no soft-margin fit is
+    ``soft=False``: when the data are found not separable (the LP, or the QP's certificate of
+    infeasibility), no soft-margin fit is
     made: the result is marked not separable, with no weights (W of shape (0, 0)), no support,
     a NaN minimum margin and a status that says so. Its metrics rows are flagged
     ``not_separable`` like a soft fit's (and ``convention``: they are measured against zero
