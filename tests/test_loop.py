@@ -4,8 +4,8 @@ resuming, the exact cross-entropy tail, plain gradient descent, float64, BatchNo
 from __future__ import annotations
 
 import io as text_io
-from dataclasses import replace
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -338,10 +338,10 @@ class LoopResult:
 class Resume:
     """A resumable checkpoint of one training job, written atomically (temporary file, then
     rename) every ``every`` epochs, at least ``min_seconds`` apart, to ``path``: the epoch, the
-    model's and the optimizer's state, every random generator the loop draws from (torch's global CPU and CUDA generators
-    and the batch-order generator), the schedule's state, the checkpoints and history so far,
-    and a fingerprint of the run's settings. A job started again with the same settings
-    continues after that epoch; on the CPU it ends with exactly the weights an uninterrupted job
+    model's and the optimizer's state, every random generator the loop draws from (torch's
+    global CPU and CUDA generators and the batch-order generator), the schedule's state, the
+    checkpoints and history so far, and a fingerprint of the run's settings. A job started
+    again with the same settings continues after that epoch; on the CPU it ends with exactly the weights an uninterrupted job
     ends with. A file whose fingerprint differs (other settings) is ignored and replaced. The
     job deletes it once its outputs are written."""
 

@@ -688,8 +688,8 @@ def train_run(data: Dataset, arch: str, seed: int, arch_settings: dict[str, Any]
 
     With ``resume_path``, a resumable checkpoint is kept there every ``settings["resume_every"]``
     epochs (at least ``resume_min_seconds`` apart) and a job started again continues from it
-    (:class:`nnboundary.loop.Resume`); with ``keep_finished`` the finished run's result is kept there too and a job started again takes
-    it as it is (a job of several seeds: see :func:`main`).
+    (:class:`nnboundary.loop.Resume`); with ``keep_finished`` the finished run's result is kept
+    there too and a job started again takes it as it is (a job of several seeds: see :func:`main`).
 
     BatchNorm networks: while they train with batch statistics, their running statistics are
     recomputed on the whole train set before every checkpoint (:func:`recalibrate_bn`), so the

@@ -319,8 +319,9 @@ def draw_run(features: io.FeatureSet, fits: list[dict], ax, resolution: int) -> 
     drawn_targets, margins = [], False
     for target in TARGETS:
         if layers[target] is None:
-            fit = chosen.get(target) or {}
-            unfitted = target in chosen and not fit.get("separable", True) and not fit.get("W")
+            # no usable weights: a fit of features that are not separable made without its
+            # soft-margin solve (svm.soft_margin false), else a failed or missing one
+            unfitted = target in chosen and not chosen[target].get("separable", True)
             notes.append(f"{target} SVM: train features not separable, soft margin not fitted"
                          if unfitted else f"no usable {target} fit")
             continue

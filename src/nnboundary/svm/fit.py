@@ -132,11 +132,10 @@ def fit_svm(
     separator through the origin proves that problem feasible). It is only a proof of
     feasibility: the fit does not start from it.
     ``soft=False``: when the data are found not separable (the LP, or the QP's certificate of
-    infeasibility), no soft-margin fit is
-    made: the result is marked not separable, with no weights (W of shape (0, 0)), no support,
-    a NaN minimum margin and a status that says so. Its metrics rows are flagged
-    ``not_separable`` like a soft fit's (and ``convention``: they are measured against zero
-    weights), and no table uses a soft fit's values, so the default
+    infeasibility), no soft-margin fit is made: the result is marked not separable, with no
+    weights (W of shape (0, 0)), no support, a NaN minimum margin and a status that says so.
+    Its metrics rows are flagged ``not_separable`` like a soft fit's (and ``convention``: they
+    are measured against zero weights), and no table uses a soft fit's values, so the default
     grid saves the soft solves (the dearest fits: about 0.3–1 s each against 0.05 s for a hard
     one on blobs3).
     Raises SVMError if a separable fit fails the hard-margin check over all train points.
