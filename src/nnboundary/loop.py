@@ -341,9 +341,9 @@ class Resume:
     model's and the optimizer's state, every random generator the loop draws from (torch's
     global CPU and CUDA generators and the batch-order generator), the schedule's state, the
     checkpoints and history so far, and a fingerprint of the run's settings. A job started
-    again with the same settings continues after that epoch; on the CPU it ends with exactly the weights an uninterrupted job
-    ends with. A file whose fingerprint differs (other settings) is ignored and replaced. The
-    job deletes it once its outputs are written."""
+    again with the same settings continues after that epoch; on the CPU it ends with exactly
+    the weights an uninterrupted job ends with. A file whose fingerprint differs (other
+    settings) is ignored and replaced. The job deletes it once its outputs are written."""
 
     def __init__(self, path: str | Path, every: int, fingerprint: str, model: nn.Module,
                  optimizer: torch.optim.Optimizer, shuffle: torch.Generator,
