@@ -51,8 +51,13 @@ def test_the_fused_kernel_is_the_closed_form_and_autograd(width, classes, relu, 
     general ones (1 and 3 units)."""
     model = _net(width, classes, relu, bottleneck=bottleneck)
     model.last.weight.data *= scale
-    X = torch.randn(70, width, dtype=torch.float64)
-    y = torch.randint(0, classes, (70,))
+    _assert_kernel_agrees(model, torch.randn(70, width, dtype=torch.float64),
+                          torch.randint(0, classes, (70,)))
+
+
+def _assert_kernel_agrees(model, X, y):
+    """The fused kernel and chain_gradient (:func:`_gradients`) on ``model`` agree with each
+    other and with autograd through the exact-tail cross-entropy, to float64 round-off."""
     layers = linear_chain(model)
     assert kernels.fusable(layers)
     fused = _gradients(fused_chain_gradient(layers), model, X, y)
@@ -66,9 +71,42 @@ def test_the_fused_kernel_is_the_closed_form_and_autograd(width, classes, relu, 
     assert fused[0] == pytest.approx(closed[0], rel=1e-12)
     assert fused[1] == closed[1] == int((logits.argmax(1) == y).sum())
     for a, b, c in zip(fused[2], closed[2], auto):
-        assert a.shape == b.shape
+        assert a.shape == b.shape == c.shape
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-300)
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("features,classes", [(2, 2), (2, 3), (1, 2), (5, 4), (3, 10)])
+@pytest.mark.parametrize("scale", [1.0, 300.0])
+def test_the_lone_layer_kernel_is_the_closed_form_and_autograd(features, classes, scale):
+    """A retrained last layer (a lone nn.Linear on fixed features) through
+    kernels.linear_step: the same loss, correct count and gradients as chain_gradient and as
+    autograd through the exact-tail cross-entropy, to float64 round-off, in the bulk and at
+    margins of hundreds; its gradients land in .grad in the layer's own layout."""
+    torch.manual_seed(features * 10 + classes)
+    layer = torch.nn.Linear(features, classes).double()
+    layer.weight.data *= scale
+    _assert_kernel_agrees(layer, torch.randn(90, features, dtype=torch.float64),
+                          torch.randint(0, classes, (90,)))
+
+
+def test_the_lone_layer_kernel_keeps_the_losss_tail_and_counts_ties_as_argmax_does():
+    """Margin 700: loss and gradient e^-700 exactly (log1p, no log-sum-exp); a tie between
+    logits goes to the first class, as argmax decides it; without the gradient the same loss
+    and count, and no gradient written."""
+    H = np.array([[1.0, 0.0], [0.0, 0.0]])
+    W = np.array([[0.0, 0.0], [700.0, 0.0]])
+    b = np.zeros(2)
+    y = np.array([1, 0])
+    grads = [np.full_like(W, np.nan), np.full_like(b, np.nan)]
+    loss, correct = kernels.linear_step(H, y, [W, b], grads)
+    # sample 0: z = (0, 700), label 1: loss e^-700; sample 1: z = (0, 0), label 0: log 2
+    assert loss == pytest.approx((math.exp(-700) + math.log(2.0)) / 2, rel=1e-15)
+    assert correct == 2
+    assert grads[0][0, 0] == pytest.approx(math.exp(-700) / 2, rel=1e-12)
+    assert grads[0][1, 0] == pytest.approx(-math.exp(-700) / 2, rel=1e-12)
+    assert grads[1] == pytest.approx([math.exp(-700) / 2 - 0.25, 0.25 - math.exp(-700) / 2])
+    assert kernels.linear_step(H, y, [W, b], None) == (loss, correct)
 
 
 def test_the_fused_kernel_keeps_the_losss_tail():
@@ -140,6 +178,10 @@ def test_the_fused_kernel_serves_only_what_it_was_written_for():
     assert kernel(_net(2, 3), loss="exponential") == "autograd"
     no_hidden = build_model("mlp", (2,), 3, dict(DEFAULT_ARCH["mlp"], hidden=0)).double()
     assert kernel(no_hidden) == "closed_form"
+    # a retrained last layer: the lone-layer kernel in float64, PyTorch's closed form else
+    assert kernel(torch.nn.Linear(2, 3).double()) == "fused"
+    assert kernel(torch.nn.Linear(2, 3).double(), kernel="torch") == "closed_form"
+    assert kernel(torch.nn.Linear(2, 3)) == "closed_form"
 
 
 def test_a_training_run_records_its_kernel_and_is_deterministic():

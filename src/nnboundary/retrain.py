@@ -99,7 +99,9 @@ def retrain_run(checkpoints: dict[str, Any], data: Dataset, settings: dict[str, 
     if settings.get("lr_relative", True):
         step_settings["lr"] = float(settings["lr"]) / curvature_bound(H)
     optimizer = make_optimizer(last.parameters(), step_settings)
-    step = make_step(last, optimizer, step_settings)  # closed form: train.chain_gradient
+    # the lone-layer kernel (kernels.linear_step) in float64 on the CPU, else PyTorch's closed
+    # form (train.chain_gradient)
+    step = make_step(last, optimizer, step_settings)
     n = H.shape[0]
     plan = plan_loop(settings, n)
     batch, epochs = plan.batch, plan.epochs

@@ -427,10 +427,11 @@ def chain_gradient(layers: list[tuple[nn.Linear, bool]]):
 
 
 def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
-    """:func:`chain_gradient`'s ``probe`` for the three-layer chains that
-    :func:`nnboundary.kernels.fusable` accepts (the default MLP on the CPU in float64),
-    computed by the fused kernel :func:`nnboundary.kernels.chain_step`: the same loss and
-    gradient to float64 round-off, 2.6-4x faster per step on the 2-D sets, 2-2.6x on digits.
+    """:func:`chain_gradient`'s ``probe`` for the chains that :func:`nnboundary.kernels.fusable`
+    accepts (the default MLP on the CPU in float64), computed by the fused kernel
+    :func:`nnboundary.kernels.chain_step`: the same loss and gradient to float64 round-off,
+    2.6-4x faster per step on the 2-D sets, 2-2.6x on digits; a lone linear layer (a retrained
+    last layer) by :func:`nnboundary.kernels.linear_step`.
     A wide input (:func:`nnboundary.kernels.wide`) has its first layer's products by the BLAS:
     Z = X W1ᵀ before the kernel, ∇W1 = G1ᵀ X after it, in buffers kept between calls.
 
@@ -439,18 +440,21 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     are accepted), into one of two sets of buffers; ``finish()`` hands that set to ``.grad``,
     and the next probe writes into the other one, so that the gradient in ``.grad`` outlives an
     undone epoch (:func:`nnboundary.loop.run_loop`)."""
-    (first, _), (middle, relu2), (last, _) = layers
-    params = [first.weight, first.bias, middle.weight, middle.bias, last.weight, last.bias]
-    wide = kernels.wide(first.in_features)
+    params = [p for layer, _ in layers for p in (layer.weight, layer.bias)]
+    first = layers[0][0]
+    relu2 = len(layers) == 3 and layers[1][1]
+    lone = len(layers) == 1  # a retrained last layer: kernels.linear_step
+    wide = not lone and kernels.wide(first.in_features)
     rows: dict[str, torch.Tensor] = {}  # wide inputs: X W1ᵀ and G1, n × H, kept between calls
     # wide inputs: the kernel gets no W1ᵀ and writes no ∇W1ᵀ (empty stand-ins)
     no_first = np.empty((0, first.out_features))
 
     def buffers() -> list[torch.Tensor]:
-        # ∇W1 transposed (d × H) as the kernel writes it; for a wide input in W1's own layout
-        # (H × d), the faster of the two products G1ᵀ X (3.2 against 4.2 ms on MNIST 0/1)
+        # ∇W1 transposed (d × H) as the chain kernel writes it; for a wide input or a lone
+        # layer in W1's own layout (H × d): for a wide input the faster of the two products
+        # G1ᵀ X (3.2 against 4.2 ms on MNIST 0/1)
         shape = (first.out_features, first.in_features)
-        first_grad = torch.empty(shape if wide else shape[::-1], dtype=torch.float64)
+        first_grad = torch.empty(shape if wide or lone else shape[::-1], dtype=torch.float64)
         return [first_grad, *(torch.empty_like(p, memory_format=torch.contiguous_format)
                               for p in params[1:])]
 
@@ -459,27 +463,51 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
             rows[name] = torch.empty(n, first.out_features, dtype=torch.float64)
         return rows[name]
 
-    def run(xb: torch.Tensor, yb: torch.Tensor, grads: list[torch.Tensor] | None):
-        X = xb.flatten(1).contiguous()
-        arrays = [g.numpy() for g in grads] if grads is not None else None
+    # numpy views, taken once, of what keeps its storage from call to call: the parameters
+    # (updated in place; taken again if one's storage moved), the gradient buffers and the
+    # last input (the full batch, the same tensors every epoch). Fourteen .numpy() calls and
+    # copies per step cost about a tenth of the kernel's time on the 2-D sets.
+    held_views: dict[str, Any] = {"pointers": None, "input": None}
+    first_t = np.empty((first.in_features, first.out_features))  # W1ᵀ for the kernel
+
+    def weights() -> list[np.ndarray]:
+        pointers = [p.data_ptr() for p in params]
+        if pointers != held_views["pointers"]:
+            held_views["pointers"] = pointers
+            held_views["weights"] = [p.detach().numpy() for p in params]
+        return held_views["weights"]
+
+    def inputs(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, np.ndarray,
+                                                            np.ndarray]:
+        last = held_views["input"]
+        if last is None or last[0] is not xb or last[1] is not yb:
+            X = xb.flatten(1).contiguous()
+            last = held_views["input"] = (xb, yb, X, X.numpy(), yb.contiguous().numpy())
+        return last[2:]
+
+    def run(xb: torch.Tensor, yb: torch.Tensor, index: int | None):
+        """The kernel's loss and count; with ``index``, the gradient into that set."""
+        X, X_np, y_np = inputs(xb, yb)
+        arrays = list(set_views[index]) if index is not None else None
+        current = weights()
+        if lone:
+            return kernels.linear_step(X_np, y_np, current, arrays)
         if not wide:
-            weights = [first.weight.t().contiguous(), *params[1:]]
-            return kernels.chain_step(X.numpy(), yb.contiguous().numpy(),
-                                      [w.detach().numpy() for w in weights], relu2, arrays)
+            np.copyto(first_t, current[0].T)
+            return kernels.chain_step(X_np, y_np, [first_t, *current[1:]], relu2, arrays)
         # the first layer's products by the BLAS: Z = X W1ᵀ before, ∇W1 = G1ᵀ X after
         Z = torch.mm(X, first.weight.t(), out=buffer("Z", X.shape[0]))
-        G1 = buffer("G1", X.shape[0]) if grads is not None else None
+        G1 = buffer("G1", X.shape[0]) if index is not None else None
         if arrays is not None:
             arrays[0] = no_first
-        result = kernels.chain_step(X.numpy(), yb.contiguous().numpy(),
-                                    [no_first, *(w.detach().numpy() for w in params[1:])],
-                                    relu2, arrays,
+        result = kernels.chain_step(X_np, y_np, [no_first, *current[1:]], relu2, arrays,
                                     Z.numpy(), None if G1 is None else G1.numpy())
-        if grads is not None:
-            torch.mm(G1.t(), X, out=grads[0])
+        if index is not None:
+            torch.mm(G1.t(), X, out=sets[index][0])
         return result
 
     sets = [buffers(), buffers()]
+    set_views = [[g.numpy() for g in grads] for grads in sets]
     held = [1]  # the set handed to .grad last
     latest = [0]
 
@@ -488,12 +516,12 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
         latest[0] += 1
         generation, index = latest[0], 1 - held[0]
         grads = sets[index]
-        loss, correct = run(xb, yb, grads)
+        loss, correct = run(xb, yb, index)
 
         def finish() -> None:
             if generation != latest[0]:
                 raise RuntimeError("fused_chain_gradient: finish() after a later probe")
-            first.weight.grad = grads[0] if wide else grads[0].t()
+            first.weight.grad = grads[0] if wide or lone else grads[0].t()
             for param, grad in zip(params[1:], grads[1:]):
                 param.grad = grad
             held[0] = index
