@@ -23,8 +23,9 @@ The sums over a sample's 100 units may be reassociated by the compiler (vectoris
 and log1p are the exact library functions, so the loss stays exact down to float64's smallest
 numbers, as in the PyTorch form.
 
-Compiled by numba on first use (:mod:`nnboundary.jit_kernels`), and cached on disk next to it (or in numba's user
-cache when that is not writable), so later jobs load it instead of compiling again.
+Compiled by numba on first use (:mod:`nnboundary.jit_kernels`), and cached on disk next to it
+(or in numba's user cache when that is not writable), so later jobs load it instead of
+compiling again.
 """
 from __future__ import annotations
 
@@ -79,6 +80,15 @@ def wide(width: int) -> bool:
 _EMPTY = np.empty((0, 0))
 
 
+def _gradient_arrays(weights: list[np.ndarray],
+                     grads: list[np.ndarray] | None) -> tuple[bool, list[np.ndarray]]:
+    """(whether the gradient is asked for, the arrays the kernel writes it into): ``grads``, or
+    without it empty stand-ins of the weights' ranks (the compiled kernel's signature)."""
+    if grads is not None:
+        return True, grads
+    return False, [np.empty((0,) * w.ndim) for w in weights]
+
+
 def chain_step(X: np.ndarray, y: np.ndarray, weights: list[np.ndarray], relu2: bool,
                grads: list[np.ndarray] | None, Z: np.ndarray | None = None,
                G1: np.ndarray | None = None) -> tuple[float, int]:
@@ -94,9 +104,7 @@ def chain_step(X: np.ndarray, y: np.ndarray, weights: list[np.ndarray], relu2: b
     With ``Z`` (n × H, the products X W1ᵀ taken beforehand, without the bias), the first layer
     is not recomputed; ``G1`` (n × H) then receives every sample's hidden-layer gradient and
     ``grads[0]`` is left for the caller to fill with Xᵀ G1."""
-    with_gradient = grads is not None
-    if grads is None:
-        grads = [np.empty((0,) * w.ndim) for w in weights]
+    with_gradient, grads = _gradient_arrays(weights, grads)
     Z = _EMPTY if Z is None else Z
     G1 = _EMPTY if G1 is None or not with_gradient else G1
     loss, correct = _compiled()[0](X, y, *weights[:4], bool(relu2), *weights[4:], *grads,
@@ -113,8 +121,6 @@ def linear_step(H: np.ndarray, y: np.ndarray, weights: list[np.ndarray],
     None, the loss and count alone). One pass over the samples, nothing of size n × K written:
     what PyTorch's closed form (:func:`nnboundary.train.chain_gradient`) takes in a dozen
     operations over n × K arrays."""
-    with_gradient = grads is not None
-    if grads is None:
-        grads = [np.empty((0,) * w.ndim) for w in weights]
+    with_gradient, grads = _gradient_arrays(weights, grads)
     loss, correct = _compiled()[1](H, y, *weights, *grads, with_gradient)
     return float(loss), int(correct)

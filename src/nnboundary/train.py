@@ -468,7 +468,9 @@ def fused_chain_gradient(layers: list[tuple[nn.Linear, bool]]):
     # last input (the full batch, the same tensors every epoch). Fourteen .numpy() calls and
     # copies per step cost about a tenth of the kernel's time on the 2-D sets.
     held_views: dict[str, Any] = {"pointers": None, "input": None}
-    first_t = np.empty((first.in_features, first.out_features))  # W1ᵀ for the kernel
+    # W1ᵀ as the chain kernel reads it (d × H), refreshed every call; a wide input's first
+    # layer goes to the BLAS and a lone layer has no W1ᵀ
+    first_t = None if wide or lone else np.empty((first.in_features, first.out_features))
 
     def weights() -> list[np.ndarray]:
         pointers = [p.data_ptr() for p in params]
