@@ -231,6 +231,29 @@ def test_convergence_figure(runs, tmp_path):
     assert_png(output, *CONVERGENCE_SIZE)
 
 
+def test_convergence_layout_keeps_the_panels_apart_and_inside_the_figure():
+    """The fixed layout: 3 × 4 panels inside the figure, below the title's lines and above the
+    legend's rows, with the gaps of MARGIN (inches) between them."""
+    from nnboundary.figures.common import pyplot
+    from nnboundary.figures.convergence import MARGIN, SIZE, fixed_layout
+
+    plt = pyplot()
+    fig, axes = plt.subplots(3, 4, figsize=SIZE)
+    try:
+        fixed_layout(fig, title_lines=3, legend_rows=2)
+        boxes = np.array([[ax.get_position().bounds for ax in row] for row in axes]) * np.array(
+            [SIZE[0], SIZE[1], SIZE[0], SIZE[1]])  # inches: x0, y0, width, height
+    finally:
+        plt.close(fig)
+    x0, y0, width, height = np.moveaxis(boxes, -1, 0)
+    assert np.allclose(x0[:, 0], MARGIN["left"]) and (width > 3.5).all() and (height > 2.5).all()
+    assert np.allclose(x0[:, 0] + (width[:, 0] + MARGIN["wspace"]) * 3, x0[:, 3])
+    assert np.allclose(SIZE[0] - (x0 + width)[:, 3], MARGIN["right"])
+    assert np.allclose(y0[:-1] - (y0 + height)[1:], MARGIN["hspace"])  # rows, top to bottom
+    assert SIZE[1] - (y0 + height)[0, 0] > 3 * MARGIN["title_line"]
+    assert y0[-1, 0] > 2 * MARGIN["legend_row"] + 0.5  # tick labels, x label, legend
+
+
 def test_convergence_figure_with_the_neural_collapse_panels(runs, tmp_path):
     """With the runs' neural_collapse.parquet the NC1 and NC3 panels are drawn."""
     from nnboundary.collapse import run_collapse
