@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY_CONFIG, snakemake
+from conftest import REPO, TINY_CONFIG, snakemake
 from nnboundary import collapse, features, io, metrics, prepare, retrain, train
 from nnboundary.config import SeedBlock, job_names, seed_blocks
 from nnboundary.loop import run_loop as loop
@@ -58,6 +58,37 @@ def test_seeds_added_past_the_last_full_block_leave_the_old_blocks_as_they_were(
     before = seed_blocks(grid(list(range(10)), 5))
     after = seed_blocks(grid(list(range(20)), 5))
     assert after[:len(before)] == before and len(after) == 4
+
+
+def test_one_prepare_job_writes_a_blocks_files_as_one_job_per_seed_would(tmp_path):
+    settings = ["--settings", json.dumps({"n_samples": 200})]
+    prepare.main(["--dataset", "sectors", "--seed", "3", "0", *settings,
+                  "--output", str(tmp_path / "b3.npz"), str(tmp_path / "b0.npz")])
+    for seed in (0, 3):
+        prepare.main(["--dataset", "sectors", "--seed", str(seed), *settings,
+                      "--output", str(tmp_path / f"a{seed}.npz")])
+        block, alone = (np.load(tmp_path / f"{k}{seed}.npz") for k in "ba")
+        assert sorted(block.files) == sorted(alone.files)
+        for key in alone.files:
+            assert np.array_equal(block[key], alone[key]), (seed, key)
+    assert not np.array_equal(np.load(tmp_path / "b0.npz")["X_train"],
+                              np.load(tmp_path / "b3.npz")["X_train"])
+    with pytest.raises(SystemExit):  # one output per seed
+        prepare.main(["--dataset", "sectors", "--seed", "0", "1", *settings,
+                      "--output", str(tmp_path / "c.npz")])
+    with pytest.raises(SystemExit):  # a set prepared once has one output, whatever the seeds
+        prepare.main(["--dataset", "digits01", "--seed", "0", "--output",
+                      str(tmp_path / "d.npz"), str(tmp_path / "e.npz")])
+    assert not (tmp_path / "c.npz").exists() and not (tmp_path / "d.npz").exists()
+
+
+def test_prepare_jobs_are_named_after_the_block_of_a_seeded_set():
+    from nnboundary.config import prepare_job
+
+    assert prepare_job(grid([0, 1, 2], 2), "blobs", 2) == "blobs/seeds2-2"
+    assert prepare_job(grid([0, 1, 2], 2), "blobs", 1) == "blobs/seeds0-1"
+    assert prepare_job(grid([0, 1, 2]), "blobs", 1) == "blobs/seed1"
+    assert prepare_job(grid([0, 1, 2], 2), "digits01", 1) == "digits01/fixed"
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +214,15 @@ def test_the_workflow_runs_seed_blocks_and_new_seeds_form_new_blocks(tmp_path):
             logs = sorted(p.name for p in (results / "logs" / rule / "blobs/mlp/base"
                                            / regime).iterdir())
             assert logs == ["seeds0-1.log", "seeds2-2.log"]
-    assert sorted(p.name for p in (results / "benchmarks/train/blobs/mlp/base").iterdir()) == [
-        "seeds0-1.tsv", "seeds2-2.tsv"]
+    for stage in ("train", "prepare"):
+        folder = results / "benchmarks" / stage / ("blobs/mlp/base" if stage == "train" else
+                                                    "blobs")
+        assert sorted(p.name for p in folder.iterdir()) == ["seeds0-1.tsv", "seeds2-2.tsv"]
+    assert sorted(p.name for p in (results / "data/blobs").iterdir()) == [
+        "seed0.npz", "seed1.npz", "seed2.npz"]
     times = pd.read_csv(results / "job_times.csv").set_index("rule")
     assert times.loc["train", "jobs"] == 2 and times.loc["svm", "jobs"] == 4
+    assert times.loc["prepare", "jobs"] == 2
     metrics_table = pd.read_parquet(results / "metrics.parquet")
     assert sorted(metrics_table["seed"].unique()) == [0, 1, 2]
     # A block's wall-time request is the per-run runtime (30 min) times its seeds.
@@ -199,6 +235,7 @@ def test_the_workflow_runs_seed_blocks_and_new_seeds_form_new_blocks(tmp_path):
     dry = snakemake(tmp_path, "--cores", "2", "-n", "--quiet", "rules").stdout
     assert "train_seeds4_5" in dry and "train_seeds0_1" not in dry and "train_seeds2_2" not in dry
     assert "retrain_seeds4_5" in dry and "svm_seeds0_1" not in dry
+    assert "prepare_seeds4_5" in dry and "prepare_seeds0_1" not in dry
 
 
 def _untimed(value):
@@ -209,3 +246,25 @@ def _untimed(value):
     if isinstance(value, list):
         return [_untimed(v) for v in value]
     return value
+
+
+@pytest.mark.parametrize("cores, threads", [(8, 4), (64, 6), (1, 1)])
+def test_train_jobs_take_half_the_cores_and_start_longest_request_first(
+        tmp_path, cores, threads):
+    """The shipped grid (6 seeds per block, 1 thread per run): a train job asks for 6 threads,
+    at most --cores // 2 of them, and trains that many seeds at a time (--cpus); its priority
+    is its wall-time request."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    dry = snakemake(tmp_path, "-n", "-p", "--cores", str(cores))
+    out = dry.stdout + dry.stderr
+    jobs = {}
+    for job in out.split("rule train_seeds0_5:")[1:]:
+        job = job.split("\n\n")[0]
+        jobs[job.split("dataset=")[1].split(",")[0]] = job
+    assert len(jobs) == 6
+    for dataset, job in jobs.items():
+        assert (f"threads: {threads}" in job) == (threads > 1), job
+        assert f"--cpus {threads} " in job
+        # Longest wall-time request first: sectors asks for 60 min per run, the others 30.
+        assert f"priority: {360 if dataset == 'sectors' else 180}" in job, job
+    assert out.count("rule prepare_seeds0_5:") == 3 and out.count("rule prepare:") == 3

@@ -672,6 +672,18 @@ def seed_blocks(config: dict) -> list[SeedBlock]:
     return [SeedBlock(tuple(seeds)) for _, seeds in sorted(blocks.items())]
 
 
+def prepare_job(config: dict, dataset: str, seed: int) -> str:
+    """The prepare job that writes the dataset of a run with ``seed``, as ``<dataset>/<name>``
+    (its log and benchmark file names): ``fixed`` for a set prepared once for every seed,
+    else the seed block's name (``seeds0-5``), or ``seed<s>`` with one seed per job."""
+    if not is_seeded(config, dataset):
+        return f"{dataset}/fixed"
+    for block in seed_blocks(config):
+        if int(seed) in block.seeds:
+            return f"{dataset}/{block.name}"
+    return f"{dataset}/seed{int(seed)}"
+
+
 def job_names(config: dict) -> list[str]:
     """What ``seed{seed}`` becomes in the per-seed stages' log and benchmark files, one entry
     per job of a dataset × arch × variant (× regime): ``seed<s>`` per seed, or the blocks'

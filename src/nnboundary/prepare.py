@@ -553,14 +553,16 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"a built-in dataset ({', '.join(DATASETS)}) or your own (its "
                              f"--settings hold its source)")
     parser.add_argument(
-        "--seed", type=int, default=None,
+        "--seed", type=int, nargs="+", default=None,
         help=f"the run's seed; needed by {', '.join(SEEDED_DATASETS)} and your own sets with "
-             f"seeded: true, ignored by the others",
+             f"seeded: true, ignored by the others. Several: one --output per seed, in order "
+             f"(one job prepares a seed block's files)",
     )
     parser.add_argument(
         "--settings", default="", help="JSON object of dataset and split settings (default: built-in)"
     )
-    parser.add_argument("--output", required=True, help="the .npz file to write")
+    parser.add_argument("--output", required=True, nargs="+",
+                        help="the .npz file to write (one per --seed)")
     args = parser.parse_args(argv)
     if args.dataset in catalog.DATASETS:
         settings = parse_settings(args.settings, dataset_settings({}, args.dataset))
@@ -573,12 +575,18 @@ def main(argv: list[str] | None = None) -> int:
         seeded = bool(settings.get("seeded", False))
     if seeded and args.seed is None:
         parser.error(f"--seed is required for {args.dataset} (it is generated from the seed)")
-    data = make_dataset(args.dataset, args.seed if seeded else None, settings)
-    save_dataset(args.output, data)
-    which = f"seed {args.seed}" if seeded else "(the same for every seed)"
-    print(
-        f"prepared {args.dataset} {which}: {data.meta['n_train']} train, "
-        f"{data.meta['n_test']} test, {data.n_classes} classes, input {data.input_shape}",
-        file=sys.stderr,
-    )
+    seeds = args.seed if seeded else [None]
+    if len(args.output) != len(seeds):
+        parser.error(f"{len(args.output)} --output files for {len(seeds)} "
+                     + (f"seeds ({' '.join(map(str, seeds))}): give one per seed" if seeded
+                        else f"dataset ({args.dataset} is the same for every seed): give one"))
+    for seed, output in zip(seeds, args.output):
+        data = make_dataset(args.dataset, seed, settings)
+        save_dataset(output, data)
+        which = f"seed {seed}" if seeded else "(the same for every seed)"
+        print(
+            f"prepared {args.dataset} {which}: {data.meta['n_train']} train, "
+            f"{data.meta['n_test']} test, {data.n_classes} classes, input {data.input_shape}",
+            file=sys.stderr,
+        )
     return 0

@@ -9,6 +9,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from nnboundary import config as nbconfig  # noqa: E402
+from snakemake.exceptions import WorkflowError  # noqa: E402
 
 # Jobs run `python -m nnboundary ...`. With --sdm conda that is the python of the rule's
 # environment, which holds only the dependencies, so the package goes on PYTHONPATH; otherwise
@@ -32,6 +33,13 @@ RUNS = nbconfig.runs(config)
 # The seeds one job of each per-seed stage covers (grid.seeds_per_job): the stages' rules are
 # defined once per block (workflow/rules/train.smk and the others).
 SEED_BLOCKS = nbconfig.seed_blocks(config)
+# The sets generated from the seed, prepared one file per seed: with seed blocks, one job per
+# block writes a block's files (prepare.smk) and `prepare` writes only the fixed.npz files.
+SEEDED_DATASETS = [
+    d for d in nbconfig.dataset_names(config) if nbconfig.is_seeded(config, d)
+]
+PREPARE_BLOCKS = [block for block in SEED_BLOCKS if block.seeds and SEEDED_DATASETS]
+PREPARED_PART = "fixed" if PREPARE_BLOCKS else r"seed\d+|fixed"
 
 
 # A run's folder: dataset x arch x ablation variant x regime x seed.
@@ -96,12 +104,9 @@ def benchmark_files(wildcards=None):
     groups = sorted({(r.dataset, r.arch, r.variant) for r in RUNS})
     cells = sorted({(r.dataset, r.arch, r.variant, r.regime) for r in RUNS})
     jobs = nbconfig.job_names(config)  # seed<s> per seed, or the seed blocks' names
-    data = sorted({nbconfig.data_path(r.dataset, r.seed, config) for r in RUNS})
+    prepared = sorted({nbconfig.prepare_job(config, r.dataset, r.seed) for r in RUNS})
     return (
-        [
-            f"{BENCHMARKS}/prepare/{path.removeprefix('results/data/')[:-4]}.tsv"
-            for path in data
-        ]
+        [f"{BENCHMARKS}/prepare/{job}.tsv" for job in prepared]
         + [
             f"{BENCHMARKS}/{rule}/{d}/{a}/{v}/{job}.tsv"
             for rule, regime in (("train", "full"), ("retrain", "retrain_last"))
@@ -196,6 +201,40 @@ def block_total(block, per_run):
 
     def get(wildcards):
         return per_run(wildcards) * len(block.of(wildcards))
+
+    return get
+
+
+def train_threads(block):
+    """Threads function of a train job: the per-run threads times the block's seeds, and in a
+    local run at most half of --cores, so that two cells train side by side: a cell whose
+    slowest seed trains on alone (blobs seed 4 of the default grid: 9,440 of the cell's 13,810
+    steps) leaves the other cores to the next cell instead of to nothing. A cluster job keeps
+    the whole request (its CPUs are its own).
+    """
+    total = block_total(block, train_resource("threads"))
+
+    def get(wildcards):
+        threads = total(wildcards)
+        if not workflow.local_exec:
+            return threads
+        try:
+            cores = workflow.cores
+        except WorkflowError:  # no --cores given
+            return threads
+        return max(1, min(threads, cores // 2))
+
+    return get
+
+
+def train_priority(block):
+    """Priority function of a train job: its wall-time request in minutes (the per-run
+    `runtime` times the block's seeds), so that the longest expected jobs start first and the
+    short ones fill the cores beside them (equal requests: Snakemake's own order)."""
+    runtime = block_total(block, train_resource("runtime"))
+
+    def get(wildcards):
+        return int(runtime(wildcards))
 
     return get
 

@@ -1,6 +1,8 @@
 # One rule per seed block (grid.seeds_per_job; with 1, a single rule `train` over a seed
 # wildcard): a job trains its seeds in one process, or several at a time in forked workers
-# when it has the cores (threads and memory are per run times the block's seeds).
+# when it has the cores (threads and memory are per run times the block's seeds; threads at most
+# half of --cores in a local run, so that two cells train at once). The longest wall-time
+# request starts first (priority).
 for block in SEED_BLOCKS:
 
     rule:
@@ -17,9 +19,10 @@ for block in SEED_BLOCKS:
             block.named(
                 "results/benchmarks/train/{dataset}/{arch}/{variant}/seed{seed}.tsv"
             )
+        priority: train_priority(block)
         conda:
             "../../envs/torch.yaml"
-        threads: block_total(block, train_resource("threads"))
+        threads: train_threads(block)
         resources:
             gpu=train_resource("gpu"),
             mem_mb=block_total(block, train_resource("mem_mb")),
