@@ -227,18 +227,6 @@ def train_threads(block):
     return get
 
 
-def train_priority(block):
-    """Priority function of a train job: its wall-time request in minutes (the per-run
-    `runtime` times the block's seeds), so that the longest expected jobs start first and the
-    short ones fill the cores beside them (equal requests: Snakemake's own order)."""
-    runtime = block_total(block, train_resource("runtime"))
-
-    def get(wildcards):
-        return int(runtime(wildcards))
-
-    return get
-
-
 def dataset_files(wildcards):
     """The .npz file of a dataset with a file: source (so that changing it reruns prepare)."""
     return nbconfig.source_files(config, wildcards.dataset)

@@ -19,7 +19,8 @@ for block in SEED_BLOCKS:
             block.named(
                 "results/benchmarks/train/{dataset}/{arch}/{variant}/seed{seed}.tsv"
             )
-        priority: train_priority(block)
+        # The longest wall-time request first: the priority is the runtime request (minutes).
+        priority: block_total(block, train_resource("runtime"))
         conda:
             "../../envs/torch.yaml"
         threads: train_threads(block)

@@ -112,17 +112,21 @@ def heading(rows, regime: str) -> str:
 #: The figure's size in inches, and its fixed margins and gaps (inches): a 12-panel figure's
 #: ``tight_layout`` measured every tick label once more before the drawing measured them again,
 #: about a third of the figure's time; these fit the panels' longest labels at this size.
+#: ``top`` and ``bottom`` hold the panels' own titles and x labels; each line of the suptitle
+#: and row of the legend adds its own.
 SIZE = (20.0, 12.6)
-MARGIN = {"left": 0.85, "right": 0.2, "title_line": 0.19, "legend_row": 0.2, "wspace": 0.95,
-          "hspace": 0.85}
+MARGIN = {"left": 0.85, "right": 0.2, "top": 0.6, "bottom": 0.55, "title_line": 0.19,
+          "legend_row": 0.2, "wspace": 0.95, "hspace": 0.85}
+#: Columns of the figure legend below the panels.
+LEGEND_COLUMNS = 4
 
 
 def fixed_layout(fig, title_lines: int, legend_rows: int) -> None:
     """Place the 3 × 4 panels with the fixed margins of :data:`MARGIN`: ``title_lines`` of the
     suptitle above, ``legend_rows`` of the figure legend below."""
     width, height = fig.get_size_inches()
-    top = 0.6 + MARGIN["title_line"] * title_lines
-    bottom = 0.55 + MARGIN["legend_row"] * legend_rows
+    top = MARGIN["top"] + MARGIN["title_line"] * title_lines
+    bottom = MARGIN["bottom"] + MARGIN["legend_row"] * legend_rows
     panel_width = (width - MARGIN["left"] - MARGIN["right"] - 3 * MARGIN["wspace"]) / 4
     panel_height = (height - top - bottom - 2 * MARGIN["hspace"]) / 3
     fig.subplots_adjust(left=MARGIN["left"] / width, right=1 - MARGIN["right"] / width,
@@ -266,12 +270,14 @@ def convergence_figure(metric_paths: Sequence[str | Path], output, settings: dic
                        label="deepest valid checkpoint"),
                 Line2D([], [], color="grey", ls="", marker="x", ms=4,
                        label="invalid checkpoint (not a measurement)")]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=8.5,
+               frameon=False)
     names = sorted({"/".join(map(str, key)) for key in
                     zip(rows["dataset"], rows["arch"], rows["variant"])}) or ["no rows"]
     lines = [f"{', '.join(names)}: the last layer against the hard-margin SVMs as the loss goes "
              f"to 0 ({scheme_label(rows) if len(rows) else '-'})"]
     lines += [heading(rows, regime) for regime in regimes]
     fig.suptitle("\n".join(lines), fontsize=10)
-    fixed_layout(fig, title_lines=len(lines), legend_rows=-(-len(handles) // 4))
+    fixed_layout(fig, title_lines=len(lines),
+                 legend_rows=-(-len(handles) // LEGEND_COLUMNS))
     save(fig, output, int(settings["dpi"]))
