@@ -95,3 +95,21 @@ def test_every_import_of_the_workflow_its_jobs_and_the_report_is_a_runtime_depen
     assert not missing, (
         "modules imported by a pipeline run whose distributions `pip install -e .` does not "
         f"install (add them to pyproject.toml's dependencies): {missing}")
+
+
+def test_jobs_that_only_read_an_mlp_run_without_torch(finished):
+    """The feature dumps of the MLP and the run figure of a 2-D set read the checkpoint file
+    and run the network in numpy (nnboundary.ptfile): no 2.3–2.6 s torch import in those jobs.
+    The conv net's feature dumps still go through torch."""
+    found = imported_modules()
+    with_torch = found.get("torch", set())
+    commands = set().union(*found.values())
+    dumps = [c for c in commands if " features --checkpoints " in c]
+    mlp = [c for c in dumps if "/mlp/" in c]
+    cnn = [c for c in dumps if "/cnn/" in c]
+    assert mlp and cnn, dumps
+    assert not set(mlp) & with_torch
+    assert set(cnn) <= with_torch
+    pictures = [c for c in commands if " figures run " in c and "blobs/mlp" in c]
+    assert pictures and not set(pictures) & with_torch
+    assert any(" train " in c for c in with_torch)  # the recorder sees torch where it is

@@ -374,29 +374,23 @@ def draw_input_space(checkpoints: dict, epoch: int, data, fits: list[dict], ax,
                      resolution: int) -> None:
     """The network's regions and boundary over the standardised 2-D input box, with the train
     points, and the svc SVM pulled back through the network's features h(x) (dashed)."""
-    import torch
-
-    from ..models import input_dtype
-    from ..train import model_at
+    from ..features import network_at
 
     if epoch not in checkpoints["states"]:
         raise io.InputFileError(
             f"the checkpoint file has no weights for the final feature epoch {epoch} (saved "
             f"epochs: {sorted(checkpoints['states'])}); the features and checkpoints differ"
         )
-    model = model_at(checkpoints, epoch)
+    network = network_at(checkpoints, epoch, "cpu")  # the built-in MLP in numpy, no torch
     X, y = data.X_train, data.y_train
     K = int(checkpoints["n_classes"])
     low, high = box(np.asarray(X, dtype=np.float64))
     xs, ys, grid = plane_grid(low, high, resolution)
     hs, logits = [], []
-    dtype = input_dtype(model)
-    with torch.no_grad():
-        for start in range(0, grid.shape[0], INPUT_GRID_CHUNK):
-            chunk = torch.from_numpy(grid[start:start + INPUT_GRID_CHUNK]).to(dtype)
-            h = model.features(chunk).to(model.last.weight.dtype)  # a retrained layer: float64
-            hs.append(h.numpy().astype(np.float64))
-            logits.append(model.last(h).numpy().astype(np.float64))
+    for start in range(0, grid.shape[0], INPUT_GRID_CHUNK):
+        h, z = network.forward(grid[start:start + INPUT_GRID_CHUNK])
+        hs.append(h.astype(np.float64))  # a retrained layer: float64
+        logits.append(z.astype(np.float64))
     h_grid, net = np.concatenate(hs), np.concatenate(logits)
     shape = (len(ys), len(xs))
     _shade_regions(ax, net.argmax(axis=1).reshape(shape), low, high, K)
@@ -432,9 +426,9 @@ def run_figure(features_dir, svm_path, checkpoints_path, data_path, output,
     fig, axes = plt.subplots(1, 2 if input_panel else 1, figsize=size, squeeze=False)
     notes = draw_run(features, fits, axes[0, 0], int(settings["resolution"]))
     if input_panel:
-        from ..train import load_checkpoints
+        from ..features import load_network_file
 
-        draw_input_space(load_checkpoints(checkpoints_path), features.epoch, data, fits,
+        draw_input_space(load_network_file(checkpoints_path, "cpu"), features.epoch, data, fits,
                          axes[0, 1], int(settings["resolution"]))
 
     chosen = overall_fits(fits, K)
