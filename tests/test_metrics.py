@@ -168,6 +168,42 @@ def test_sv_overlap_known_answer():
     assert metrics.sv_overlap([10, 13], loss, index) == 0.0
 
 
+def test_sv_overlap_counts_a_repeated_support_vector_once():
+    index = np.array([10, 11, 12, 13, 14])
+    loss = np.array([0.1, 5.0, 3.0, 0.2, 4.0])
+    assert metrics.sv_overlap([13, 11, 11, 99, 13], loss, index) == 0.5  # S = {11, 13}
+
+
+def test_pair_grid_agreement_known_answer():
+    # the network's boundary x = 0, the fit's x = 0.5, over [-1, 1]²: 5 grid points per axis
+    # (-1, -0.5, 0, 0.5, 1); they disagree where 0 < x <= 0.5 (x = 0.5), 5 of 25 points
+    W, b = np.array([[0.0, 0.0], [1.0, 0.0]]), np.zeros(2)
+    U, c = W, np.array([0.0, -0.5])
+    value = metrics.pair_grid_agreement(W, b, U, c, [(0, 1)], [-1.0, -1.0], [1.0, 1.0], 5)
+    assert value.tolist() == [20 / 25]
+
+
+@pytest.mark.parametrize("d, keep", [(2, True), (3, True), (3, False)])
+def test_one_pair_grid_for_many_fits_gives_each_fits_own_numbers(monkeypatch, d, keep):
+    rng = np.random.default_rng(4)
+    W, b = rng.normal(size=(3, d)), rng.normal(size=3)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    low, high = -rng.random(d), rng.random(d)
+    if not keep:
+        monkeypatch.setattr(metrics, "KEEP_GRID_BYTES", 0)  # the grid is drawn again per fit
+    grid = metrics.PairGrid(W, b, pairs, low, high, 30)
+    assert (grid.grids is not None) == keep
+    for _ in range(3):
+        U, c = rng.normal(size=(3, d)), rng.normal(size=3)
+        expected = []
+        for i, j in pairs:  # the definition, point by point
+            points = metrics.box_grid(low, high, 30)
+            net = points @ (W[j] - W[i]) + (b[j] - b[i]) > 0
+            svm = points @ (U[j] - U[i]) + (c[j] - c[i]) > 0
+            expected.append(np.mean(net == svm))
+        np.testing.assert_allclose(grid.agreement(U, c), expected, rtol=0, atol=1e-12)
+
+
 def test_box_grid():
     grid = metrics.box_grid([0.0, -1.0], [1.0, 1.0], 5)
     assert grid.shape == (25, 2)

@@ -407,13 +407,14 @@ def sv_overlap(support: Any, loss: Any, index: Any, *, return_flag: bool = False
     loss = _vector(loss)
     if loss.size != index.size:
         raise ValueError(f"sv_overlap: {loss.size} losses against {index.size} indices")
-    chosen = np.intersect1d(np.asarray(support, dtype=np.int64).ravel(), index)
+    support = np.asarray(support, dtype=np.int64).ravel()
+    chosen = np.unique(support[np.isin(support, index)])  # S, sorted and unique
     k = chosen.size
     if k == 0:
         return _out(0.0, True, return_flag)
     order = np.argsort(-loss, kind="stable")
     top = index[order[:k]]
-    return _out(np.intersect1d(chosen, top).size / k, False, return_flag)
+    return _out(int(np.isin(chosen, top).sum()) / k, False, return_flag)
 
 
 def centre_rows(W: Any) -> np.ndarray:
@@ -477,22 +478,47 @@ def pair_grid_agreement(
 ) -> np.ndarray:
     """For each pair (i, j): share of grid points where [(W_j − W_i)·h + b_j − b_i > 0] equals
     [(U_j − U_i)·h + c_j − c_i > 0], over :func:`box_grid` (low, high, grid_points)."""
-    W, U = np.asarray(W, dtype=np.float64), np.asarray(U, dtype=np.float64)
-    b, c = _vector(b), _vector(c)
-    first = np.array([i for i, _ in pairs], dtype=np.int64)
-    second = np.array([j for _, j in pairs], dtype=np.int64)
-    agree = np.zeros(len(pairs), dtype=np.int64)
-    total = 0
-    for grid in _grid_chunks(low, high, grid_points):
-        net = grid @ W.T + b
-        svm = grid @ U.T + c
-        net_side = (net[:, second] - net[:, first]) > 0
-        svm_side = (svm[:, second] - svm[:, first]) > 0
-        agree += np.sum(net_side == svm_side, axis=0)
-        total += grid.shape[0]
-    if total == 0:
-        return np.ones(len(pairs))
-    return agree / total
+    return PairGrid(W, b, pairs, low, high, grid_points).agreement(U, c)
+
+
+#: The largest grid (bytes) a :class:`PairGrid` keeps between fits; a larger one is drawn again
+#: (the same points) for every fit.
+KEEP_GRID_BYTES = 32 * 2**20
+
+
+class PairGrid:
+    """:func:`pair_grid_agreement` of one network layer (W, b) against many fits (U, c) over
+    the same box: the grid and the network's side of every pair boundary at every grid point
+    are computed once, each fit's side once per fit. The same numbers as computing both per fit."""
+
+    def __init__(self, W: Any, b: Any, pairs: Sequence[tuple[int, int]], low: Any, high: Any,
+                 grid_points: int):
+        W, b = np.asarray(W, dtype=np.float64), _vector(b)
+        self.first = np.array([i for i, _ in pairs], dtype=np.int64)
+        self.second = np.array([j for _, j in pairs], dtype=np.int64)
+        self.box = (low, high, grid_points)
+        keep = grid_points * grid_points * max(1, _vector(low).size) * 8 <= KEEP_GRID_BYTES
+        self.grids = list(_grid_chunks(low, high, grid_points)) if keep else None
+        self.net_sides = []
+        for grid in self._chunks():
+            net = grid @ W.T + b
+            self.net_sides.append((net[:, self.second] - net[:, self.first]) > 0)
+        self.total = sum(side.shape[0] for side in self.net_sides)
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        return iter(self.grids) if self.grids is not None else _grid_chunks(*self.box)
+
+    def agreement(self, U: Any, c: Any) -> np.ndarray:
+        """Per pair, the share of grid points on whose side the fit (U, c) agrees."""
+        U, c = np.asarray(U, dtype=np.float64), _vector(c)
+        agree = np.zeros(self.first.size, dtype=np.int64)
+        if self.total == 0:
+            return np.ones(self.first.size)
+        for grid, net_side in zip(self._chunks(), self.net_sides):
+            svm = grid @ U.T + c
+            svm_side = (svm[:, self.second] - svm[:, self.first]) > 0
+            agree += np.sum(net_side == svm_side, axis=0)
+        return agree / self.total
 
 
 # --------------------------------------------------------------------------------------------
@@ -610,6 +636,7 @@ def _epoch_rows(
         **training,
     }
     by_target_scheme = _partner_fits(fits)
+    grid = PairGrid(features.W, features.b, pairs, low, high, grid_points)
     rows: list[dict[str, Any]] = []
     for fit in fits:
         U, c = _fit_layer(fit, K, d, svm_json)
@@ -621,9 +648,7 @@ def _epoch_rows(
         hard = bool(fit.get("hard_margin", False))
         support = np.asarray(fit.get("support") or [], dtype=np.int64)
         matrix_angle, flag_matrix = matrix_angle_deg(features.W, U, return_flag=True)
-        grid_agree = pair_grid_agreement(
-            features.W, features.b, U, c, pairs, low, high, grid_points
-        )
+        grid_agree = grid.agreement(U, c)
         fit_common = {
             **common,
             "target": target,
