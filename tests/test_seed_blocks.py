@@ -248,17 +248,21 @@ def _untimed(value):
     return value
 
 
-@pytest.mark.parametrize("cores, threads", [(8, 4), (64, 6), (1, 1)])
-def test_train_jobs_take_half_the_cores_and_start_longest_request_first(
-        tmp_path, cores, threads):
-    """The shipped grid (6 seeds per block, 1 thread per run): a train job asks for 6 threads,
-    at most --cores // 2 of them, and trains that many seeds at a time (--cpus); its priority
-    is its wall-time request."""
+@pytest.mark.parametrize("cores", [8, 64, 1])
+def test_train_jobs_take_half_the_cores_and_start_longest_request_first(tmp_path, cores):
+    """The shipped grid (all its seeds in one block, 1 thread per run): a train job asks for
+    one thread per seed, at most --cores // 2 of them, and trains that many seeds at a time
+    (--cpus); its priority is its wall-time request."""
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    grid = yaml.safe_load((REPO / "config.yaml").read_text())["grid"]
+    seeds = grid["seeds"]
+    assert len(seeds) <= grid["seeds_per_job"] and seeds == list(range(len(seeds)))
+    block = f"seeds0_{len(seeds) - 1}"
+    threads = max(1, min(len(seeds), cores // 2))
     dry = snakemake(tmp_path, "-n", "-p", "--cores", str(cores))
     out = dry.stdout + dry.stderr
     jobs = {}
-    for job in out.split("rule train_seeds0_5:")[1:]:
+    for job in out.split(f"rule train_{block}:")[1:]:
         job = job.split("\n\n")[0]
         jobs[job.split("dataset=")[1].split(",")[0]] = job
     assert len(jobs) == 6
@@ -266,5 +270,6 @@ def test_train_jobs_take_half_the_cores_and_start_longest_request_first(
         assert (f"threads: {threads}" in job) == (threads > 1), job
         assert f"--cpus {threads} " in job
         # Longest wall-time request first: sectors asks for 60 min per run, the others 30.
-        assert f"priority: {360 if dataset == 'sectors' else 180}" in job, job
-    assert out.count("rule prepare_seeds0_5:") == 3 and out.count("rule prepare:") == 3
+        minutes = 60 if dataset == "sectors" else 30
+        assert f"priority: {minutes * len(seeds)}" in job, job
+    assert out.count(f"rule prepare_{block}:") == 3 and out.count("rule prepare:") == 3
