@@ -127,7 +127,7 @@ def dump_run(checkpoints: dict, data: Dataset, out_dir: str | Path,
                                 ("test", data.X_test, data.y_test)):
                 h, logits = network.forward(X)
                 parts[split] = (y, h, logits)
-            W, b = np.asarray(network.W), np.asarray(network.b)
+            W, b = network.W, network.b
             name = io.feature_file_name(epoch)
             file_keys = dict(keys, epoch=epoch, n_classes=W.shape[0], feature_dim=W.shape[1])
             if checkpoints.get("training"):

@@ -123,10 +123,16 @@ def load(path: str | Path) -> Any:
     except Unsupported:
         raise
     except Exception as err:  # zipfile, pickle and numpy raise many kinds for a damaged file
-        raise io.InputFileError(
-            f"checkpoint file {path} is missing or corrupt ({type(err).__name__}: {err}); rerun "
-            f"the step that writes it (snakemake --forcerun {path})"
-        ) from err
+        raise corrupt_checkpoint(path, err) from err
+
+
+def corrupt_checkpoint(path: str | Path, err: Exception) -> io.InputFileError:
+    """The error for a checkpoint file that is missing, truncated or foreign, read here or by
+    torch (:func:`nnboundary.train.load_checkpoints`): the file, the cause and the fix."""
+    return io.InputFileError(
+        f"checkpoint file {path} is missing or corrupt ({type(err).__name__}: {err}); rerun "
+        f"the step that writes it (snakemake --forcerun {path})"
+    )
 
 
 def _selu(x: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import catalog, io, kernels
+from . import catalog, io, kernels, ptfile
 from .config import (
     BASE_VARIANT,
     DEFAULT_ARCH,
@@ -834,10 +834,7 @@ def load_checkpoints(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a truncated or foreign file
-        raise io.InputFileError(
-            f"checkpoint file {path} is missing or corrupt ({err}); rerun the step that writes it "
-            f"(snakemake --forcerun {path})"
-        ) from err
+        raise ptfile.corrupt_checkpoint(path, err) from err
 
 
 def model_at(checkpoints: dict[str, Any], epoch: int) -> nn.Module:
