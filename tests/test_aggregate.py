@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from test_convergence import synthetic_metrics
 
-from nnboundary import aggregate as aggregate_module
-from nnboundary import io
-from nnboundary.aggregate import SUMMARY_METRICS, aggregate, final_rows
-from nnboundary.findings import claims, excluded, findings, findings_markdown, seed_table
+from nnboundary.stages import aggregate as aggregate_module
+from nnboundary.formats import tables as table_io
+from nnboundary.reporting.summary import SUMMARY_METRICS
+from nnboundary.reporting.tables import final_rows
+from nnboundary.reporting.findings import claims, excluded, findings, findings_markdown, seed_table
 
 GOOD = {"separable": True, "hard_margin": True, "degenerate": False, "diverged": False,
         "train_acc": 1.0, "margin_nn": 0.1, "dead_units": 0}
@@ -39,18 +40,18 @@ def test_summary_is_over_valid_seeds_at_the_final_epoch(tmp_path):
     inputs = []
     for seed, angle in enumerate([1.0, 2.0, 6.0, 4.0]):
         path = tmp_path / f"m{seed}.parquet"
-        io.write_table(path, _run_table("blobs", seed, angle))
+        table_io.write_table(path, _run_table("blobs", seed, angle))
         inputs.append(path)
     # A dead bottleneck: its conventions (90°, ...) must never enter a statistic.
     path = tmp_path / "dead.parquet"
-    io.write_table(path, _run_table("blobs", 4, 90.0, dead_units=2, degenerate=True,
+    table_io.write_table(path, _run_table("blobs", 4, 90.0, dead_units=2, degenerate=True,
                                     train_acc=0.5, margin_nn=0.0))
     inputs.append(path)
     path = tmp_path / "multi.parquet"
-    io.write_table(path, _run_table("blobs3", 0, 4.0, pairs=("0-1", "0-2", "1-2", "mean"),
+    table_io.write_table(path, _run_table("blobs3", 0, 4.0, pairs=("0-1", "0-2", "1-2", "mean"),
                                     scheme="crammer_singer"))
     inputs.append(path)
-    summary = aggregate(inputs, tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
+    summary = aggregate_module.aggregate(inputs, tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
     blobs = summary[(summary["dataset"] == "blobs") & (summary["target"] == "svc")].iloc[0]
     assert blobs["n_seeds"] == 5 and blobs["n_valid"] == 4 and blobs["final_epoch"] == 10
     assert blobs["angle_deg_mean"] == pytest.approx(3.25)
@@ -80,8 +81,8 @@ def test_summary_means_equal_the_mean_of_the_valid_final_rows(tmp_path):
     paths = []
     for i, table in enumerate(tables):
         paths.append(tmp_path / f"{i}.parquet")
-        io.write_table(paths[-1], table)
-    summary = aggregate(paths, tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
+        table_io.write_table(paths[-1], table)
+    summary = aggregate_module.aggregate(paths, tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
     combined = pd.read_parquet(tmp_path / "all.parquet")
     final = combined[(combined["epoch"] == 10) & combined["valid"]]
     for _, row in summary.iterrows():
@@ -93,8 +94,8 @@ def test_summary_means_equal_the_mean_of_the_valid_final_rows(tmp_path):
 
 def test_a_cell_without_a_valid_seed_shows_no_numbers(tmp_path):
     path = tmp_path / "a.parquet"
-    io.write_table(path, _run_table("moons", 0, 90.0, dead_units=2, degenerate=True))
-    summary = aggregate([path], tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
+    table_io.write_table(path, _run_table("moons", 0, 90.0, dead_units=2, degenerate=True))
+    summary = aggregate_module.aggregate([path], tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
     assert (summary["n_valid"] == 0).all() and summary["angle_deg_mean"].isna().all()
     assert "| moons | mlp | base | full | svc | binary | 10 | 0/1 | 0.5 | no valid seed |" in (
         tmp_path / "s.md").read_text()
@@ -110,9 +111,9 @@ def test_final_rows_take_each_runs_last_epoch():
 def test_summary_puts_the_original_test_accuracy_next_to_the_paper_experiments(tmp_path):
     table = _run_table("blobs", 0, 1.0)
     paper = _run_table("mnist01", 0, 1.0).assign(arch="resnet", test_acc=0.997)
-    io.write_table(tmp_path / "a.parquet", table)
-    io.write_table(tmp_path / "b.parquet", paper)
-    summary = aggregate([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "all.parquet",
+    table_io.write_table(tmp_path / "a.parquet", table)
+    table_io.write_table(tmp_path / "b.parquet", paper)
+    summary = aggregate_module.aggregate([tmp_path / "a.parquet", tmp_path / "b.parquet"], tmp_path / "all.parquet",
                         tmp_path / "s.csv", tmp_path / "s.md")
     by_dataset = summary.groupby("dataset")["original_test_acc"].first()
     assert by_dataset["mnist01"] == 0.998 and np.isnan(by_dataset["blobs"])
@@ -134,8 +135,8 @@ def test_regimes_and_variants_are_separate_runs_and_groups(tmp_path):
     paths = []
     for name, table in (("a", full), ("b", retrain), ("c", hinge)):
         paths.append(tmp_path / f"{name}.parquet")
-        io.write_table(paths[-1], table)
-    summary = aggregate(paths, tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
+        table_io.write_table(paths[-1], table)
+    summary = aggregate_module.aggregate(paths, tmp_path / "all.parquet", tmp_path / "s.csv", tmp_path / "s.md")
     svc = summary[summary["target"] == "svc"].set_index(["variant", "regime"])
     assert svc.loc[("base", "retrain_last"), "angle_deg_mean"] == 7.0
     assert svc.loc[("base", "retrain_last"), "final_epoch"] == 4
@@ -333,7 +334,7 @@ def test_aggregate_cli_writes_every_table(tmp_path):
     for regime in ("full", "retrain_last"):
         for seed in (0, 1):
             path = tmp_path / f"{regime}{seed}.parquet"
-            io.write_table(path, synthetic_metrics(regimes=(regime,), seeds=(seed,)))
+            table_io.write_table(path, synthetic_metrics(regimes=(regime,), seeds=(seed,)))
             inputs.append(str(path))
     names = ("metrics.parquet", "summary.csv", "summary.md", "findings.csv", "findings.md",
              "convergence.csv", "claims.csv", "seeds.csv", "excluded.csv")
@@ -365,8 +366,8 @@ def test_aggregate_cli_requires_the_new_outputs(tmp_path):
 
 
 def test_distinct_values_and_markdown_cells():
-    from nnboundary.document import md_row
-    from nnboundary.findings import distinct_values
+    from nnboundary.reporting.document import md_row
+    from nnboundary.reporting.findings import distinct_values
 
     assert distinct_values(pd.Series([0.5, 0.5])) == "0.5"
     assert distinct_values(pd.Series([0.01, 0.1, 0.01])) == "0.01/0.1"
@@ -383,9 +384,9 @@ def test_html_pages_hold_the_markdown_tables(tmp_path):
 
     rows = _seeds("full", [0.1] * 6, [0.3] * 6) + _seeds("retrain_last", [3.0] * 6, [0.2] * 6)
     path = tmp_path / "m.parquet"
-    io.write_table(path, _final_table(rows))
+    table_io.write_table(path, _final_table(rows))
     out = {name: tmp_path / name for name in ("s.md", "s.html", "f.md", "f.html", "c.html")}
-    aggregate([path], tmp_path / "all.parquet", tmp_path / "s.csv", out["s.md"],
+    aggregate_module.aggregate([path], tmp_path / "all.parquet", tmp_path / "s.csv", out["s.md"],
               findings_csv=tmp_path / "f.csv", findings_md=out["f.md"],
               claims_csv=tmp_path / "c.csv", summary_html=out["s.html"],
               findings_html=out["f.html"], claims_html=out["c.html"])

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO
 from nnboundary.cli import STAGES
+from nnboundary.errors import InputFileError
 
 
 def nnboundary(*args, check=True):
@@ -75,7 +76,8 @@ def test_a_bad_input_ends_with_the_message_and_no_traceback(tmp_path):
 
 
 def test_benchmark_jobs_sums_the_rules_benchmark_files(tmp_path, capsys):
-    from nnboundary.benchmark import job_times, main as benchmark_main
+    from nnboundary.reporting.job_times import job_times
+    from nnboundary.stages.benchmark import main as benchmark_main
 
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     for rule, name, wall, cpu in (("train", "a/seed0.tsv", 4.0, 3.0), ("train", "a/seed1.tsv", 6.0, 5.0),
@@ -103,14 +105,14 @@ def test_benchmark_jobs_sums_the_rules_benchmark_files(tmp_path, capsys):
     assert written["cpu_s"].sum() == 5.0
     page = html.read_text()
     assert "<caption>" in page and "<td>a/seed0</td>" in page and "<td>all</td>" in page
-    with pytest.raises(SystemExit, match="is not under"):
+    with pytest.raises(InputFileError, match="is not under"):
         job_times(str(tmp_path / "train"), [tmp_path / "svm" / "x.tsv"])
 
 
 def test_benchmark_steps_times_the_train_loop_per_dataset(tmp_path, capsys):
     """benchmark steps trains each chosen dataset of the config for exactly --steps accepted
     steps through the train stage's loop and prints (and keeps) ms per step."""
-    from nnboundary.benchmark import main as benchmark_main
+    from nnboundary.stages.benchmark import main as benchmark_main
 
     output = tmp_path / "steps.json"
     assert benchmark_main(["steps", "--config", str(REPO / "config.yaml"), "--datasets",

@@ -1,11 +1,11 @@
-"""Neural-collapse metrics on cases with a known answer (formulas: nnboundary.collapse)."""
+"""Neural-collapse metrics on cases with a known answer (formulas: nnboundary.measure.collapse)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nnboundary.collapse import NC_COLUMNS, nc1, class_means, neural_collapse
+from nnboundary.measure.collapse import class_means, nc1, NC_COLUMNS, neural_collapse
 
 
 def _simplex(K: int, d: int, scale: float = 3.0) -> np.ndarray:
@@ -116,9 +116,12 @@ def test_ten_class_sets_and_the_widths_of_the_collapse_grid():
     """digits and mnist5k hold all ten classes; bottleneck null is a variant ("none") whose
     features are the MLP's own hidden layer."""
     from conftest import REPO
-    from nnboundary import config as nbconfig
-    from nnboundary.models import build_model
-    from nnboundary.prepare import make_dataset
+    from nnboundary.settings import config as nbconfig
+    from nnboundary.settings import grid
+    from nnboundary.settings import keys
+    from nnboundary.settings import layers
+    from nnboundary.models.networks import build_model
+    from nnboundary.data.make import make_dataset
 
     digits = make_dataset("digits", None, {"test_fraction": 0.2, "seed": 12345})
     assert digits.n_classes == 10 and digits.input_shape == (1, 8, 8)
@@ -126,13 +129,13 @@ def test_ten_class_sets_and_the_widths_of_the_collapse_grid():
     mnist = make_dataset("mnist5k", None, {"test_fraction": 0.2, "seed": 12345})
     assert mnist.n_classes == 10 and np.bincount(mnist.y_train).tolist() == [400] * 10
     config = nbconfig.load_config(REPO / "config.yaml", REPO / "configs" / "collapse.yaml")
-    assert nbconfig.variants(config) == ["bottleneck-2", "bottleneck-9", "bottleneck-32",
+    assert grid.variants(config) == ["bottleneck-2", "bottleneck-9", "bottleneck-32",
                                          "bottleneck-none"]
-    assert nbconfig.variant_values("bottleneck-none") == {"bottleneck": None}
-    settings = nbconfig.arch_settings(config, "mlp", "bottleneck-none", "digits")
+    assert keys.variant_values("bottleneck-none") == {"bottleneck": None}
+    settings = layers.arch_settings(config, "mlp", "bottleneck-none", "digits")
     model = build_model("mlp", (1, 8, 8), 10, settings)
     assert model.last.in_features == settings["hidden"] == 100
-    assert build_model("mlp", (1, 8, 8), 10, nbconfig.arch_settings(
+    assert build_model("mlp", (1, 8, 8), 10, layers.arch_settings(
         config, "mlp", "bottleneck-9", "digits")).last.in_features == 9
 
 
@@ -155,7 +158,7 @@ def _trend_table(n_seeds=6):
 
 
 def test_run_trends_known_answers():
-    from nnboundary.collapse import run_trends
+    from nnboundary.reporting.collapse import run_trends
 
     table = _trend_table()
     first = run_trends(table[table["seed"] == 0])
@@ -170,8 +173,8 @@ def test_run_trends_known_answers():
 
 
 def test_collapse_summary_counts_and_sign_tests():
-    from nnboundary import stats
-    from nnboundary.collapse import collapse_document, collapse_summary
+    from nnboundary.reporting import stats
+    from nnboundary.reporting.collapse import collapse_document, collapse_summary
 
     table = _trend_table()
     table.loc[(table["seed"] == 2) & (table["epoch"] == 100), "angle_svc_deg"] = 3.0  # not < 2°

@@ -6,7 +6,10 @@ import re
 import pytest
 import yaml
 
-from nnboundary import config as nbconfig
+from nnboundary.errors import ConfigError
+from nnboundary.settings import config as nbconfig
+from nnboundary.settings import grid
+from nnboundary.settings import layers
 from conftest import REPO, TINY_CONFIG
 
 
@@ -17,7 +20,7 @@ def base():
 
 def test_shipped_config_is_valid(base):
     config = nbconfig.validate_config(base)
-    runs = nbconfig.runs(config)
+    runs = grid.runs(config)
     # 3 simulated sets and 3 image sets, each with the MLP, 8 seeds (at least the 6 with which
     # the claims' sign test can decide; 8 fit the 5-minute budget), both regimes
     assert len(runs) == 6 * 8 * 2
@@ -25,17 +28,17 @@ def test_shipped_config_is_valid(base):
     assert {r.arch for r in runs} == {"mlp"}
     # The default grid is trained into the terminal phase, both regimes to the same depth, and
     # measured at the same loss milestones.
-    settings = nbconfig.train_settings(config, "blobs", "mlp")
-    retrain = nbconfig.retrain_settings(config, "blobs", "mlp")
+    settings = layers.train_settings(config, "blobs", "mlp")
+    retrain = layers.retrain_settings(config, "blobs", "mlp")
     assert settings["schedule"] == "loss_scaled" and settings["dtype"] == "float64"
     assert settings["until_loss"] == retrain["until_loss"] == 1e-100
     assert settings["loss_milestones"] == retrain["loss_milestones"]
-    assert nbconfig.loss_milestones(config) == [1e-2, 1e-4, 1e-8, 1e-16, 1e-32, 1e-64, 1e-100]
+    assert grid.loss_milestones(config) == [1e-2, 1e-4, 1e-8, 1e-16, 1e-32, 1e-64, 1e-100]
 
 
 def test_tiny_config_is_valid():
     config = nbconfig.load_config(TINY_CONFIG)
-    assert [r.path for r in nbconfig.runs(config)] == [
+    assert [r.path for r in grid.runs(config)] == [
         "blobs/mlp/base/full/seed0", "blobs/mlp/base/retrain_last/seed0",
         "digits012/cnn/base/full/seed0", "digits012/cnn/base/retrain_last/seed0"]
 
@@ -64,7 +67,7 @@ def test_bad_config_is_refused_with_a_clear_message(base, key, value, message):
     for part in parents:
         node = node.setdefault(part, {})
     node[leaf] = value
-    with pytest.raises(nbconfig.ConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         nbconfig.validate_config(config)
     assert message in str(err.value)
     assert key.split("/")[-1] in str(err.value) or str(value) in str(err.value)
@@ -73,7 +76,7 @@ def test_bad_config_is_refused_with_a_clear_message(base, key, value, message):
 def test_dataset_that_fits_no_grid_arch_is_refused(base):
     config = copy.deepcopy(base)
     config["grid"]["archs"] = ["cnn"]
-    with pytest.raises(nbconfig.ConfigError, match="dataset 'blobs' fits none of grid/archs"):
+    with pytest.raises(ConfigError, match="dataset 'blobs' fits none of grid/archs"):
         nbconfig.validate_config(config)
 
 
@@ -83,16 +86,16 @@ def test_settings_are_layered(base):
     config["datasets"]["digits01"]["train"] = {"epochs": 9}
     config["overrides"] = []
     config = nbconfig.validate_config(config)
-    settings = nbconfig.train_settings(config, "digits01", "cnn")
+    settings = layers.train_settings(config, "digits01", "cnn")
     assert settings["lr"] == 0.5 and settings["epochs"] == 9  # dataset beats arch beats train
-    assert nbconfig.train_settings(config, "digits01", "mlp")["lr"] == base["train"]["lr"]
+    assert layers.train_settings(config, "digits01", "mlp")["lr"] == base["train"]["lr"]
     assert settings["checkpoints"][-1] == 9
 
 
 def test_checkpoints_are_log_spaced_and_end_at_last_epoch():
-    epochs = nbconfig.checkpoint_epochs(1000, [], 4)
+    epochs = layers.checkpoint_epochs(1000, [], 4)
     assert epochs == [1, 10, 100, 1000]
-    assert nbconfig.checkpoint_epochs(300, [5, 50], 10) == [5, 50, 300]
+    assert layers.checkpoint_epochs(300, [5, 50], 10) == [5, 50, 300]
 
 
 def test_defaults_are_filled(base):
@@ -113,11 +116,11 @@ def test_overrides_apply_to_matching_dataset_and_arch_only(base):
     config["overrides"] = [{"datasets": ["digits01"], "archs": ["mlp"], "train": {"lr": 0.123}},
                            {"archs": ["cnn"], "train": {"epochs": 11}}]
     config = nbconfig.validate_config(config)
-    assert nbconfig.train_settings(config, "digits01", "mlp")["lr"] == 0.123
-    assert nbconfig.train_settings(config, "digits01", "cnn")["lr"] != 0.123
-    assert nbconfig.train_settings(config, "digits012", "mlp")["lr"] != 0.123
-    assert nbconfig.train_settings(config, "digits01", "cnn")["epochs"] == 11
-    assert nbconfig.train_settings(config, "mnist5k01", "cnn")["epochs"] == 11
+    assert layers.train_settings(config, "digits01", "mlp")["lr"] == 0.123
+    assert layers.train_settings(config, "digits01", "cnn")["lr"] != 0.123
+    assert layers.train_settings(config, "digits012", "mlp")["lr"] != 0.123
+    assert layers.train_settings(config, "digits01", "cnn")["epochs"] == 11
+    assert layers.train_settings(config, "mnist5k01", "cnn")["epochs"] == 11
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,18 +152,18 @@ INTENDED = {
 def test_more_specific_overrides_win_whatever_the_file_order():
     config = nbconfig.validate_config(copy.deepcopy(SPECIFICITY))
     for (dataset, variant), (lr, epochs) in INTENDED.items():
-        settings = nbconfig.train_settings(config, dataset, "mlp", variant)
+        settings = layers.train_settings(config, dataset, "mlp", variant)
         assert (settings["lr"], settings["epochs"]) == (lr, epochs), (dataset, variant)
     reordered = copy.deepcopy(SPECIFICITY)
     reordered["overrides"].reverse()
     config = nbconfig.validate_config(reordered)
     for (dataset, variant), (lr, epochs) in INTENDED.items():
-        settings = nbconfig.train_settings(config, dataset, "mlp", variant)
+        settings = layers.train_settings(config, dataset, "mlp", variant)
         assert (settings["lr"], settings["epochs"]) == (lr, epochs), (dataset, variant)
 
 
 def test_override_specificity_ranks_and_file_order_breaks_ties():
-    rank = nbconfig.override_specificity
+    rank = layers.override_specificity
     assert rank({"ablation": {"optimizer": "adam"}}) > rank({"datasets": ["a"], "archs": ["b"]})
     assert rank({"datasets": ["a"], "ablation": {"loss": "mse"}}) > rank(
         {"ablation": {"loss": "mse"}})
@@ -171,7 +174,7 @@ def test_override_specificity_ranks_and_file_order_breaks_ties():
     config["overrides"] = [{"datasets": ["blobs"], "train": {"lr": 0.3}},
                            {"archs": ["mlp"], "train": {"lr": 0.4}}]
     config = nbconfig.validate_config(config)
-    assert nbconfig.train_settings(config, "blobs", "mlp")["lr"] == 0.4  # equals: the later
+    assert layers.train_settings(config, "blobs", "mlp")["lr"] == 0.4  # equals: the later
 
 
 def test_a_variant_equal_to_another_runs_once():
@@ -180,12 +183,12 @@ def test_a_variant_equal_to_another_runs_once():
     config["datasets"] = {"digits01": {"train": {"optimizer": "adam", "lr": 0.001}}}
     config["overrides"] = [{"ablation": {"optimizer": "adam"}, "train": {"lr": 0.001}}]
     config = nbconfig.validate_config(config)
-    assert nbconfig.duplicate_variants(config) == [
+    assert grid.duplicate_variants(config) == [
         ("blobs", "mlp", "optimizer-sgd", "base"), ("digits01", "mlp", "optimizer-adam", "base")]
-    paths = [r.path for r in nbconfig.runs(config)]
+    paths = [r.path for r in grid.runs(config)]
     assert paths == ["blobs/mlp/base/full/seed0", "blobs/mlp/optimizer-adam/full/seed0",
                      "digits01/mlp/base/full/seed0", "digits01/mlp/optimizer-sgd/full/seed0"]
-    line = nbconfig.grid_size(config)
+    line = grid.grid_size(config)
     assert line.startswith("4 runs = 2 dataset x arch pairs x 3 variants")
     assert "blobs/mlp optimizer-sgd = base; digits01/mlp optimizer-adam = base" in line
 
@@ -200,15 +203,15 @@ def test_shipped_ablation_config_runs_what_it_says():
         else:
             merged[key] = value
     config = nbconfig.validate_config(merged)
-    lr = {(d, v): nbconfig.train_settings(config, d, "mlp", v)["lr"]
-          for d in ("blobs", "moons", "digits01") for v in nbconfig.variants(config)}
+    lr = {(d, v): layers.train_settings(config, d, "mlp", v)["lr"]
+          for d in ("blobs", "moons", "digits01") for v in grid.variants(config)}
     assert lr[("digits01", "optimizer-adam")] == lr[("digits01", "optimizer-rmsprop")] == 0.001
     assert lr[("digits01", "optimizer-momentum")] == 0.05 and lr[("digits01", "base")] == 0.1
-    assert nbconfig.train_settings(config, "digits01", "mlp", "optimizer-adam")["epochs"] == 5000
-    skipped = {(d, v) for d, _, v, _ in nbconfig.duplicate_variants(config)}
+    assert layers.train_settings(config, "digits01", "mlp", "optimizer-adam")["epochs"] == 5000
+    skipped = {(d, v) for d, _, v, _ in grid.duplicate_variants(config)}
     assert ("moons", "optimizer-adam") in skipped
     assert ("moons", "optimizer-sgd") not in skipped  # moons' gradient-descent variant runs
-    assert {r.variant for r in nbconfig.runs(config) if r.dataset == "moons"} >= {
+    assert {r.variant for r in grid.runs(config) if r.dataset == "moons"} >= {
         "base", "optimizer-sgd"}
 
 
@@ -217,20 +220,20 @@ def test_overrides_set_arch_settings_per_dataset_and_ablation_values_still_win()
     config["grid"]["ablations"] = [{}, {"init": ["original"]}]
     config["overrides"] = [{"datasets": ["digits01"], "arch": {"init": "pytorch", "hidden": 7}}]
     config = nbconfig.validate_config(config)
-    assert nbconfig.arch_settings(config, "mlp", "base", "digits01")["init"] == "pytorch"
-    assert nbconfig.arch_settings(config, "mlp", "base", "blobs")["init"] == "original"
+    assert layers.arch_settings(config, "mlp", "base", "digits01")["init"] == "pytorch"
+    assert layers.arch_settings(config, "mlp", "base", "blobs")["init"] == "original"
     # The ablation value beats the dataset's override of the same setting, and runs apart.
-    ablated = nbconfig.arch_settings(config, "mlp", "init-original", "digits01")
+    ablated = layers.arch_settings(config, "mlp", "init-original", "digits01")
     assert ablated["init"] == "original" and ablated["hidden"] == 7
-    assert ("digits01", "mlp", "init-original", "base") not in nbconfig.duplicate_variants(config)
+    assert ("digits01", "mlp", "init-original", "base") not in grid.duplicate_variants(config)
 
 
 def test_schedule_is_an_ablation_axis():
     config = copy.deepcopy(SPECIFICITY)
     config["grid"]["ablations"] = [{}, {"schedule": ["loss_scaled"]}]
     config = nbconfig.validate_config(config)
-    assert nbconfig.variants(config) == ["base", "schedule-loss_scaled"]
-    assert nbconfig.train_settings(config, "blobs", "mlp", "schedule-loss_scaled")[
+    assert grid.variants(config) == ["base", "schedule-loss_scaled"]
+    assert layers.train_settings(config, "blobs", "mlp", "schedule-loss_scaled")[
         "schedule"] == "loss_scaled"
 
 
@@ -245,7 +248,7 @@ def test_terminal_phase_settings_are_checked(base, change, message):
     config = copy.deepcopy(base)
     for block, values in change.items():
         config.setdefault(block, {}).update(values)
-    with pytest.raises(nbconfig.ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         nbconfig.validate_config(config)
 
 
@@ -270,4 +273,4 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 def test_every_shipped_config_has_each_key_once_and_validates_on_the_default(name):
     yaml.load((REPO / name).read_text(), Loader=_StrictLoader)
     config = nbconfig.load_config(REPO / "config.yaml", REPO / name)
-    assert nbconfig.runs(config)
+    assert grid.runs(config)

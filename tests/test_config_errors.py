@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import TINY_CONFIG, snakemake
 
-from nnboundary.config import ConfigError, validate_config
+from nnboundary.errors import ConfigError
+from nnboundary.settings.config import validate_config
 
 
 def _set(path: str, value):

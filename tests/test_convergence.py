@@ -10,16 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnboundary import convergence, validity
-from nnboundary.convergence import (
-    MEAN_SEED,
-    angle_gap,
-    convergence_table,
-    margin_gap,
-    overall_rows,
-    slope_vs_inverse_log,
-    with_run_keys,
-)
+from nnboundary.measure import validity
+from nnboundary.reporting import convergence
+from nnboundary.reporting.convergence import (MEAN_SEED, angle_gap, convergence_table, margin_gap, slope_vs_inverse_log)
+from nnboundary.reporting.tables import overall_rows, with_run_keys
 
 EPOCHS = (1, 3, 10, 30, 100, 300, 1000)
 #: Metric columns the synthetic table sets to 0 (the summary reads them).

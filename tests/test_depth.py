@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from nnboundary import depth
-from nnboundary.aggregate import SUMMARY_METRICS
+from nnboundary.reporting import depth
+from nnboundary.reporting.summary import SUMMARY_METRICS
 
 GOOD = {"separable": True, "hard_margin": True, "degenerate": False, "diverged": False,
         "train_acc": 1.0, "margin_nn": 0.1, "dead_units": 0}
@@ -83,7 +83,7 @@ def test_a_cell_that_never_gets_past_1e_8_has_no_test():
 
 
 def test_the_document_has_a_row_per_cell_and_milestone_and_the_tests():
-    from nnboundary import document
+    from nnboundary.reporting import document
 
     result = depth.depth_table(table(), (1e-2, 1e-8, 1e-100))
     text = document.markdown(depth.depth_document(result))

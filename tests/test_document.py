@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nnboundary import document
-from nnboundary.document import Bullets, Heading, Paragraph, Table
+from nnboundary.reporting import document
+from nnboundary.reporting.document import Bullets, Heading, Paragraph, Table
 
 
 class _Cells(HTMLParser):

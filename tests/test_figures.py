@@ -28,11 +28,19 @@ import matplotlib.image as mpimg
 import pandas as pd
 from test_convergence import synthetic_metrics
 
-from nnboundary import figures, io, metrics
-from nnboundary.config import DEFAULT_TRAIN
-from nnboundary.features import dump_run
-from nnboundary.prepare import make_dataset, save_dataset
-from nnboundary.train import save_checkpoints, train_run
+from nnboundary.errors import ConfigError
+from nnboundary.figures import run as run_figure
+from nnboundary.reporting import tables as metric_tables
+from nnboundary.stages import figures
+from nnboundary.formats import features as feature_files
+from nnboundary.formats import tables as table_io
+from nnboundary.measure import metrics
+from nnboundary.settings.layers import DEFAULT_TRAIN
+from nnboundary.stages.features import dump_run
+from nnboundary.data.make import make_dataset
+from nnboundary.formats.dataset import save_dataset
+from nnboundary.formats.checkpoint import save_checkpoints
+from nnboundary.training.train import train_run
 
 FAST = {"dpi": 80, "resolution": 120}
 
@@ -52,8 +60,8 @@ def hand_svm(features_dir: Path, keys: dict, origin_hard: bool = True) -> dict:
     (hard-margin or not, ``origin_hard``); the first three class-0 and two class-1 train rows
     stand in for the support vectors."""
     fits = []
-    for path in io.list_feature_files(features_dir):
-        fs = io.read_features(path)
+    for path in feature_files.list_feature_files(features_dir):
+        fs = feature_files.read_features(path)
         K, d = fs.W.shape
         W = fs.W - fs.W.mean(axis=0)
         b = fs.b - fs.b.mean()
@@ -92,9 +100,9 @@ def make_run(root: Path, dataset: str, seed: int, bottleneck: int = 2, dead: boo
     save_checkpoints(root / "ckpt.pt", result)
     dump_run(result, data, root / "features", device=torch.device("cpu"),
              log=text_io.StringIO())
-    io.write_json(root / "svm.json", hand_svm(root / "features", result["keys"]))
-    frame = metrics.run_metrics(io.list_feature_files(root / "features"), root / "svm.json", 20)
-    io.write_table(root / "metrics.parquet", frame)
+    table_io.write_json(root / "svm.json", hand_svm(root / "features", result["keys"]))
+    frame = metrics.run_metrics(feature_files.list_feature_files(root / "features"), root / "svm.json", 20)
+    table_io.write_table(root / "metrics.parquet", frame)
     return {"features": root / "features", "svm": root / "svm.json", "checkpoints":
             root / "ckpt.pt", "data": root / "data.npz", "metrics": root / "metrics.parquet"}
 
@@ -147,13 +155,13 @@ def test_run_figure_without_a_separator_through_the_origin(runs, tmp_path):
     """A soft origin fit is no target: it is not drawn, and the title says so."""
     run = dict(runs["blobs"])
     run["svm"] = tmp_path / "svm.json"
-    keys = io.read_json(runs["blobs"]["svm"])["keys"]
-    io.write_json(run["svm"], hand_svm(run["features"], keys, origin_hard=False))
+    keys = table_io.read_json(runs["blobs"]["svm"])["keys"]
+    table_io.write_json(run["svm"], hand_svm(run["features"], keys, origin_hard=False))
     from nnboundary.figures.run import draw_run
     from nnboundary.figures.common import pyplot
 
-    features = io.read_features(io.list_feature_files(run["features"])[-1])
-    fits = [f for f in io.read_json(run["svm"])["fits"] if f["epoch"] == features.epoch]
+    features = feature_files.read_features(feature_files.list_feature_files(run["features"])[-1])
+    fits = [f for f in table_io.read_json(run["svm"])["fits"] if f["epoch"] == features.epoch]
     fig, ax = pyplot().subplots()
     notes = draw_run(features, fits, ax, 60)
     assert "origin SVM: no separator through the origin (not drawn)" in notes
@@ -168,17 +176,17 @@ def test_run_figure_with_an_unfitted_origin(runs, tmp_path):
     and draws the other targets."""
     run = dict(runs["blobs"])
     run["svm"] = tmp_path / "svm.json"
-    content = hand_svm(run["features"], io.read_json(runs["blobs"]["svm"])["keys"],
+    content = hand_svm(run["features"], table_io.read_json(runs["blobs"]["svm"])["keys"],
                        origin_hard=False)
     for fit in content["fits"]:
         if fit["target"] == "origin":
             fit.update(W=[], b=[], support=[], min_margin=None,
                        solver={"path": "unfitted"}, status="not separable; soft margin not fitted")
-    io.write_json(run["svm"], content)
+    table_io.write_json(run["svm"], content)
     from nnboundary.figures.run import draw_run
     from nnboundary.figures.common import pyplot
 
-    features = io.read_features(io.list_feature_files(run["features"])[-1])
+    features = feature_files.read_features(feature_files.list_feature_files(run["features"])[-1])
     fits = [f for f in content["fits"] if f["epoch"] == features.epoch]
     fig, ax = pyplot().subplots()
     notes = draw_run(features, fits, ax, 60)
@@ -191,7 +199,7 @@ def test_run_figure_with_an_unfitted_origin(runs, tmp_path):
 
 
 def test_dead_bottleneck_features_are_zero(runs):
-    fs = io.read_features(io.list_feature_files(runs["dead"]["features"])[-1])
+    fs = feature_files.read_features(feature_files.list_feature_files(runs["dead"]["features"])[-1])
     assert not np.any(fs.h)
 
 
@@ -208,8 +216,8 @@ def test_run_figure_image_input_has_one_panel(tmp_path):
     n_test = len(data.y_test)
     parts = {"train": (data.y_train, h, h @ W.T + b),
              "test": (data.y_test, np.zeros((n_test, 2)), np.zeros((n_test, 2)))}
-    io.write_features(root / "features" / io.feature_file_name(5), dict(keys, epoch=5), W, b, parts)
-    io.write_json(root / "svm.json", hand_svm(root / "features", keys))
+    feature_files.write_features(root / "features" / feature_files.feature_file_name(5), dict(keys, epoch=5), W, b, parts)
+    table_io.write_json(root / "svm.json", hand_svm(root / "features", keys))
     output = tmp_path / "digits.png"
     run_cli({"features": root / "features", "svm": root / "svm.json",
              "checkpoints": root / "absent.pt", "data": root / "data.npz"}, output, FAST)
@@ -256,12 +264,12 @@ def test_convergence_layout_keeps_the_panels_apart_and_inside_the_figure():
 
 def test_convergence_figure_with_the_neural_collapse_panels(runs, tmp_path):
     """With the runs' neural_collapse.parquet the NC1 and NC3 panels are drawn."""
-    from nnboundary.collapse import run_collapse
+    from nnboundary.measure.collapse import run_collapse
 
     tables = []
     for name in ("blobs", "blobs3", "dead"):
         path = tmp_path / f"{name}_nc.parquet"
-        io.write_table(path, run_collapse(io.list_feature_files(runs[name]["features"])))
+        table_io.write_table(path, run_collapse(feature_files.list_feature_files(runs[name]["features"])))
         tables.append(path)
     for name, table in zip(("blobs", "blobs3", "dead"), tables):
         output = tmp_path / f"conv_nc_{name}.png"
@@ -295,12 +303,12 @@ def test_convergence_figure_two_regimes_three_seeds(tmp_path):
                 frame.loc[last, "margin_ratio"] = 1.2
                 frame.loc[frame["epoch"] == 3, "degenerate"] = True
             paths.append(tmp_path / f"{regime}{seed}.parquet")
-            io.write_table(paths[-1], frame)
+            table_io.write_table(paths[-1], frame)
     output = tmp_path / "conv.png"
     assert figures.main(["convergence", "--metrics", *map(str, paths), "--output", str(output),
                          "--settings", json.dumps(FAST)]) == 0
     assert_png(output, *CONVERGENCE_SIZE)
-    rows = checkpoint_rows(pd.concat([io.read_table(p) for p in paths], ignore_index=True))
+    rows = checkpoint_rows(pd.concat([table_io.read_table(p) for p in paths], ignore_index=True))
     np.testing.assert_allclose(rows["depth"], np.log10(rows["step"]))  # loss 1/t
     assert heading(rows, "retrain_last").startswith(
         "retrain_last: deepest valid checkpoint nearest to svc 3, homog 0, origin 0, tied 0 "
@@ -330,12 +338,12 @@ def test_seed_lines_hold_valid_checkpoints_only():
 def test_overview_figure(runs, tmp_path):
     frames = []
     for name, run in runs.items():
-        frame = io.read_table(run["metrics"])
+        frame = table_io.read_table(run["metrics"])
         # Distinct arch names per bottleneck, so that the overview has several categories.
         frame["arch"] = {"d3": "mlp_d3", "d1": "mlp_d1", "dead": "mlp_dead"}.get(name, "mlp")
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)  # no regime/variant: full, base
-    io.write_table(tmp_path / "metrics.parquet", frame)
+    table_io.write_table(tmp_path / "metrics.parquet", frame)
     output = tmp_path / "overview.png"
     assert figures.main(["overview", "--metrics", str(tmp_path / "metrics.parquet"),
                          "--output", str(output), "--settings", json.dumps(FAST)]) == 0
@@ -344,11 +352,11 @@ def test_overview_figure(runs, tmp_path):
 
 
 def test_overall_rows_pick_binary_and_crammer_singer_mean(runs):
-    frame = io.read_table(runs["blobs3"]["metrics"])
-    rows = figures.overall_rows(frame)
+    frame = table_io.read_table(runs["blobs3"]["metrics"])
+    rows = metric_tables.overall_rows(frame)
     assert set(rows["scheme"]) == {"crammer_singer"}
     assert set(rows["pair"]) == {"mean"}
-    rows = figures.overall_rows(io.read_table(runs["blobs"]["metrics"]))
+    rows = metric_tables.overall_rows(table_io.read_table(runs["blobs"]["metrics"]))
     assert set(rows["scheme"]) == {"binary"} and set(rows["pair"]) == {"0-1"}
 
 
@@ -356,23 +364,23 @@ def test_projection_basis_is_orthonormal_and_starts_at_the_normal():
     rng = np.random.default_rng(0)
     H = rng.normal(size=(50, 4))
     u = np.array([1.0, 2.0, 0.0, -1.0])
-    P, _ = figures.projection_basis(H, [u])
+    P, _ = run_figure.projection_basis(H, [u])
     np.testing.assert_allclose(P.T @ P, np.eye(2), atol=1e-12)
     np.testing.assert_allclose(P[:, 0], u / np.linalg.norm(u))
-    P, what = figures.projection_basis(np.zeros((10, 3)), [np.zeros(3), np.zeros(3)])
+    P, what = run_figure.projection_basis(np.zeros((10, 3)), [np.zeros(3), np.zeros(3)])
     np.testing.assert_allclose(P.T @ P, np.eye(2), atol=1e-12)
     assert what == "axis h_0"
 
 
 def test_box_of_identical_points_has_an_area():
-    low, high = figures.box(np.zeros((5, 2)))
+    low, high = run_figure.box(np.zeros((5, 2)))
     assert np.all(high - low > 0)
-    low, high = figures.box(np.column_stack([np.linspace(0, 4, 5), np.zeros(5)]))
+    low, high = run_figure.box(np.column_stack([np.linspace(0, 4, 5), np.zeros(5)]))
     assert np.all(high - low > 0)
 
 
 def test_bad_settings_are_refused(runs, tmp_path):
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="dpii"):
         figures.main(["overview", "--metrics", str(runs["blobs"]["metrics"]),
                       "--output", str(tmp_path / "x.png"), "--settings", '{"dpii": 3}'])
 
@@ -381,8 +389,8 @@ def test_overview_figure_groups_by_variant_and_regime(tmp_path):
     frame = pd.concat([synthetic_metrics(regimes=("full", "retrain_last")),
                        synthetic_metrics(variant="loss-hinge", regimes=("full",))],
                       ignore_index=True)
-    io.write_table(tmp_path / "metrics.parquet", frame)
-    rows = figures.final_overall_rows(frame)
+    table_io.write_table(tmp_path / "metrics.parquet", frame)
+    rows = metric_tables.final_overall_rows(frame)
     assert len(rows.groupby(["variant", "regime", "seed"])) == 9
     assert (rows["epoch"] == 1000).all()
     output = tmp_path / "overview.png"

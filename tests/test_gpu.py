@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
-from nnboundary.features import forward_features
-from nnboundary.prepare import make_dataset
-from nnboundary.train import model_at, train_run
+from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.models.restore import forward_features
+from nnboundary.data.make import make_dataset
+from nnboundary.models.restore import model_at
+from nnboundary.training.train import train_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -18,8 +18,9 @@ import pytest
 import torch
 from conftest import REPO, TINY_CONFIG, snakemake
 
-from nnboundary import io
-from nnboundary.train import load_checkpoints
+from nnboundary.errors import InputFileError
+from nnboundary.formats import features as feature_files
+from nnboundary.formats.checkpoint import load_checkpoints
 
 pytestmark = pytest.mark.e2e
 
@@ -64,10 +65,11 @@ def test_an_interrupted_run_finishes_with_the_uninterrupted_results(tmp_path):
 
 
 def test_truncated_checkpoint_and_feature_files_name_the_file_and_the_fix(tmp_path):
-    from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
-    from nnboundary.features import dump_run
-    from nnboundary.prepare import make_dataset
-    from nnboundary.train import save_checkpoints, train_run
+    from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_TRAIN
+    from nnboundary.stages.features import dump_run
+    from nnboundary.data.make import make_dataset
+    from nnboundary.formats.checkpoint import save_checkpoints
+    from nnboundary.training.train import train_run
 
     data = make_dataset("blobs", 0, {"n_samples": 100, "test_fraction": 0.2, "seed": 1})
     result = train_run(data, "mlp", 0, dict(DEFAULT_ARCH["mlp"], hidden=8),
@@ -75,10 +77,10 @@ def test_truncated_checkpoint_and_feature_files_name_the_file_and_the_fix(tmp_pa
     checkpoint = tmp_path / "checkpoints.pt"
     save_checkpoints(checkpoint, result)
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
-    with pytest.raises(io.InputFileError, match=r"checkpoints.pt is missing or corrupt.*--forcerun \S*/checkpoints.pt\)"):
+    with pytest.raises(InputFileError, match=r"checkpoints.pt is missing or corrupt.*--forcerun \S*/checkpoints.pt\)"):
         load_checkpoints(checkpoint)
 
     *_, path = dump_run(result, data, tmp_path / "features", torch.device("cpu"))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(io.InputFileError, match=r"epoch000003.parquet is missing or corrupt.*--forcerun \S*/features\)"):
-        io.read_features(path)
+    with pytest.raises(InputFileError, match=r"epoch000003.parquet is missing or corrupt.*--forcerun \S*/features\)"):
+        feature_files.read_features(path)

@@ -1,4 +1,4 @@
-"""The fused CPU kernel of the MLP's full-batch step (nnboundary.kernels) against PyTorch's
+"""The fused CPU kernel of the MLP's full-batch step (nnboundary.training.kernels) against PyTorch's
 closed form and autograd, its double-buffered gradients, where it is used, and the resumable
 checkpoint's packed history and states."""
 
@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from nnboundary import kernels, loop
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
-from nnboundary.models import build_model
-from nnboundary.train import (
-    GradientDescent,
-    _cross_entropy_terms,
-    chain_gradient,
-    fused_chain_gradient,
-    linear_chain,
-    make_step,
-)
+from nnboundary.formats.history import Epoch
+from nnboundary.training import schedule as schedules
+from nnboundary.training.resume import Resume
+from nnboundary.training import kernels
+from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.models.networks import build_model
+from nnboundary.training.optim import GradientDescent
+from nnboundary.training.losses import _cross_entropy_terms
+from nnboundary.training.step import ChainStep, FusedChainStep, linear_chain, make_step
 
 
 def _net(width: int, classes: int, bottleneck_relu: bool = True, seed: int = 0,
@@ -60,8 +58,8 @@ def _assert_kernel_agrees(model, X, y):
     other and with autograd through the exact-tail cross-entropy, to float64 round-off."""
     layers = linear_chain(model)
     assert kernels.fusable(layers)
-    fused = _gradients(fused_chain_gradient(layers), model, X, y)
-    closed = _gradients(chain_gradient(layers), model, X, y)
+    fused = _gradients(FusedChainStep(layers).probe, model, X, y)
+    closed = _gradients(ChainStep(layers).probe, model, X, y)
     model.zero_grad(set_to_none=True)
     logits = model(X)
     reference = _cross_entropy_terms(logits, y)[0].mean()
@@ -122,7 +120,7 @@ def test_the_fused_kernel_keeps_the_losss_tail():
         model.last.weight[1, 0] = 700.0  # z = (0, 700)
     X = torch.zeros(1, 2, dtype=torch.float64)
     y = torch.tensor([1])
-    loss, correct, grads = _gradients(fused_chain_gradient(linear_chain(model)), model, X, y)
+    loss, correct, grads = _gradients(FusedChainStep(linear_chain(model)).probe, model, X, y)
     assert loss == pytest.approx(math.exp(-700), rel=1e-12) and correct == 1
     last_weight_grad = grads[4]
     assert last_weight_grad[0, 0].item() == pytest.approx(math.exp(-700), rel=1e-12)
@@ -138,7 +136,7 @@ def test_the_fused_gradient_outlives_a_later_probe(width):
     model = _net(width, 3)
     X = torch.randn(50, width, dtype=torch.float64)
     y = torch.randint(0, 3, (50,))
-    probe = fused_chain_gradient(linear_chain(model))
+    probe = FusedChainStep(linear_chain(model)).probe
     first = _gradients(probe, model, X, y)
     held = [p.grad for p in model.parameters()]
     with torch.no_grad():
@@ -188,8 +186,8 @@ def test_a_training_run_records_its_kernel_and_is_deterministic():
     """Two runs of the same seed through the fused kernel give the same weights bit for bit,
     and their record names the kernel; the PyTorch closed form's run ends at the same loss
     depth with the same accuracy (the trajectories differ by round-off only)."""
-    from nnboundary.prepare import make_dataset
-    from nnboundary.train import train_run
+    from nnboundary.data.make import make_dataset
+    from nnboundary.training.train import train_run
     import io as text_io
 
     data = make_dataset("blobs", 0, {"n_samples": 300, "test_fraction": 0.2, "seed": 1})
@@ -215,14 +213,14 @@ def test_the_resumable_checkpoint_packs_history_and_states(tmp_path):
     loads."""
     model = torch.nn.Linear(3, 2).double()
     optimizer = GradientDescent(model.parameters(), lr=0.1)
-    resume = loop.Resume(tmp_path / "r.pt", 1, "fp", model, optimizer,
+    resume = Resume(tmp_path / "r.pt", 1, "fp", model, optimizer,
                          torch.Generator().manual_seed(0))
-    history = [loop.Epoch(e, 1.0 / e, 0.5, 0.01 * e, e, 0.9 / e, 1e30 * e, e % 3)
+    history = [Epoch(e, 1.0 / e, 0.5, 0.01 * e, e, 0.9 / e, 1e30 * e, e % 3)
                for e in range(1, 6)]
     states = {e: {k: v + e for k, v in model.state_dict().items()} for e in (1, 4)}
-    schedule = loop.Schedule(name="loss_scaled", lr=0.5)
+    schedule = schedules.Schedule(name="loss_scaled", lr=0.5)
     resume.save(5, states, history, schedule, {})
-    history += [loop.Epoch(6, 1e-300, 1.0, 0.06, 6, 5e-301, 1e300, 2, "until_loss")]
+    history += [Epoch(6, 1e-300, 1.0, 0.06, 6, 5e-301, 1e300, 2, "until_loss")]
     resume.save(6, states, history, schedule, {})
     first, restored_states, rows = resume.restore(open(tmp_path / "log", "w"), schedule, {})
     assert first == 7 and rows == history
@@ -230,8 +228,8 @@ def test_the_resumable_checkpoint_packs_history_and_states(tmp_path):
     for e in states:
         for k in states[e]:
             assert torch.equal(restored_states[e][k], states[e][k])
-    assert loop.Resume._history_rows([list(r) for r in history]) == history
-    assert loop.Resume._unpacked_states(states).keys() == states.keys()
+    assert Resume._history_rows([list(r) for r in history]) == history
+    assert Resume._unpacked_states(states).keys() == states.keys()
     assert np.isfinite(resume._rows).all() and resume._rows.shape == (6, 8)
 
 
@@ -242,5 +240,5 @@ def test_the_fused_kernel_lets_a_nan_through():
     with torch.no_grad():
         model.hidden[0].weight[0, 0] = float("nan")
     X = torch.randn(10, 2, dtype=torch.float64)
-    loss, _, _ = fused_chain_gradient(linear_chain(model))(X, torch.randint(0, 2, (10,)))
+    loss, _, _ = FusedChainStep(linear_chain(model)).probe(X, torch.randint(0, 2, (10,)))
     assert math.isnan(float(loss))

@@ -11,14 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from nnboundary import loop
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
-from nnboundary.features import dump_run
-from nnboundary.io import list_feature_files, read_features
-from nnboundary.prepare import make_dataset
-from nnboundary.train import (GradientDescent, _cross_entropy_terms, cross_entropy_gradient,
-                              cross_entropy_loss, linear_chain, make_step, train_run)
-from nnboundary.models import build_model
+from nnboundary.formats.history import Epoch
+from nnboundary.training import loop
+from nnboundary.training import schedule as schedules
+from nnboundary.training.resume import Resume
+from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.stages.features import dump_run
+from nnboundary.formats.features import list_feature_files, read_features
+from nnboundary.data.make import make_dataset
+from nnboundary.training.optim import GradientDescent
+from nnboundary.training.losses import (_cross_entropy_terms, cross_entropy_gradient, cross_entropy_loss)
+from nnboundary.training.step import linear_chain, make_step
+from nnboundary.training.train import train_run
+from nnboundary.models.networks import build_model
 
 BLOBS = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
 ARCH = dict(DEFAULT_ARCH["mlp"], hidden=16)
@@ -39,33 +44,33 @@ def _run(**settings):
 
 
 def test_constant_schedule_is_lr():
-    schedule = loop.Schedule("constant", 0.3)
+    schedule = schedules.Schedule("constant", 0.3)
     assert not schedule.measured and schedule.rate() == 0.3
     assert schedule.judge(5.0, 0.3) and not schedule.judge(float("nan"), 0.3)
 
 
 def test_loss_scaled_rate_follows_the_loss_with_cap_growth_limit_and_backtracking():
-    schedule = loop.Schedule("loss_scaled", 0.5, cap=100.0)
+    schedule = schedules.Schedule("loss_scaled", 0.5, cap=100.0)
     schedule.start(1.0)
     assert schedule.rate() == 0.5  # L0 / L = 1, g = 1
     assert schedule.judge(0.1, 0.5)  # accepted, and its step was g's: g grows (Lyu & Li)
-    assert schedule.factor == pytest.approx(loop.FACTOR_GROWTH) == pytest.approx(2 ** 0.2)
+    assert schedule.factor == pytest.approx(schedules.FACTOR_GROWTH) == pytest.approx(2 ** 0.2)
     assert schedule.rate() == pytest.approx(1.0)  # 0.5 · g · 10, but at most twice the last
     assert schedule.judge(1e-6, 1.0)  # the doubling limit set that step: g stays
-    assert schedule.factor == pytest.approx(loop.FACTOR_GROWTH)
+    assert schedule.factor == pytest.approx(schedules.FACTOR_GROWTH)
     assert schedule.rate() == pytest.approx(2.0)
     schedule.last_rate = None
     assert schedule.rate() == pytest.approx(0.5 * 100)  # lr · g · 1e6, capped at lr · 100
     # A rise beyond the tolerance is rejected: the factor and the step are halved.
     schedule.last_rate = 50.0
     assert not schedule.judge(2e-6, 50.0)
-    assert schedule.factor == pytest.approx(0.5 * loop.FACTOR_GROWTH)
+    assert schedule.factor == pytest.approx(0.5 * schedules.FACTOR_GROWTH)
     assert schedule.rate() == pytest.approx(25.0)  # half the last accepted step
     # Within the tolerance (noise, rounding) it is accepted; the cap set the step, g stays.
-    assert schedule.judge(1e-6 * (1 + 0.5 * loop.RISE_TOLERANCE), 25.0)
-    assert schedule.factor == pytest.approx(0.5 * loop.FACTOR_GROWTH)
+    assert schedule.judge(1e-6 * (1 + 0.5 * schedules.RISE_TOLERANCE), 25.0)
+    assert schedule.factor == pytest.approx(0.5 * schedules.FACTOR_GROWTH)
     state = schedule.state()
-    copy = loop.Schedule("loss_scaled", 0.5, cap=100.0)
+    copy = schedules.Schedule("loss_scaled", 0.5, cap=100.0)
     copy.load(state)
     assert copy.rate() == schedule.rate()
 
@@ -73,19 +78,19 @@ def test_loss_scaled_rate_follows_the_loss_with_cap_growth_limit_and_backtrackin
 def test_loss_scaled_factor_grows_without_limit_while_the_loss_falls_slowly():
     # A loss that falls by 1 % per epoch: L0 / L grows slowly, so the step is g's, and g grows
     # by 2^(1/5) every epoch with no upper limit (the old rule stopped g at 1).
-    schedule = loop.Schedule("loss_scaled", 1.0, cap=1e100)
+    schedule = schedules.Schedule("loss_scaled", 1.0, cap=1e100)
     schedule.start(1.0)
     loss = 1.0
     for _ in range(50):
         rate = schedule.rate()
         loss *= 0.99
         assert schedule.judge(loss, rate)
-    assert schedule.factor == pytest.approx(loop.FACTOR_GROWTH ** 50)  # 1024
+    assert schedule.factor == pytest.approx(schedules.FACTOR_GROWTH ** 50)  # 1024
     assert schedule.rate() > 500
 
 
 def test_choose_keeps_the_configured_epochs_without_a_stopping_loss():
-    plan = loop.Plan(epochs=100, batch=10, n=10, configured=[1, 10, 100], n_checkpoints=3)
+    plan = schedules.Plan(epochs=100, batch=10, n=10, configured=[1, 10, 100], n_checkpoints=3)
     assert plan.choose(100, {1, 10, 100}) == [1, 10, 100]
     assert plan.choose(40, {1, 10}) == [1, 10]  # diverged after epoch 40: what was saved
 
@@ -93,7 +98,7 @@ def test_choose_keeps_the_configured_epochs_without_a_stopping_loss():
 def test_choose_is_log_spaced_up_to_the_stop_plus_off_grid_epochs():
     settings = dict(DEFAULT_TRAIN, epochs=1000, n_checkpoints=4, until_loss=1e-8,
                     checkpoints=[1, 10, 100, 1000, 37])  # 37: e.g. retrain.from_epoch
-    plan = loop.plan_loop(settings, n=50)
+    plan = schedules.plan_loop(settings, n=50)
     assert len(plan.candidates) > 4 * 4 - 4
     chosen = plan.choose(200, set(plan.candidates) | {200})
     assert chosen[0] == 1 and chosen[-1] == 200 and 37 in chosen
@@ -102,7 +107,7 @@ def test_choose_is_log_spaced_up_to_the_stop_plus_off_grid_epochs():
 
 
 def test_milestones_keep_the_first_epoch_below_each_loss():
-    plan = loop.Plan(epochs=100, batch=10, n=10, configured=[1, 100], n_checkpoints=2,
+    plan = schedules.Plan(epochs=100, batch=10, n=10, configured=[1, 100], n_checkpoints=2,
                      milestones=(1e-2, 1e-4, 1e-8))
     assert plan.crossed(5e-3, 2e-2) and not plan.crossed(5e-3, 6e-3)  # 1e-2 already passed
     assert plan.crossed(1e-9, 5e-3)  # one epoch may pass several
@@ -116,7 +121,7 @@ def test_a_run_keeps_a_checkpoint_at_each_milestone_it_reaches():
     _, result, _ = _run(until_loss=1e-12, schedule="loss_scaled", dtype="float64",
                         schedule_cap=1e100,
                         loss_milestones=milestones, n_checkpoints=3)
-    rows = [loop.Epoch(*row) for row in result["history"]]
+    rows = [Epoch(*row) for row in result["history"]]
     firsts = {m: next(r.epoch for r in rows if r.end_loss < m) for m in milestones[:3]}
     assert set(firsts.values()) <= set(result["epochs"])  # every reached milestone kept
     assert result["training"]["stop"] == "until_loss"  # 1e-16 is beyond the stop: not kept
@@ -138,10 +143,10 @@ def test_loss_scaled_reaches_the_stopping_loss_where_a_constant_step_does_not():
     assert scaled["epochs"][-1] == scaled["training"]["stop_epoch"] < 400
     assert "stopped after epoch" in log and "fell below until_loss" in log
     # The step grew by orders of magnitude as the loss fell; accepted losses never rose much.
-    rows = [loop.Epoch(*row) for row in scaled["history"]]
+    rows = [Epoch(*row) for row in scaled["history"]]
     assert rows[-1].lr > 100 * rows[0].lr
     ends = np.array([r.end_loss for r in rows])
-    assert np.all(ends[1:] <= ends[:-1] * (1 + loop.RISE_TOLERANCE))
+    assert np.all(ends[1:] <= ends[:-1] * (1 + schedules.RISE_TOLERANCE))
 
 
 def test_min_epochs_keeps_training_past_the_stopping_loss():
@@ -163,7 +168,7 @@ def test_unreachable_projects_the_recent_rate_to_the_next_depth():
     """Stop when, at f times the mean fall of log L over the last max(200, epoch/5) epochs, the
     next depth below the loss (a milestone, else until_loss) lies beyond the cap; only in the
     terminal phase (the whole window below log(2)/n), only with a factor and a stopping loss."""
-    plan = loop.Plan(epochs=10_000, batch=10, n=10, configured=[], n_checkpoints=2,
+    plan = schedules.Plan(epochs=10_000, batch=10, n=10, configured=[], n_checkpoints=2,
                      until_loss=1e-100, milestones=(1e-8, 1e-16, 1e-32, 1e-100))
     terminal = math.log(2) / 10
 
@@ -186,7 +191,7 @@ def test_unreachable_projects_the_recent_rate_to_the_next_depth():
     assert not stops(early, 1000, 0.1)
     flat = [1e-20] * 1000  # no progress: the plateau test's case, not this one
     assert not stops(flat, 1000, 0.1)
-    no_stop = loop.Plan(epochs=10_000, batch=10, n=10, configured=[], n_checkpoints=2,
+    no_stop = schedules.Plan(epochs=10_000, batch=10, n=10, configured=[], n_checkpoints=2,
                         milestones=(1e-16,))
     assert not stops(slow, 1000, 0.1, at=no_stop)
     # the window grows with the run: at epoch 5,000 it is the last 1,000 epochs
@@ -204,8 +209,8 @@ def test_a_run_that_cannot_reach_its_next_depth_stops_as_unreachable():
     _, stopped, log = _run(stop_unreachable=2.0, **settings)
     assert stopped["training"]["stop"] == "unreachable" and "(unreachable)" in log
     epoch = stopped["training"]["stop_epoch"]
-    assert loop.UNREACHABLE_WINDOW < epoch < 3000 and epoch in stopped["epochs"]
-    rows = [loop.Epoch(*row) for row in stopped["history"]]
+    assert schedules.UNREACHABLE_WINDOW < epoch < 3000 and epoch in stopped["epochs"]
+    rows = [Epoch(*row) for row in stopped["history"]]
     assert rows[-1].stop == "unreachable" and rows[-1].end_loss > 1e-100
     firsts = [next(r.epoch for r in rows if r.end_loss < m) for m in (1e-2, 1e-4)
               if rows[-1].end_loss < m]
@@ -218,7 +223,7 @@ def test_a_run_that_cannot_reach_its_next_depth_stops_as_unreachable():
 
 def test_backtracking_undoes_rising_epochs():
     _, result, _ = _run(until_loss=1e-8, schedule="loss_scaled", dtype="float64", lr=40.0)
-    rows = [loop.Epoch(*row) for row in result["history"]]
+    rows = [Epoch(*row) for row in result["history"]]
     assert sum(r.backtracks for r in rows) > 0
     assert result["training"]["stop"] == "until_loss"
 
@@ -234,17 +239,17 @@ def test_the_one_pass_loop_takes_the_two_pass_loops_steps(monkeypatch, loss):
                     loss=loss)
     runs = {}
     for fused in (True, False):
-        monkeypatch.setattr("nnboundary.train.run_loop",
-                            lambda *a, **k: loop.run_loop(*a, **dict(k, fused=fused)))
+        monkeypatch.setattr("nnboundary.training.train.run_loop", lambda spec, log: loop.run_loop(
+            replace(spec, fused=fused), log))
         runs[fused] = _run(**settings)[1]
     one, two = runs[True], runs[False]
-    rows = [loop.Epoch(*row) for row in one["history"]]
+    rows = [Epoch(*row) for row in one["history"]]
     assert sum(r.backtracks for r in rows) > 0 and one["training"]["stop"] == "until_loss"
     assert [row[:2] for row in one["history"]] == [row[:2] for row in two["history"]]
-    assert [loop.Epoch(*r).backtracks for r in one["history"]] == \
-        [loop.Epoch(*r).backtracks for r in two["history"]]
+    assert [Epoch(*r).backtracks for r in one["history"]] == \
+        [Epoch(*r).backtracks for r in two["history"]]
     for a, b in zip(one["history"], two["history"]):
-        assert loop.Epoch(*a).end_loss == pytest.approx(loop.Epoch(*b).end_loss, rel=1e-9)
+        assert Epoch(*a).end_loss == pytest.approx(Epoch(*b).end_loss, rel=1e-9)
     assert one["states"].keys() == two["states"].keys()
     for epoch, state in one["states"].items():
         for name, tensor in state.items():
@@ -272,23 +277,23 @@ def test_a_resumable_checkpoint_waits_its_minimum_interval(tmp_path, monkeypatch
     """A save due by resume_every is skipped until resume_min_seconds have passed since the
     last save (or the start), then made; the epoch count alone with 0 seconds."""
     clock = [100.0]
-    monkeypatch.setattr(loop.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
     model = torch.nn.Linear(2, 2).double()
-    resume = loop.Resume(tmp_path / "r.pt", 10, "fp", model,
-                         GradientDescent(model.parameters(), lr=0.1),
-                         torch.Generator().manual_seed(0), min_seconds=5.0)
+    resume = Resume(tmp_path / "r.pt", 10, "fp", model,
+                    GradientDescent(model.parameters(), lr=0.1),
+                    torch.Generator().manual_seed(0), min_seconds=5.0)
     assert not resume.due(10, 100)  # due by epochs, but 0 s after the start
     clock[0] += 4.9
     assert not resume.due(20, 100) and not resume.due(25, 100)
     clock[0] += 0.2
     assert resume.due(30, 100) and not resume.due(31, 100) and not resume.due(100, 100)
-    resume.save(30, {}, [], loop.Schedule(name="loss_scaled", lr=0.5), {})
+    resume.save(30, {}, [], schedules.Schedule(name="loss_scaled", lr=0.5), {})
     assert not resume.due(40, 100)  # 0 s after that save
     clock[0] += 5.0
     assert resume.due(40, 100)
-    eager = loop.Resume(tmp_path / "e.pt", 10, "fp", model,
-                        GradientDescent(model.parameters(), lr=0.1),
-                        torch.Generator().manual_seed(0))
+    eager = Resume(tmp_path / "e.pt", 10, "fp", model,
+                   GradientDescent(model.parameters(), lr=0.1),
+                   torch.Generator().manual_seed(0))
     assert eager.due(10, 100) and not eager.due(15, 100)
 
 

@@ -7,26 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from nnboundary.config import (
-    DEFAULT_ARCH,
-    DEFAULT_TRAIN,
-    SEEDED_DATASETS,
-    ConfigError,
-    dataset_settings,
-    load_schema,
-    validate_config,
-)
-from nnboundary.models import ACTIVATIONS
-from nnboundary import catalog
-from nnboundary.prepare import make_dataset
-from nnboundary.train import (
-    LOSSES,
-    TrainingDiverged,
-    make_loss,
-    make_optimizer,
-    model_at,
-    train_run,
-)
+from nnboundary.settings.layers import dataset_settings, DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.settings.entries import SEEDED_DATASETS
+from nnboundary.errors import ConfigError
+from nnboundary.settings.schema import load_schema
+from nnboundary.settings.config import validate_config
+from nnboundary.models.networks import ACTIVATIONS
+from nnboundary.settings import catalog
+from nnboundary.data.make import make_dataset
+from nnboundary.training.losses import LOSSES, make_loss
+from nnboundary.errors import TrainingDiverged
+from nnboundary.training.optim import make_optimizer
+from nnboundary.models.restore import model_at
+from nnboundary.training.train import train_run
 
 NEW_DATASETS = ("sectors_nonsep", "linear_margin", "circle")
 BLOBS = {"n_samples": 200, "test_fraction": 0.2, "seed": 1}

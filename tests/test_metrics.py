@@ -15,7 +15,13 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from nnboundary import io, metrics  # noqa: E402
+from nnboundary.errors import InputFileError
+from nnboundary.formats import features as feature_files
+from nnboundary.formats import tables as table_io
+from nnboundary.measure import geometry
+from nnboundary.measure import grid_agreement
+from nnboundary.measure import metrics
+from nnboundary.stages import metrics as metrics_stage
 
 # Soudry et al.'s toy set: support vectors (0.5, 1.5), (1.5, 0.5) for +1 and their negatives for
 # −1, plus one farther point per class. Max-margin normal ∝ (1, 1): u = (0.5, 0.5), c = 0
@@ -43,28 +49,28 @@ def test_toy_svm_matches_scikit_learn():
     svc = SVC(kernel="linear", C=1e8).fit(H_TOY, Y_TOY)
     np.testing.assert_allclose(svc.coef_[0], U_TOY, atol=1e-4)
     assert abs(svc.intercept_[0] - C_TOY) < 1e-4
-    assert metrics.geometric_margin(U_TOY, C_TOY, H_TOY, Y_TOY) == pytest.approx(MARGIN_TOY)
-    assert metrics.geometric_margin(svc.coef_[0], svc.intercept_[0], H_TOY, Y_TOY) == (
+    assert geometry.geometric_margin(U_TOY, C_TOY, H_TOY, Y_TOY) == pytest.approx(MARGIN_TOY)
+    assert geometry.geometric_margin(svc.coef_[0], svc.intercept_[0], H_TOY, Y_TOY) == (
         pytest.approx(MARGIN_TOY, rel=1e-4)
     )
 
 
 def test_network_equal_to_svm():
     w, b = U_TOY.copy(), C_TOY
-    assert metrics.angle_deg(w, U_TOY) == 0.0
-    assert metrics.bias_offset(w, b, U_TOY, C_TOY) == 0.0
-    margin = metrics.geometric_margin(w, b, H_TOY, Y_TOY)
-    assert metrics.margin_ratio(margin, MARGIN_TOY) == pytest.approx(1.0)
-    assert metrics.midpoint_position(w, b, H_TOY, Y_TOY) == pytest.approx(0.5)
+    assert geometry.angle_deg(w, U_TOY) == 0.0
+    assert geometry.bias_offset(w, b, U_TOY, C_TOY) == 0.0
+    margin = geometry.geometric_margin(w, b, H_TOY, Y_TOY)
+    assert geometry.margin_ratio(margin, MARGIN_TOY) == pytest.approx(1.0)
+    assert geometry.midpoint_position(w, b, H_TOY, Y_TOY) == pytest.approx(0.5)
     side = H_TOY @ w + b > 0
-    assert metrics.agreement(side, H_TOY @ U_TOY + C_TOY > 0) == 1.0
+    assert geometry.agreement(side, H_TOY @ U_TOY + C_TOY > 0) == 1.0
 
 
 @pytest.mark.parametrize("degrees", [1e-6, 0.5, 30.0, 90.0, 135.0, 180.0])
 def test_known_rotation(degrees):
     w = rotate(U_TOY, degrees) * 3.0
-    assert metrics.angle_deg(w, U_TOY) == pytest.approx(degrees, rel=1e-9, abs=1e-10)
-    assert metrics.angle_deg(U_TOY, w) == pytest.approx(degrees, rel=1e-9, abs=1e-10)
+    assert geometry.angle_deg(w, U_TOY) == pytest.approx(degrees, rel=1e-9, abs=1e-10)
+    assert geometry.angle_deg(U_TOY, w) == pytest.approx(degrees, rel=1e-9, abs=1e-10)
 
 
 def test_angle_matches_arccos_of_normalised_dot():
@@ -73,7 +79,7 @@ def test_angle_matches_arccos_of_normalised_dot():
         w, u = rng.normal(size=5), rng.normal(size=5)
         cos = np.dot(w, u) / np.linalg.norm(w) / np.linalg.norm(u)
         expected = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-        assert metrics.angle_deg(w, u) == pytest.approx(expected, abs=1e-9)
+        assert geometry.angle_deg(w, u) == pytest.approx(expected, abs=1e-9)
 
 
 def test_known_bias_shift():
@@ -81,35 +87,35 @@ def test_known_bias_shift():
     w = U_TOY.copy()
     b = -np.linalg.norm(w) * MARGIN_TOY / 2
     assert b == pytest.approx(-0.5)
-    assert metrics.bias_offset(w, b, U_TOY, C_TOY) == pytest.approx(-0.5)
+    assert geometry.bias_offset(w, b, U_TOY, C_TOY) == pytest.approx(-0.5)
     # Projections: class −1 up to −√2, class +1 from √2; boundary at √2/2 ⇒ (√2/2 + √2)/(2√2).
-    assert metrics.midpoint_position(w, b, H_TOY, Y_TOY) == pytest.approx(0.75)
-    assert metrics.geometric_margin(w, b, H_TOY, Y_TOY) == pytest.approx(MARGIN_TOY / 2)
+    assert geometry.midpoint_position(w, b, H_TOY, Y_TOY) == pytest.approx(0.75)
+    assert geometry.geometric_margin(w, b, H_TOY, Y_TOY) == pytest.approx(MARGIN_TOY / 2)
     # The other way: towards class −1.
-    assert metrics.bias_offset(w, -b, U_TOY, C_TOY) == pytest.approx(0.5)
-    assert metrics.midpoint_position(w, -b, H_TOY, Y_TOY) == pytest.approx(0.25)
+    assert geometry.bias_offset(w, -b, U_TOY, C_TOY) == pytest.approx(0.5)
+    assert geometry.midpoint_position(w, -b, H_TOY, Y_TOY) == pytest.approx(0.25)
 
 
 def test_misclassifying_network_has_negative_margin():
     w, b = np.array([1.0, 0.0]), -1.0
     # (0.5, 1.5) with y = +1: 0.5 − 1 = −0.5 is the smallest of y(w·h + b)/‖w‖.
-    assert metrics.geometric_margin(w, b, H_TOY, Y_TOY) == pytest.approx(-0.5)
-    assert metrics.geometric_margin(-U_TOY, 0.0, H_TOY, Y_TOY) == pytest.approx(-2.5 * math.sqrt(2))
+    assert geometry.geometric_margin(w, b, H_TOY, Y_TOY) == pytest.approx(-0.5)
+    assert geometry.geometric_margin(-U_TOY, 0.0, H_TOY, Y_TOY) == pytest.approx(-2.5 * math.sqrt(2))
 
 
 def test_scale_invariance():
     w, b = rotate(U_TOY, 12.0) * 2.0, 0.3
     before = (
-        metrics.angle_deg(w, U_TOY),
-        metrics.geometric_margin(w, b, H_TOY, Y_TOY),
-        metrics.bias_offset(w, b, U_TOY, C_TOY),
-        metrics.midpoint_position(w, b, H_TOY, Y_TOY),
+        geometry.angle_deg(w, U_TOY),
+        geometry.geometric_margin(w, b, H_TOY, Y_TOY),
+        geometry.bias_offset(w, b, U_TOY, C_TOY),
+        geometry.midpoint_position(w, b, H_TOY, Y_TOY),
     )
     after = (
-        metrics.angle_deg(7 * w, U_TOY),
-        metrics.geometric_margin(7 * w, 7 * b, H_TOY, Y_TOY),
-        metrics.bias_offset(7 * w, 7 * b, U_TOY, C_TOY),
-        metrics.midpoint_position(7 * w, 7 * b, H_TOY, Y_TOY),
+        geometry.angle_deg(7 * w, U_TOY),
+        geometry.geometric_margin(7 * w, 7 * b, H_TOY, Y_TOY),
+        geometry.bias_offset(7 * w, 7 * b, U_TOY, C_TOY),
+        geometry.midpoint_position(7 * w, 7 * b, H_TOY, Y_TOY),
     )
     np.testing.assert_allclose(after, before, rtol=1e-12, atol=1e-12)
 
@@ -127,51 +133,51 @@ def test_cross_entropy_and_accuracy_match_scikit_learn():
     logits = rng.normal(scale=3.0, size=(50, 4))
     labels = np.arange(50) % 4
     expected = log_loss(labels, softmax(logits, axis=1), labels=[0, 1, 2, 3])
-    assert metrics.cross_entropy(logits, labels) == pytest.approx(expected, rel=1e-9)
-    assert metrics.accuracy(logits, labels) == pytest.approx(
+    assert geometry.cross_entropy(logits, labels) == pytest.approx(expected, rel=1e-9)
+    assert geometry.accuracy(logits, labels) == pytest.approx(
         accuracy_score(labels, logits.argmax(axis=1))
     )
-    assert metrics.accuracy(logits.argmax(axis=1), labels) == metrics.accuracy(logits, labels)
+    assert geometry.accuracy(logits.argmax(axis=1), labels) == geometry.accuracy(logits, labels)
 
 
 def test_cross_entropy_is_stable_for_huge_logits():
     logits = np.array([[1000.0, 0.0], [0.0, 1000.0]])
-    assert metrics.cross_entropy(logits, [0, 1]) == pytest.approx(0.0, abs=1e-12)
-    assert metrics.cross_entropy(logits, [1, 1]) == pytest.approx(500.0)
+    assert geometry.cross_entropy(logits, [0, 1]) == pytest.approx(0.0, abs=1e-12)
+    assert geometry.cross_entropy(logits, [1, 1]) == pytest.approx(500.0)
 
 
 def test_matrix_angle():
     rng = np.random.default_rng(3)
     W, U = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
     shifted = W + rng.normal(size=4)  # the same vector on every row
-    assert metrics.matrix_angle_deg(shifted, U) == pytest.approx(metrics.matrix_angle_deg(W, U))
-    assert metrics.matrix_angle_deg(W + 5.0, W) == pytest.approx(0.0, abs=1e-6)
+    assert geometry.matrix_angle_deg(shifted, U) == pytest.approx(geometry.matrix_angle_deg(W, U))
+    assert geometry.matrix_angle_deg(W + 5.0, W) == pytest.approx(0.0, abs=1e-6)
     W2, U2 = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
-    assert metrics.matrix_angle_deg(W2, U2) == pytest.approx(
-        metrics.angle_deg(W2[1] - W2[0], U2[1] - U2[0]), abs=1e-9
+    assert geometry.matrix_angle_deg(W2, U2) == pytest.approx(
+        geometry.angle_deg(W2[1] - W2[0], U2[1] - U2[0]), abs=1e-9
     )
 
 
 def test_agreement_and_dead_units():
-    assert metrics.agreement([0, 1, 1, 0], [0, 1, 0, 0]) == 0.75
+    assert geometry.agreement([0, 1, 1, 0], [0, 1, 0, 0]) == 0.75
     H = np.array([[0.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
-    assert metrics.dead_units(H) == 1
-    assert metrics.dead_units(np.zeros((5, 2))) == 2
+    assert geometry.dead_units(H) == 1
+    assert geometry.dead_units(np.zeros((5, 2))) == 2
 
 
 def test_sv_overlap_known_answer():
     index = np.array([10, 11, 12, 13, 14])
     loss = np.array([0.1, 5.0, 3.0, 0.2, 4.0])
     # S = {11, 13} (99 is not in the pair), k = 2; the 2 highest losses: rows 11 and 14.
-    assert metrics.sv_overlap([11, 13, 99], loss, index) == 0.5
-    assert metrics.sv_overlap([11, 14], loss, index) == 1.0
-    assert metrics.sv_overlap([10, 13], loss, index) == 0.0
+    assert geometry.sv_overlap([11, 13, 99], loss, index) == 0.5
+    assert geometry.sv_overlap([11, 14], loss, index) == 1.0
+    assert geometry.sv_overlap([10, 13], loss, index) == 0.0
 
 
 def test_sv_overlap_counts_a_repeated_support_vector_once():
     index = np.array([10, 11, 12, 13, 14])
     loss = np.array([0.1, 5.0, 3.0, 0.2, 4.0])
-    assert metrics.sv_overlap([13, 11, 11, 99, 13], loss, index) == 0.5  # S = {11, 13}
+    assert geometry.sv_overlap([13, 11, 11, 99, 13], loss, index) == 0.5  # S = {11, 13}
 
 
 def test_pair_grid_agreement_known_answer():
@@ -179,7 +185,7 @@ def test_pair_grid_agreement_known_answer():
     # (-1, -0.5, 0, 0.5, 1); they disagree where 0 < x <= 0.5 (x = 0.5), 5 of 25 points
     W, b = np.array([[0.0, 0.0], [1.0, 0.0]]), np.zeros(2)
     U, c = W, np.array([0.0, -0.5])
-    value = metrics.pair_grid_agreement(W, b, U, c, [(0, 1)], [-1.0, -1.0], [1.0, 1.0], 5)
+    value = grid_agreement.pair_grid_agreement(W, b, U, c, [(0, 1)], [-1.0, -1.0], [1.0, 1.0], 5)
     assert value.tolist() == [20 / 25]
 
 
@@ -190,14 +196,14 @@ def test_one_pair_grid_for_many_fits_gives_each_fits_own_numbers(monkeypatch, d,
     pairs = [(0, 1), (0, 2), (1, 2)]
     low, high = -rng.random(d), rng.random(d)
     if not keep:
-        monkeypatch.setattr(metrics, "KEEP_GRID_BYTES", 0)  # the grid is drawn again per fit
-    grid = metrics.PairGrid(W, b, pairs, low, high, 30)
+        monkeypatch.setattr(grid_agreement, "KEEP_GRID_BYTES", 0)  # the grid is drawn again per fit
+    grid = grid_agreement.PairGrid(W, b, pairs, low, high, 30)
     assert (grid.grids is not None) == keep
     for _ in range(3):
         U, c = rng.normal(size=(3, d)), rng.normal(size=3)
         expected = []
         for i, j in pairs:  # the definition, point by point
-            points = metrics.box_grid(low, high, 30)
+            points = grid_agreement.box_grid(low, high, 30)
             net = points @ (W[j] - W[i]) + (b[j] - b[i]) > 0
             svm = points @ (U[j] - U[i]) + (c[j] - c[i]) > 0
             expected.append(np.mean(net == svm))
@@ -205,12 +211,12 @@ def test_one_pair_grid_for_many_fits_gives_each_fits_own_numbers(monkeypatch, d,
 
 
 def test_box_grid():
-    grid = metrics.box_grid([0.0, -1.0], [1.0, 1.0], 5)
+    grid = grid_agreement.box_grid([0.0, -1.0], [1.0, 1.0], 5)
     assert grid.shape == (25, 2)
     assert grid.min(axis=0).tolist() == [0.0, -1.0] and grid.max(axis=0).tolist() == [1.0, 1.0]
-    cloud = metrics.box_grid([0.0, 0.0, 2.0], [1.0, 1.0, 2.0], 4)
+    cloud = grid_agreement.box_grid([0.0, 0.0, 2.0], [1.0, 1.0, 2.0], 4)
     assert cloud.shape == (16, 3) and np.all(cloud[:, 2] == 2.0)
-    np.testing.assert_array_equal(cloud, metrics.box_grid([0.0, 0.0, 2.0], [1.0, 1.0, 2.0], 4))
+    np.testing.assert_array_equal(cloud, grid_agreement.box_grid([0.0, 0.0, 2.0], [1.0, 1.0, 2.0], 4))
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,28 +226,28 @@ def test_box_grid():
 
 def test_degenerate_conventions():
     zero = np.zeros(2)
-    assert metrics.angle_deg(zero, U_TOY, return_flag=True) == (90.0, True)
-    assert metrics.angle_deg(U_TOY, zero, return_flag=True) == (90.0, True)
-    assert metrics.geometric_margin(zero, 1.0, H_TOY, Y_TOY, return_flag=True) == (0.0, True)
-    assert metrics.margin_ratio(1.0, 0.0, return_flag=True) == (0.0, True)
-    assert metrics.bias_offset(zero, 1.0, U_TOY, 0.0, return_flag=True) == (0.0, True)
-    assert metrics.midpoint_position(zero, 1.0, H_TOY, Y_TOY, return_flag=True) == (0.5, True)
+    assert geometry.angle_deg(zero, U_TOY, return_flag=True) == (90.0, True)
+    assert geometry.angle_deg(U_TOY, zero, return_flag=True) == (90.0, True)
+    assert geometry.geometric_margin(zero, 1.0, H_TOY, Y_TOY, return_flag=True) == (0.0, True)
+    assert geometry.margin_ratio(1.0, 0.0, return_flag=True) == (0.0, True)
+    assert geometry.bias_offset(zero, 1.0, U_TOY, 0.0, return_flag=True) == (0.0, True)
+    assert geometry.midpoint_position(zero, 1.0, H_TOY, Y_TOY, return_flag=True) == (0.5, True)
     # All features zero: m₊ == m₋.
-    assert metrics.midpoint_position(U_TOY, 0.0, np.zeros((6, 2)), Y_TOY, return_flag=True) == (
+    assert geometry.midpoint_position(U_TOY, 0.0, np.zeros((6, 2)), Y_TOY, return_flag=True) == (
         0.5,
         True,
     )
     # A single class.
-    assert metrics.midpoint_position(U_TOY, 0.0, H_TOY[:3], Y_TOY[:3], return_flag=True) == (
+    assert geometry.midpoint_position(U_TOY, 0.0, H_TOY[:3], Y_TOY[:3], return_flag=True) == (
         0.5,
         True,
     )
-    assert metrics.matrix_angle_deg(np.ones((3, 2)), np.eye(3, 2), return_flag=True) == (90.0, True)
-    assert metrics.sv_overlap([], [1.0], [0], return_flag=True) == (0.0, True)
-    assert metrics.agreement([], [], return_flag=True) == (1.0, True)
-    assert metrics.cross_entropy(np.zeros((0, 2)), [], return_flag=True) == (0.0, True)
+    assert geometry.matrix_angle_deg(np.ones((3, 2)), np.eye(3, 2), return_flag=True) == (90.0, True)
+    assert geometry.sv_overlap([], [1.0], [0], return_flag=True) == (0.0, True)
+    assert geometry.agreement([], [], return_flag=True) == (1.0, True)
+    assert geometry.cross_entropy(np.zeros((0, 2)), [], return_flag=True) == (0.0, True)
     # Non-degenerate calls say so.
-    assert metrics.angle_deg(U_TOY, U_TOY, return_flag=True) == (0.0, False)
+    assert geometry.angle_deg(U_TOY, U_TOY, return_flag=True) == (0.0, False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,8 +272,8 @@ def write_run(folder: Path, W, b, train, test, epochs) -> list[Path]:
     parts = {split: (y, h, h @ W.T + b) for split, (h, y) in (("train", train), ("test", test))}
     paths = []
     for epoch in epochs:
-        path = folder / io.feature_file_name(epoch)
-        io.write_features(path, {**FILE_KEYS, "epoch": epoch}, W, b, parts)
+        path = folder / feature_files.feature_file_name(epoch)
+        feature_files.write_features(path, {**FILE_KEYS, "epoch": epoch}, W, b, parts)
         paths.append(path)
     return paths
 
@@ -312,7 +318,7 @@ def test_run_metrics_binary(tmp_path):
         fits.append(fit_record(epoch, "svc", "binary", W, b, [0, 1, 3, 4]))
         fits.append(fit_record(epoch, "homog", "binary", U_rot, c_rot, [0, 1, 3, 4]))
     svm = tmp_path / "svm.json"
-    io.write_json(svm, {"keys": KEYS, "fits": fits})
+    table_io.write_json(svm, {"keys": KEYS, "fits": fits})
 
     frame = metrics.run_metrics(files, svm, grid_points=50)
     assert list(frame.columns) == metrics.COLUMNS
@@ -362,10 +368,10 @@ def test_run_metrics_three_classes_and_main(tmp_path):
         fit_record(7, "homog", "ovr", np.eye(3, 2), np.zeros(3), [0, 1]),
     ]
     svm = tmp_path / "svm.json"
-    io.write_json(svm, {"keys": KEYS, "fits": fits})
+    table_io.write_json(svm, {"keys": KEYS, "fits": fits})
     output = tmp_path / "out" / "metrics.parquet"
 
-    assert metrics.main(
+    assert metrics_stage.main(
         [
             "--features", str(folder),
             "--svm", str(svm),
@@ -373,7 +379,7 @@ def test_run_metrics_three_classes_and_main(tmp_path):
             "--settings", json.dumps({"grid_points": 40}),
         ]
     ) == 0  # fmt: skip
-    frame = io.read_table(output)
+    frame = table_io.read_table(output)
     assert list(frame.columns) == metrics.COLUMNS
     assert len(frame) == 8
     assert frame["pair"].tolist() == ["0-1", "0-2", "1-2", "mean"] * 2
@@ -421,7 +427,7 @@ def test_degenerate_run_dead_bottleneck(tmp_path):
     zero_fit = fit_record(1, "svc", "binary", np.zeros((2, 2)), np.zeros(2), [], separable=False)
     none_fit = {**zero_fit, "target": "homog", "W": None, "b": None, "status": "failed"}
     svm = tmp_path / "svm.json"
-    io.write_json(svm, {"keys": KEYS, "fits": [zero_fit, none_fit]})
+    table_io.write_json(svm, {"keys": KEYS, "fits": [zero_fit, none_fit]})
     frame = metrics.run_metrics(files, svm, grid_points=10)
     assert len(frame) == 2
     assert no_nan(frame)
@@ -440,7 +446,7 @@ def test_zero_network_normal_is_flagged(tmp_path):
     files = write_run(tmp_path / "run", W, b, (H_TOY, labels), (H_TOY, labels), [2])
     svm = tmp_path / "svm.json"
     U, c = binary_layer(U_TOY, C_TOY)
-    io.write_json(svm, {"keys": KEYS, "fits": [fit_record(2, "svc", "binary", U, c, [0])]})
+    table_io.write_json(svm, {"keys": KEYS, "fits": [fit_record(2, "svc", "binary", U, c, [0])]})
     frame = metrics.run_metrics(files, svm)
     assert no_nan(frame)
     row = frame.iloc[0]
@@ -453,13 +459,13 @@ def test_missing_epoch_names_file_and_step(tmp_path):
     W, b = binary_layer(U_TOY, C_TOY)
     files = write_run(tmp_path / "run", W, b, (H_TOY, labels), (H_TOY, labels), [1, 5])
     svm = tmp_path / "svm.json"
-    io.write_json(svm, {"keys": KEYS, "fits": [fit_record(1, "svc", "binary", W, b, [0])]})
-    with pytest.raises(io.InputFileError, match=r"epoch 5.*epoch000005\.parquet.*svm"):
+    table_io.write_json(svm, {"keys": KEYS, "fits": [fit_record(1, "svc", "binary", W, b, [0])]})
+    with pytest.raises(InputFileError, match=r"epoch 5.*epoch000005\.parquet.*svm"):
         metrics.run_metrics(files, svm)
 
 
 def test_margin_ratio_is_flagged_for_a_soft_fit():
-    from nnboundary.metrics import margin_ratio
+    from nnboundary.measure.geometry import margin_ratio
 
     assert margin_ratio(0.5, 0.25, return_flag=True) == (2.0, False)
     assert margin_ratio(0.5, 1e-12, hard=False, return_flag=True) == (0.0, True)
@@ -475,8 +481,8 @@ def test_bias_gap_is_one_minus_twice_the_midpoint_position():
     rng = np.random.default_rng(1)
     for _ in range(20):
         w, b = rng.normal(size=2), rng.normal()
-        gap = metrics.bias_gap(w, b, H_TOY, Y_TOY)
-        assert gap == pytest.approx(1.0 - 2.0 * metrics.midpoint_position(w, b, H_TOY, Y_TOY))
+        gap = geometry.bias_gap(w, b, H_TOY, Y_TOY)
+        assert gap == pytest.approx(1.0 - 2.0 * geometry.midpoint_position(w, b, H_TOY, Y_TOY))
 
 
 def test_bias_gap_of_a_pure_shift_is_its_known_value():
@@ -486,10 +492,10 @@ def test_bias_gap_of_a_pure_shift_is_its_known_value():
     unit = U_TOY / np.linalg.norm(U_TOY)
     for s in (0.0, 0.3, math.sqrt(2) / 2, -1.0):
         b = C_TOY - s * np.linalg.norm(U_TOY)  # boundary at −b/‖w‖ = s along û
-        assert metrics.bias_gap(U_TOY, b, H_TOY, Y_TOY) == pytest.approx(-s / math.sqrt(2))
-        assert metrics.bias_offset(U_TOY, b, U_TOY, C_TOY) == pytest.approx(-s / math.sqrt(2))
-    assert metrics.bias_gap(unit, -math.sqrt(2), H_TOY, Y_TOY) == pytest.approx(-1.0)
-    assert metrics.bias_gap(unit, math.sqrt(2), H_TOY, Y_TOY) == pytest.approx(1.0)
+        assert geometry.bias_gap(U_TOY, b, H_TOY, Y_TOY) == pytest.approx(-s / math.sqrt(2))
+        assert geometry.bias_offset(U_TOY, b, U_TOY, C_TOY) == pytest.approx(-s / math.sqrt(2))
+    assert geometry.bias_gap(unit, -math.sqrt(2), H_TOY, Y_TOY) == pytest.approx(-1.0)
+    assert geometry.bias_gap(unit, math.sqrt(2), H_TOY, Y_TOY) == pytest.approx(1.0)
 
 
 def test_a_rotation_about_the_midpoint_moves_the_offset_but_not_the_bias_gap():
@@ -503,18 +509,18 @@ def test_a_rotation_about_the_midpoint_moves_the_offset_but_not_the_bias_gap():
     c = -float(U_TOY @ P)  # the SVM moves with the set: its boundary still passes through P
     w = rotate(U_TOY, 0.3)
     b = -float(w @ P)
-    assert metrics.bias_gap(w, b, H, Y_TOY) == pytest.approx(0.0, abs=1e-9)
-    assert metrics.bias_gap(U_TOY, c, H, Y_TOY) == pytest.approx(0.0, abs=1e-9)
+    assert geometry.bias_gap(w, b, H, Y_TOY) == pytest.approx(0.0, abs=1e-9)
+    assert geometry.bias_gap(U_TOY, c, H, Y_TOY) == pytest.approx(0.0, abs=1e-9)
     expected = -100.0 * math.sin(math.radians(0.3))
-    assert metrics.bias_offset(w, b, U_TOY, c) == pytest.approx(expected, rel=1e-6)
+    assert geometry.bias_offset(w, b, U_TOY, c) == pytest.approx(expected, rel=1e-6)
     assert round(expected, 2) == -0.52
 
 
 def test_bias_gap_conventions():
-    assert metrics.bias_gap(np.zeros(2), 1.0, H_TOY, Y_TOY, return_flag=True) == (0.0, True)
-    one_class = metrics.bias_gap(U_TOY, 0.0, H_TOY[:3], Y_TOY[:3], return_flag=True)
+    assert geometry.bias_gap(np.zeros(2), 1.0, H_TOY, Y_TOY, return_flag=True) == (0.0, True)
+    one_class = geometry.bias_gap(U_TOY, 0.0, H_TOY[:3], Y_TOY[:3], return_flag=True)
     assert one_class == (0.0, True)
-    assert metrics.bias_gap(U_TOY, 0.0, H_TOY, Y_TOY, return_flag=True) == (0.0, False)
+    assert geometry.bias_gap(U_TOY, 0.0, H_TOY, Y_TOY, return_flag=True) == (0.0, False)
 
 
 def test_angles_between_three_targets_and_a_target_through_the_origin(tmp_path):
@@ -529,7 +535,7 @@ def test_angles_between_three_targets_and_a_target_through_the_origin(tmp_path):
     fits = [fit_record(1, "svc", "binary", W, b, [0]),
             fit_record(1, "homog", "binary", U_homog, c_homog, [0]),
             fit_record(1, "origin", "binary", U_origin, c_origin, [0])]
-    io.write_json(tmp_path / "svm.json", {"keys": KEYS, "fits": fits})
+    table_io.write_json(tmp_path / "svm.json", {"keys": KEYS, "fits": fits})
     frame = metrics.run_metrics(files, tmp_path / "svm.json", grid_points=20).set_index("target")
     np.testing.assert_allclose(frame["svc_homog_angle_deg"], 30.0, atol=1e-9)
     np.testing.assert_allclose(frame["svc_origin_angle_deg"], 20.0, atol=1e-9)
@@ -551,7 +557,7 @@ def test_angles_between_targets_need_two_hard_margin_fits(tmp_path):
     fits = [fit_record(1, "svc", "binary", W, b, [0]),
             fit_record(1, "homog", "binary", *binary_layer(rotate(U_TOY, 10.0), 0.0), [0]),
             fit_record(1, "origin", "binary", W, np.zeros(2), [0], separable=False)]
-    io.write_json(tmp_path / "svm.json", {"keys": KEYS, "fits": fits})
+    table_io.write_json(tmp_path / "svm.json", {"keys": KEYS, "fits": fits})
     frame = metrics.run_metrics(files, tmp_path / "svm.json", grid_points=20).set_index("target")
     np.testing.assert_allclose(frame["svc_homog_angle_deg"], 10.0, atol=1e-9)
     assert frame["svc_origin_angle_deg"].isna().all()
@@ -562,6 +568,6 @@ def test_angles_between_targets_need_two_hard_margin_fits(tmp_path):
 
 def test_zero_points_counts_rows_at_the_origin():
     H = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0]])
-    assert metrics.zero_points(H) == 2
-    assert metrics.dead_units(H) == 0  # each unit is on somewhere
-    assert metrics.zero_points(np.zeros((0, 2))) == 0
+    assert geometry.zero_points(H) == 2
+    assert geometry.dead_units(H) == 0  # each unit is on somewhere
+    assert geometry.zero_points(np.zeros((0, 2))) == 0

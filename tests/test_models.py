@@ -9,17 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from nnboundary.models import (
-    DENSENET_DEFAULTS,
-    RESNET_DEFAULTS,
-    PreActBottleneck,
-    build_model,
-)
+from nnboundary.models.backbones import PreActBottleneck
+from nnboundary.models.networks import build_model
+from nnboundary.settings.layers import DEFAULT_ARCH
 
-DEFAULTS = {"resnet": RESNET_DEFAULTS, "densenet40": DENSENET_DEFAULTS}
+DEFAULTS = {"resnet": DEFAULT_ARCH["resnet"], "densenet40": DEFAULT_ARCH["densenet40"]}
 TINY = {
-    "resnet": dict(RESNET_DEFAULTS, width=4, hidden=8, blocks=[[4, 8, 1, 1], [8, 16, 1, 2]]),
-    "densenet40": dict(DENSENET_DEFAULTS, depth=7, growth=4, init_channels=4),
+    "resnet": dict(DEFAULT_ARCH["resnet"], width=4, hidden=8, blocks=[[4, 8, 1, 1], [8, 16, 1, 2]]),
+    "densenet40": dict(DEFAULT_ARCH["densenet40"], depth=7, growth=4, init_channels=4),
 }
 
 
@@ -62,10 +59,10 @@ def resnet_param_count(c_in: int, width: int, stages: list, hidden: int, d: int,
 
 
 def test_defaults_are_json_and_documented():
-    assert json.loads(json.dumps(RESNET_DEFAULTS)) == RESNET_DEFAULTS
-    assert json.loads(json.dumps(DENSENET_DEFAULTS)) == DENSENET_DEFAULTS
-    assert RESNET_DEFAULTS["blocks"] == [[16, 64, 3, 1], [32, 128, 3, 2], [64, 256, 3, 2]]
-    assert DENSENET_DEFAULTS["hidden"] == 0 and DENSENET_DEFAULTS["depth"] == 40
+    assert json.loads(json.dumps(DEFAULT_ARCH["resnet"])) == DEFAULT_ARCH["resnet"]
+    assert json.loads(json.dumps(DEFAULT_ARCH["densenet40"])) == DEFAULT_ARCH["densenet40"]
+    assert DEFAULT_ARCH["resnet"]["blocks"] == [[16, 64, 3, 1], [32, 128, 3, 2], [64, 256, 3, 2]]
+    assert DEFAULT_ARCH["densenet40"]["hidden"] == 0 and DEFAULT_ARCH["densenet40"]["depth"] == 40
 
 
 @pytest.mark.parametrize("arch", ["resnet", "densenet40"])
@@ -84,7 +81,7 @@ def test_default_models_output_shapes(arch, shape, K):
 
 
 def test_densenet40_structure_and_parameter_count():
-    model = build_model("densenet40", (3, 32, 32), 2, dict(DENSENET_DEFAULTS))
+    model = build_model("densenet40", (3, 32, 32), 2, dict(DEFAULT_ARCH["densenet40"]))
     assert n_convs(model) == 1 + 36 + 2
     assert isinstance(model.hidden, nn.Identity)  # hidden 0: straight to the bottleneck
     assert model.bottleneck.in_features == 16 + 3 * 12 * 12
@@ -95,14 +92,14 @@ def test_densenet40_structure_and_parameter_count():
 
 
 def test_resnet_structure_and_parameter_count():
-    model = build_model("resnet", (1, 28, 28), 2, dict(RESNET_DEFAULTS))
+    model = build_model("resnet", (1, 28, 28), 2, dict(DEFAULT_ARCH["resnet"]))
     blocks = [m for m in model.modules() if isinstance(m, PreActBottleneck)]
     assert len(blocks) == 9
     # the stem already has 64 channels: only the first block of stages 2 and 3 projects
     assert [b.projects for b in blocks] == [False] * 3 + [True, False, False] * 2
     assert n_convs(model) == 1 + 9 * 3 + 2
     assert model.hidden[0].out_features == 200
-    assert n_params(model) == resnet_param_count(1, 64, RESNET_DEFAULTS["blocks"], 200, 2, 2)
+    assert n_params(model) == resnet_param_count(1, 64, DEFAULT_ARCH["resnet"]["blocks"], 200, 2, 2)
     # 28 → 14 → 7 spatially, 256 channels before the global pool
     stem_to_stages = nn.Sequential(model.backbone.stem, model.backbone.stage1,
                                    model.backbone.stage2, model.backbone.stage3)
@@ -124,7 +121,7 @@ def test_residual_shortcut_is_identity_when_shapes_match():
 
 @pytest.mark.parametrize("depth", [4, 6, 8, 41, 0])
 def test_bad_densenet_depth_raises(depth):
-    settings = dict(DENSENET_DEFAULTS, depth=depth)
+    settings = dict(DEFAULT_ARCH["densenet40"], depth=depth)
     with pytest.raises(ValueError, match=rf"depth.*3·L \+ 4.*got {depth}"):
         build_model("densenet40", (1, 28, 28), 2, settings)
 
@@ -132,7 +129,7 @@ def test_bad_densenet_depth_raises(depth):
 @pytest.mark.parametrize("blocks", [[], [[16, 64, 3]], [[16, 64, 0, 1]], "16,64,3,1"])
 def test_bad_resnet_blocks_raise(blocks):
     with pytest.raises(ValueError, match=r"\[inner, out, n_blocks, stride\]"):
-        build_model("resnet", (1, 28, 28), 2, dict(RESNET_DEFAULTS, blocks=blocks))
+        build_model("resnet", (1, 28, 28), 2, dict(DEFAULT_ARCH["resnet"], blocks=blocks))
 
 
 @pytest.mark.parametrize("arch", ["resnet", "densenet40"])

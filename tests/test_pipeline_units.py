@@ -10,12 +10,18 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from nnboundary import io
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN, dataset_settings
-from nnboundary.features import dump_run
-from nnboundary.models import build_model
-from nnboundary.prepare import load_dataset, make_dataset, save_dataset
-from nnboundary.train import TrainingDiverged, load_checkpoints, save_checkpoints, train_run
+from nnboundary.errors import InputFileError
+from nnboundary.formats import atomic
+from nnboundary.formats import features as feature_files
+from nnboundary.formats import tables as table_io
+from nnboundary.settings.layers import dataset_settings, DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.stages.features import dump_run
+from nnboundary.models.networks import build_model
+from nnboundary.formats.dataset import load_dataset, save_dataset
+from nnboundary.data.make import make_dataset
+from nnboundary.errors import TrainingDiverged
+from nnboundary.formats.checkpoint import load_checkpoints, save_checkpoints
+from nnboundary.training.train import train_run
 
 SMALL = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
 SHAPES = {
@@ -70,7 +76,7 @@ def test_seed_moves_the_data_but_not_the_split(tmp_path):
 def test_corrupt_dataset_names_the_file(tmp_path):
     path = tmp_path / "bad.npz"
     path.write_bytes(b"not a zip")
-    with pytest.raises(io.InputFileError, match="bad.npz.*rerun the prepare step"):
+    with pytest.raises(InputFileError, match="bad.npz.*rerun the prepare step"):
         load_dataset(path)
 
 
@@ -155,7 +161,7 @@ def test_feature_file_round_trip(tmp_path):
     stored = frame[["logit_0", "logit_1"]].to_numpy(np.float64)
     assert np.max(np.abs(recomputed - stored) / np.maximum(1, np.abs(stored))) < 1e-5
     assert (frame["pred"].to_numpy() == stored.argmax(1)).all()
-    features = io.read_features(files[-1])
+    features = feature_files.read_features(files[-1])
     h_train, y_train = features.part("train")
     assert np.array_equal(y_train, data.y_train)
 
@@ -175,12 +181,12 @@ def test_same_seed_gives_identical_feature_files(tmp_path):
 def test_corrupt_feature_file_names_the_file_and_the_fix(tmp_path):
     path = tmp_path / "epoch000001.parquet"
     path.write_bytes(b"PAR1 truncated")
-    with pytest.raises(io.InputFileError, match=rf"epoch000001.parquet.*--forcerun {re.escape(str(tmp_path))}\)"):
-        io.read_features(path)
+    with pytest.raises(InputFileError, match=rf"epoch000001.parquet.*--forcerun {re.escape(str(tmp_path))}\)"):
+        feature_files.read_features(path)
 
 
 def test_stratified_split_keeps_class_shares_and_is_fixed():
-    from nnboundary.prepare import stratified_split
+    from nnboundary.data.make import stratified_split
 
     y = np.repeat([0, 1, 2], [100, 50, 10])
     train, test = stratified_split(y, 0.2, 7)
@@ -194,9 +200,9 @@ def test_stratified_split_keeps_class_shares_and_is_fixed():
 def test_atomic_writes_leave_no_temporary_file_and_ordinary_permissions(tmp_path):
     import os
 
-    io.write_json(tmp_path / "a.json", {"x": 1})
+    table_io.write_json(tmp_path / "a.json", {"x": 1})
     with pytest.raises(RuntimeError):
-        with io.atomic_path(tmp_path / "b.json") as tmp:
+        with atomic.atomic_path(tmp_path / "b.json") as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]

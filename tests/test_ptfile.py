@@ -1,5 +1,5 @@
 """Checkpoint files read without torch, and the built-in MLP's forward pass in numpy
-(nnboundary.ptfile), against torch.load and the torch model they stand in for."""
+(nnboundary.formats.ptfile), against torch.load and the torch model they stand in for."""
 
 import subprocess
 import sys
@@ -10,11 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from nnboundary import features, io, ptfile
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
-from nnboundary.models import ACTIVATIONS, build_model
-from nnboundary.prepare import make_dataset, save_dataset
-from nnboundary.train import load_checkpoints, model_at, save_checkpoints, train_run
+from nnboundary.errors import InputFileError
+from nnboundary.formats import atomic, ptfile
+from nnboundary.formats import features as feature_files
+from nnboundary.models import numpy_mlp, restore
+from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.models.networks import ACTIVATIONS, build_model
+from nnboundary.data.make import make_dataset
+from nnboundary.formats.dataset import save_dataset
+from nnboundary.formats.checkpoint import load_checkpoints, save_checkpoints
+from nnboundary.training.train import train_run
 
 SMALL = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
 
@@ -83,7 +88,7 @@ def test_a_missing_or_damaged_file_names_the_file_and_the_fix(tmp_path, content)
     path = tmp_path / "checkpoints.pt"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(io.InputFileError, match=r"checkpoints\.pt is missing or corrupt.*forcerun"):
+    with pytest.raises(InputFileError, match=r"checkpoints\.pt is missing or corrupt.*forcerun"):
         ptfile.load(path)
 
 
@@ -91,7 +96,7 @@ def test_a_truncated_file_is_an_input_error(tmp_path):
     save_checkpoints(tmp_path / "c.pt", {"w": torch.ones(1000, dtype=torch.float64)})
     raw = (tmp_path / "c.pt").read_bytes()
     (tmp_path / "c.pt").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(io.InputFileError, match="missing or corrupt"):
+    with pytest.raises(InputFileError, match="missing or corrupt"):
         ptfile.load(tmp_path / "c.pt")
 
 
@@ -114,7 +119,7 @@ def test_the_numpy_mlp_computes_what_the_torch_model_does(activation, hidden, dt
         x = torch.from_numpy(X).to(dtype)
         h_torch = model.features(x).numpy()
         logits_torch = model(x).numpy()
-    network = ptfile.numpy_network(checkpoints_of(model, settings=settings,
+    network = numpy_mlp.numpy_network(checkpoints_of(model, settings=settings,
                                                   input_shape=(1, 4, 4)), 5)
     h, logits = network.forward(X)
     assert h.dtype == h_torch.dtype and logits.dtype == logits_torch.dtype
@@ -131,7 +136,7 @@ def test_a_float64_last_layer_on_a_float32_network_takes_h_in_float64():
     X = np.random.default_rng(1).normal(size=(20, 2))
     with torch.no_grad():
         expected = model(torch.from_numpy(X).float()).numpy()
-    network = ptfile.numpy_network(checkpoints_of(model, settings=dict(DEFAULT_ARCH["mlp"],
+    network = numpy_mlp.numpy_network(checkpoints_of(model, settings=dict(DEFAULT_ARCH["mlp"],
                                                                        hidden=8)), 5)
     assert network.input_dtype == np.float32
     h, logits = network.forward(X)
@@ -141,28 +146,28 @@ def test_a_float64_last_layer_on_a_float32_network_takes_h_in_float64():
 def test_other_networks_are_left_to_torch():
     model = build_model("mlp", (2,), 2, dict(DEFAULT_ARCH["mlp"], hidden=8))
     settings = dict(DEFAULT_ARCH["mlp"], hidden=8)
-    assert ptfile.numpy_network(checkpoints_of(model, settings=settings), 5) is not None
-    assert ptfile.numpy_network(checkpoints_of(model, "cnn", settings), 5) is None
+    assert numpy_mlp.numpy_network(checkpoints_of(model, settings=settings), 5) is not None
+    assert numpy_mlp.numpy_network(checkpoints_of(model, "cnn", settings), 5) is None
     user = dict(settings, source="mypackage.nets:build")
-    assert ptfile.numpy_network(checkpoints_of(model, "mlp", user), 5) is None
+    assert numpy_mlp.numpy_network(checkpoints_of(model, "mlp", user), 5) is None
     odd = checkpoints_of(model, settings=settings)
     odd["states"][5]["extra.weight"] = torch.ones(1)
-    assert ptfile.numpy_network(odd, 5) is None
+    assert numpy_mlp.numpy_network(odd, 5) is None
     unknown = dict(settings, activation="gelu")
-    assert ptfile.numpy_network(checkpoints_of(model, settings=unknown), 5) is None
+    assert numpy_mlp.numpy_network(checkpoints_of(model, settings=unknown), 5) is None
 
 
 def test_auto_takes_numpy_for_small_passes_and_torch_above_the_threshold(monkeypatch):
     settings = dict(DEFAULT_ARCH["mlp"], hidden=8)
     model = build_model("mlp", (2,), 2, settings).double().eval()
     checkpoints = checkpoints_of(model, settings=settings)
-    assert isinstance(features.network_at(checkpoints, 5, "auto", 100), ptfile.NumpyMLP)
-    monkeypatch.setattr(features, "NUMPY_MULTIPLY_ADDS", 10)
-    torch_network = features.network_at(checkpoints, 5, "auto", 100)
-    assert isinstance(torch_network, features.TorchNetwork)
-    assert isinstance(features.network_at(checkpoints, 5, "cpu", 100), ptfile.NumpyMLP)
+    assert isinstance(restore.network_at(checkpoints, 5, "auto", 100), numpy_mlp.NumpyMLP)
+    monkeypatch.setattr(restore, "NUMPY_MULTIPLY_ADDS", 10)
+    torch_network = restore.network_at(checkpoints, 5, "auto", 100)
+    assert isinstance(torch_network, restore.TorchNetwork)
+    assert isinstance(restore.network_at(checkpoints, 5, "cpu", 100), numpy_mlp.NumpyMLP)
     X = np.random.default_rng(2).normal(size=(100, 2))
-    for a, b in zip(torch_network.forward(X), features.network_at(checkpoints, 5).forward(X)):
+    for a, b in zip(torch_network.forward(X), restore.network_at(checkpoints, 5).forward(X)):
         assert np.allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
@@ -175,23 +180,23 @@ def test_the_feature_dump_of_an_mlp_runs_without_torch_and_matches_torchs(tmp_pa
     save_checkpoints(tmp_path / "c.pt", result)
     # a fresh interpreter: the whole stage, and torch never imported
     script = (
-        "import sys\nfrom nnboundary import features\n"
+        "import sys\nfrom nnboundary.stages import features\n"
         f"features.main(['--checkpoints', {str(tmp_path / 'c.pt')!r}, '--data', "
         f"{str(tmp_path / 'd.npz')!r}, '--output-dir', {str(tmp_path / 'numpy')!r}])\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
     # the same checkpoints through torch's forward pass
-    torch_network = features.TorchNetwork
+    torch_network = restore.TorchNetwork
     by_torch = tmp_path / "torch"
-    with io.atomic_dir(by_torch) as tmp:
+    with atomic.atomic_dir(by_torch) as tmp:
         for epoch in result["epochs"]:
             network = torch_network(result, epoch, "cpu")
             parts = {split: (y, *network.forward(X)) for split, X, y in
                      (("train", data.X_train, data.y_train), ("test", data.X_test, data.y_test))}
-            io.write_features(tmp / io.feature_file_name(epoch), {}, network.W, network.b, parts)
+            feature_files.write_features(tmp / feature_files.feature_file_name(epoch), {}, network.W, network.b, parts)
     for epoch in result["epochs"]:
-        name = io.feature_file_name(epoch)
+        name = feature_files.feature_file_name(epoch)
         a, b = pq.read_table(tmp_path / "numpy" / name), pq.read_table(by_torch / name)
         for column in a.column_names:
             x, y = a[column].to_numpy(), b[column].to_numpy()

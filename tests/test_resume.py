@@ -15,9 +15,11 @@ import pytest
 import torch
 from conftest import REPO
 
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN, to_json
-from nnboundary.prepare import make_dataset, save_dataset
-from nnboundary.train import load_checkpoints
+from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.settings.commandline import to_json
+from nnboundary.data.make import make_dataset
+from nnboundary.formats.dataset import save_dataset
+from nnboundary.formats.checkpoint import load_checkpoints
 
 SETTINGS = dict(DEFAULT_TRAIN, optimizer="momentum", lr=0.05, epochs=800, batch_size=32,
                 n_checkpoints=5, log_every=500, resume_every=25, resume_min_seconds=0,

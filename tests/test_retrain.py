@@ -10,13 +10,18 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, snakemake
 
-from nnboundary import config as nbconfig
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_RETRAIN, DEFAULT_TRAIN, ConfigError
-from nnboundary.features import forward_features
-from nnboundary.io import InputFileError
-from nnboundary.prepare import make_dataset
-from nnboundary.retrain import retrain_run
-from nnboundary.train import model_at, train_run
+from nnboundary.settings import config as nbconfig
+from nnboundary.settings import grid
+from nnboundary.settings import keys
+from nnboundary.settings import layers
+from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_RETRAIN, DEFAULT_TRAIN
+from nnboundary.errors import ConfigError
+from nnboundary.models.restore import forward_features
+from nnboundary.errors import InputFileError
+from nnboundary.data.make import make_dataset
+from nnboundary.training.retrain import retrain_run
+from nnboundary.models.restore import model_at
+from nnboundary.training.train import train_run
 
 SMALL = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
 
@@ -83,7 +88,7 @@ def test_the_start_epoch_is_saved_by_the_full_run_and_must_exist():
     config = _tiny()
     config["retrain"]["from_epoch"] = 17
     valid = nbconfig.validate_config(config)
-    assert 17 in nbconfig.train_settings(valid, "blobs", "mlp")["checkpoints"]
+    assert 17 in layers.train_settings(valid, "blobs", "mlp")["checkpoints"]
     config["retrain"]["from_epoch"] = 61
     with pytest.raises(ConfigError, match=r"retrain from_epoch 61 for blobs/mlp .*allowed: 1\.\.60"):
         nbconfig.validate_config(config)
@@ -94,17 +99,17 @@ def test_ablation_axes_expand_the_grid_and_set_their_values():
     config["grid"]["ablations"] = {"activation": ["relu", "tanh"], "loss": ["cross_entropy", "hinge"]}
     config["overrides"] = [{"ablation": {"loss": "hinge"}, "train": {"lr": 0.002}}]
     valid = nbconfig.validate_config(config)
-    runs = nbconfig.runs(valid)
+    runs = grid.runs(valid)
     assert len(runs) == 2 * 4 * 2 * 1  # pairs x variants x regimes x seeds
-    assert nbconfig.grid_size(valid).startswith("16 runs = 2 dataset x arch pairs x 4 variants")
+    assert grid.grid_size(valid).startswith("16 runs = 2 dataset x arch pairs x 4 variants")
     variant = "activation-tanh__loss-hinge"
     assert variant in {r.variant for r in runs}
-    assert nbconfig.arch_settings(valid, "mlp", variant)["activation"] == "tanh"
-    train = nbconfig.train_settings(valid, "blobs", "mlp", variant)
+    assert layers.arch_settings(valid, "mlp", variant)["activation"] == "tanh"
+    train = layers.train_settings(valid, "blobs", "mlp", variant)
     assert train["loss"] == "hinge" and train["lr"] == 0.002
-    assert nbconfig.train_settings(valid, "blobs", "mlp", "activation-tanh__loss-cross_entropy")["lr"] == 0.01
-    assert nbconfig.retrain_settings(valid, "blobs", "mlp", variant)["loss"] == "hinge"
-    assert nbconfig.variant_values(variant) == {"activation": "tanh", "loss": "hinge"}
+    assert layers.train_settings(valid, "blobs", "mlp", "activation-tanh__loss-cross_entropy")["lr"] == 0.01
+    assert layers.retrain_settings(valid, "blobs", "mlp", variant)["loss"] == "hinge"
+    assert keys.variant_values(variant) == {"activation": "tanh", "loss": "hinge"}
     bad = copy.deepcopy(config)
     bad["grid"]["ablations"] = {"loss": ["logistic"]}
     with pytest.raises(ConfigError, match="logistic"):
@@ -127,7 +132,7 @@ def test_a_dry_run_states_the_number_of_runs(tiny_workdir):
 
 
 def test_curvature_bound_of_the_relative_learning_rate():
-    from nnboundary.retrain import curvature_bound
+    from nnboundary.training.retrain import curvature_bound
 
     assert curvature_bound(torch.tensor([[3.0, 4.0], [1.0, 0.0]])) == 13.0  # (25 + 1) / 2
     assert curvature_bound(torch.zeros((0, 2))) == 1.0
@@ -138,7 +143,7 @@ def test_a_list_of_ablation_blocks_is_the_union_of_their_products():
     config["grid"]["ablations"] = [{}, {"optimizer": ["sgd", "adam"]},
                                    {"activation": ["tanh"], "loss": ["hinge", "mse"]}]
     valid = nbconfig.validate_config(config)
-    assert nbconfig.variants(valid) == ["base", "optimizer-sgd", "optimizer-adam",
+    assert grid.variants(valid) == ["base", "optimizer-sgd", "optimizer-adam",
                                         "activation-tanh__loss-hinge", "activation-tanh__loss-mse"]
     config["grid"]["ablations"] = [{"loss": ["logistic"]}]
     with pytest.raises(ConfigError, match=r"'grid/ablations/0/loss/0': 'logistic' is not one of"):

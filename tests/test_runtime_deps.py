@@ -99,7 +99,7 @@ def test_every_import_of_the_workflow_its_jobs_and_the_report_is_a_runtime_depen
 
 def test_jobs_that_only_read_an_mlp_run_without_torch(finished):
     """The feature dumps of the MLP and the run figure of a 2-D set read the checkpoint file
-    and run the network in numpy (nnboundary.ptfile): no 2.3–2.6 s torch import in those jobs.
+    and run the network in numpy (nnboundary.models.numpy_mlp): no 2.3–2.6 s torch import in those jobs.
     The conv net's feature dumps still go through torch."""
     found = imported_modules()
     with_torch = found.get("torch", set())

@@ -14,10 +14,17 @@ import torch
 import yaml
 
 from conftest import REPO, TINY_CONFIG, snakemake
-from nnboundary import collapse, features, io, metrics, prepare, retrain, train
-from nnboundary.config import SeedBlock, job_names, seed_blocks
-from nnboundary.loop import run_loop as loop
-from nnboundary.svm import stage as svm_stage
+from nnboundary.formats.checkpoint import load_checkpoints
+from nnboundary.formats.dataset import load_dataset
+from nnboundary.formats.features import list_feature_files, read_features
+from nnboundary.formats.tables import read_json
+from nnboundary.settings.commandline import block_settings
+from nnboundary.stages import collapse, features, metrics, prepare, retrain, train
+from nnboundary.training import train as train_module
+from nnboundary.training.train import train_run
+from nnboundary.settings.grid import job_names, seed_blocks, SeedBlock
+from nnboundary.training.loop import run_loop as loop
+from nnboundary.stages import svm as svm_stage
 
 ARCH = json.dumps({"hidden": 16})
 SETTINGS = json.dumps({"epochs": 8, "optimizer": "adam", "lr": 0.01, "n_checkpoints": 3,
@@ -83,7 +90,7 @@ def test_one_prepare_job_writes_a_blocks_files_as_one_job_per_seed_would(tmp_pat
 
 
 def test_prepare_jobs_are_named_after_the_block_of_a_seeded_set():
-    from nnboundary.config import prepare_job
+    from nnboundary.settings.grid import prepare_job
 
     assert prepare_job(grid([0, 1, 2], 2), "blobs", 2) == "blobs/seeds2-2"
     assert prepare_job(grid([0, 1, 2], 2), "blobs", 1) == "blobs/seeds0-1"
@@ -137,7 +144,7 @@ def two_seeds(tmp_path_factory):
 
 
 def _states_equal(a: Path, b: Path) -> None:
-    a, b = train.load_checkpoints(a), train.load_checkpoints(b)
+    a, b = load_checkpoints(a), load_checkpoints(b)
     assert a["keys"] == b["keys"] and a["epochs"] == b["epochs"]
     for epoch in a["epochs"]:
         for name, tensor in a["states"][epoch].items():
@@ -153,12 +160,12 @@ def test_a_job_of_several_seeds_gives_each_seed_exactly_what_training_it_alone_g
         _states_equal(a / "r.pt", b / "r.pt")
         history = [pd.read_csv(f / "h.tsv", sep="\t").drop(columns="seconds") for f in (a, b)]
         pd.testing.assert_frame_equal(*history)
-        files = [io.list_feature_files(f / "features") for f in (a, b)]
+        files = [list_feature_files(f / "features") for f in (a, b)]
         assert [p.name for p in files[0]] == [p.name for p in files[1]]
         for fa, fb in zip(*files):
-            ra, rb = io.read_features(fa), io.read_features(fb)
+            ra, rb = read_features(fa), read_features(fb)
             assert np.array_equal(ra.h, rb.h) and np.array_equal(ra.logits, rb.logits)
-        fits = [[_untimed(fit) for fit in io.read_json(f / "svm.json")["fits"]] for f in (a, b)]
+        fits = [[_untimed(fit) for fit in read_json(f / "svm.json")["fits"]] for f in (a, b)]
         assert fits[0] == fits[1]
         for name in ("m.parquet", "nc.parquet"):
             frames = [pd.read_parquet(f / name) for f in (a, b)]
@@ -175,12 +182,13 @@ def test_a_block_job_started_again_takes_its_finished_seeds_as_they_are(two_seed
     for folder in again:
         folder.mkdir(parents=True)
     # The job was killed after seed 0: its finished result is kept beside its output.
-    settings = train.parse_settings(SETTINGS, train.DEFAULT_TRAIN)
+    settings = block_settings(SETTINGS, "train")
     arch = train.parse_arch_settings("mlp", ARCH)
-    train.train_run(prepare.load_dataset(data[0]), "mlp", 0, arch, settings,
-                    resume_path=f"{again[0] / 'c.pt'}.resume", keep_finished=True)
+    train_run(load_dataset(data[0]), "mlp", 0, arch, settings,
+              resume_path=f"{again[0] / 'c.pt'}.resume", keep_finished=True)
     trained = []
-    monkeypatch.setattr(train, "run_loop", lambda *a, **k: trained.append(a[10]) or loop(*a, **k))
+    monkeypatch.setattr(train_module, "run_loop",
+                        lambda spec, log: trained.append(spec.run) or loop(spec, log))
     train.main(["--data", *map(str, data), "--seed", "0", "1", "--arch", "mlp",
                 "--arch-settings", ARCH, "--settings", SETTINGS,
                 "--checkpoints", *(str(f / "c.pt") for f in again),
@@ -209,7 +217,7 @@ def test_the_workflow_runs_seed_blocks_and_new_seeds_form_new_blocks(tmp_path):
         for seed in (0, 1, 2):
             run = results / "runs/blobs/mlp/base" / regime / f"seed{seed}"
             assert (run / "metrics.parquet").exists() and (run / "neural_collapse.parquet").exists()
-            assert len(io.list_feature_files(run / "features")) >= 3
+            assert len(list_feature_files(run / "features")) >= 3
         for rule in ("features", "svm", "metrics", "collapse"):
             logs = sorted(p.name for p in (results / "logs" / rule / "blobs/mlp/base"
                                            / regime).iterdir())

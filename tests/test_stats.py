@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from nnboundary import stats
+from nnboundary.reporting import stats
 
 
 @pytest.mark.parametrize("n", [0, 1, 3, 5, 6, 9, 10, 17])

@@ -15,9 +15,12 @@ try:
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from nnboundary import io as fio  # noqa: E402
+from nnboundary.formats import features as fio  # noqa: E402
 from nnboundary import svm  # noqa: E402
-from nnboundary.svm import problems, qp  # noqa: E402
+from nnboundary.errors import ConfigError  # noqa: E402
+from nnboundary.stages import svm as svm_stage  # noqa: E402
+from nnboundary.svm import _problems as problems  # noqa: E402
+from nnboundary.svm import _qp as qp  # noqa: E402
 from nnboundary.svm import SVMFit, fit_svm, functional_margins  # noqa: E402
 
 
@@ -258,9 +261,9 @@ def test_constraint_generation_equals_direct_solve(scheme, K, target):
     H, y = separable_set(7, 400, 3, K=K)
     fit = fit_svm(H, y, target, scheme)
     if scheme == "binary":
-        prob = problems._Binary(H, np.where(y == 1, 1.0, -1.0), target)
+        prob = problems.Binary(H, np.where(y == 1, 1.0, -1.0), target)
     else:
-        prob = problems._CrammerSinger(H, y, K, target)
+        prob = problems.CrammerSinger(H, y, K, target)
     status, x = qp._solve_hard(prob, np.arange(len(y)), 60.0)
     assert status == "Solved"
     if scheme == "binary":
@@ -503,7 +506,7 @@ def test_stage_main_writes_loadable_svm_json(tmp_path, K, n_schemes, capsys):
     write_run(folder, K)
     out = tmp_path / "svm.json"
     assert (
-        svm.main(["--features", str(folder), "--output", str(out), "--settings", '{"C": 2.0}']) == 0
+        svm_stage.main(["--features", str(folder), "--output", str(out), "--settings", '{"C": 2.0}']) == 0
     )
     obj = json.loads(out.read_text())
     assert obj["keys"] == {"dataset": "blobs", "arch": "mlp", "seed": 3}
@@ -524,7 +527,7 @@ def test_stage_soft_margin_false_gives_flagged_metrics_rows(tmp_path):
     """soft_margin false: an origin problem that no separator through the origin solves is
     recorded without weights, and its metrics rows are flagged not_separable_origin, while the
     svc rows of the same checkpoint stay valid measurements."""
-    from nnboundary.metrics import run_metrics
+    from nnboundary.measure.metrics import run_metrics
 
     folder = tmp_path / "features"
     H, y = two_clusters()
@@ -538,7 +541,7 @@ def test_stage_soft_margin_false_gives_flagged_metrics_rows(tmp_path):
                        {"train": (y, H, H @ W.T + b), "test": (y[:4], H[:4], H[:4] @ W.T + b)})
     out = tmp_path / "svm.json"
     settings = '{"soft_margin": false}'
-    assert svm.main(["--features", str(folder), "--output", str(out), "--settings", settings]) == 0
+    assert svm_stage.main(["--features", str(folder), "--output", str(out), "--settings", settings]) == 0
     fits = {f.target: f for _, f in svm.load_fits(out)}
     assert fits["origin"].W.shape == (0, 0) and not fits["origin"].separable
     assert fits["svc"].W.shape == (2, 2)
@@ -550,15 +553,15 @@ def test_stage_soft_margin_false_gives_flagged_metrics_rows(tmp_path):
     assert origin.degenerate.all()
     svc_rows = frame[frame.target == "svc"]
     assert svc_rows.valid.all()
-    with pytest.raises(SystemExit, match="soft_margin"):
-        svm.main(["--features", str(folder), "--output", str(out), "--settings",
+    with pytest.raises(ConfigError, match="soft_margin"):
+        svm_stage.main(["--features", str(folder), "--output", str(out), "--settings",
                   '{"soft_margin": "no"}'])
 
 
 def test_stage_rejects_unknown_settings(tmp_path):
     write_run(tmp_path / "f", 2, epochs=(0,))
-    with pytest.raises(SystemExit, match="allowed"):
-        svm.main(
+    with pytest.raises(ConfigError, match="allowed"):
+        svm_stage.main(
             [
                 "--features",
                 str(tmp_path / "f"),
@@ -576,7 +579,7 @@ def test_soft_constraint_generation_equals_direct_solve(target):
     H, y = overlap_set(13, 6000)
     C = 1.0
     fit = fit_svm(H, y, target, "binary", C=C)
-    prob = problems._Binary(H, np.where(y == 1, 1.0, -1.0), target)
+    prob = problems.Binary(H, np.where(y == 1, 1.0, -1.0), target)
     status, x = qp._solve_soft(prob, np.arange(len(y)), np.ones(len(y)), C, 60.0)
     assert status == "Solved"
     ours = soft_objective(H, y, *binary_uc(fit), C, penalise_bias=target == "homog")
@@ -622,14 +625,14 @@ def kkt_residual(H, y, fit: SVMFit, K: int, active_tol: float = 1e-6) -> float:
     cases = []
     bias = fit.target != "origin"  # origin has no bias variable
     if fit.scheme == "binary":
-        prob = problems._Binary(H, np.where(y == 1, 1.0, -1.0), fit.target)
+        prob = problems.Binary(H, np.where(y == 1, 1.0, -1.0), fit.target)
         cases.append((prob, np.r_[fit.W[1] - fit.W[0], [fit.b[1] - fit.b[0]] * bias]))
     elif fit.scheme == "crammer_singer":
-        prob = problems._CrammerSinger(H, y, K, fit.target)
+        prob = problems.CrammerSinger(H, y, K, fit.target)
         cases.append((prob, np.r_[fit.W.ravel(), fit.b if bias else []]))
     else:
         for k in range(K):
-            prob = problems._Binary(H, np.where(y == k, 1.0, -1.0), fit.target)
+            prob = problems.Binary(H, np.where(y == k, 1.0, -1.0), fit.target)
             cases.append((prob, np.r_[fit.W[k], [fit.b[k]] * bias]))
     worst = 0.0
     for prob, x in cases:
@@ -761,7 +764,7 @@ def test_precond_is_an_exact_change_of_variables(target, scheme, K):
     rng = np.random.default_rng(21)
     H, y = network_like(4, 300, 3, K, (1e-3, 1e-7))
     H = np.c_[H, np.full(len(H), 0.25)]
-    pre = problems._Precond(H, target)
+    pre = problems.Precond(H, target)
     assert pre.r == (3 if target == "svc" else 4)  # homog keeps the constant direction once
     prob = (
         pre.binary(np.where(y == 1, 1.0, -1.0)) if scheme == "binary" else pre.crammer_singer(y, K)

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from nnboundary import io as fio
+from nnboundary.formats import features as fio
 from nnboundary.svm import SVMFit, TARGETS, fit_svm, functional_margins
-from nnboundary.svm.bench import collapsed_features
+from nnboundary.bench.svm import collapsed_features
 from test_svm import DATA, assert_exact_hard_fit, load_features
 from test_svm_wide import WIDE_BADLY_CONDITIONED
 
@@ -26,7 +26,7 @@ WIDTH32 = DATA / "svm_width32_digits_epoch064.npz"
 @pytest.fixture
 def no_interior(monkeypatch):
     """Send wide problems to the liblinear start of ``active`` (the path before this one)."""
-    from nnboundary.svm import interior
+    from nnboundary.svm import _interior as interior
 
     monkeypatch.setattr(interior, "MAX_FLOPS", -1.0)
 
@@ -50,7 +50,7 @@ def test_real_width32_checkpoint_is_certified_by_the_interior_point_path(target)
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_interior_point_and_active_set_paths_give_the_same_optimum(target, monkeypatch):
-    from nnboundary.svm import interior
+    from nnboundary.svm import _interior as interior
 
     H, y = collapsed_features(800, 32, 10, noise=3.0, seed=11)
     fit = fit_svm(H, y, target, "crammer_singer", n_classes=10)
@@ -67,7 +67,7 @@ def test_interior_point_and_active_set_paths_give_the_same_optimum(target, monke
 
 @pytest.mark.parametrize("target", ["svc", "homog"])
 def test_interior_point_path_on_binary_problems(target, monkeypatch):
-    from nnboundary.svm import active
+    from nnboundary.svm import _active as active
 
     monkeypatch.setattr(active, "MIN_VARIABLES", 0)  # a binary problem of 13 variables
     rng = np.random.default_rng(4)
@@ -89,7 +89,7 @@ def test_badly_conditioned_features_are_certified_by_the_interior_point_path(
     # whitened problem up to 4·10¹⁶) its normal equations lose every digit, the primal
     # stalls below margin 1 while the multipliers grow without bound, and it declines: the
     # fit is still exact, by constraint generation.
-    from nnboundary.svm import active
+    from nnboundary.svm import _active as active
 
     monkeypatch.setattr(active, "MIN_VARIABLES", 0)
     H, y, _ = WIDE_BADLY_CONDITIONED[name]()
@@ -103,7 +103,7 @@ def test_badly_conditioned_features_are_certified_by_the_interior_point_path(
 
 
 def test_an_uncertified_interior_point_run_falls_back_and_says_so(monkeypatch):
-    from nnboundary.svm import interior
+    from nnboundary.svm import _interior as interior
 
     monkeypatch.setattr(interior, "_ITERATIONS", 2)  # stops long before any guess is tried
     H, y = collapsed_features(500, 32, 10, noise=4.0, seed=3)
@@ -137,7 +137,7 @@ def test_solver_record_survives_json(tmp_path):
 
 
 def test_benchmark_on_real_checkpoint_files(tmp_path, capsys):
-    from nnboundary.benchmark import main
+    from nnboundary.stages.benchmark import main
 
     H, y, K = load_features(WIDTH32)
     rng = np.random.default_rng(0)
@@ -167,7 +167,7 @@ def test_benchmark_on_real_checkpoint_files(tmp_path, capsys):
 def test_svm_stage_holds_blas_to_its_threads(tmp_path, monkeypatch):
     import threadpoolctl
 
-    from nnboundary.svm import stage
+    from nnboundary.stages import svm as stage
 
     with pytest.raises(SystemExit):
         stage.main(["--features", str(tmp_path), "--output", str(tmp_path / "s.json"),
@@ -176,7 +176,7 @@ def test_svm_stage_holds_blas_to_its_threads(tmp_path, monkeypatch):
 
     def record(features, settings, log=None):
         seen.append(max(info["num_threads"] for info in threadpoolctl.threadpool_info()))
-        return {"keys": {}, "fits": []}
+        return {}, []
 
     monkeypatch.setattr(stage, "fit_run", record)
     assert stage.main(["--features", str(tmp_path), "--output", str(tmp_path / "s.json")]) == 0

@@ -9,8 +9,9 @@ import pytest
 import scipy.sparse as sp
 
 from nnboundary.svm import TARGETS, SVMError, fit_svm, functional_margins
-from nnboundary.svm.bench import collapsed_features
-from nnboundary.svm.problems import MEMORY_LIMIT, SVMMemoryError, check_memory
+from nnboundary.bench.svm import collapsed_features
+from nnboundary.svm._memory import check_memory, MEMORY_LIMIT
+from nnboundary.svm import SVMMemoryError
 from test_svm import assert_exact_hard_fit, network_like
 
 
@@ -19,7 +20,8 @@ def any_width(monkeypatch):
     """Route every d > 3 problem through the active-set path, however few its variables (by
     default only problems with ≥ active.MIN_VARIABLES take it, and those small enough for
     svm.interior take that path first), so small cases test it."""
-    from nnboundary.svm import active, interior
+    from nnboundary.svm import _active as active
+    from nnboundary.svm import _interior as interior
 
     monkeypatch.setattr(active, "MIN_VARIABLES", 0)
     monkeypatch.setattr(interior, "MAX_FLOPS", -1.0)
@@ -122,8 +124,8 @@ def test_memory_limit_holds_inside_the_solver(monkeypatch, any_width):
     # With the up-front estimate switched off, a limit below the KKT system of the active set
     # (about 400 constraints: 24·400² bytes ≈ 3.8 MB) is caught by the per-round check: still
     # SVMMemoryError before the allocation, never the kernel's OOM killer.
-    from nnboundary.svm import active
-    from nnboundary.svm import fit as svm_fit
+    from nnboundary.svm import _active as active
+    from nnboundary.svm import _fit as svm_fit
 
     H, y = collapsed_features(3000, 64, 10, seed=2)
     monkeypatch.setattr(active, "memory_estimate", lambda n, d, blocks: 0)
@@ -177,7 +179,7 @@ def test_narrow_problems_stay_with_constraint_generation():
 
 @pytest.mark.parametrize("scheme", ["crammer_singer", "binary"])
 def test_a_separating_certificate_replaces_the_lp(scheme, monkeypatch):
-    from nnboundary.svm import fit as svm_fit
+    from nnboundary.svm import _fit as svm_fit
 
     K = 3 if scheme == "crammer_singer" else 2
     H, y = collapsed_features(600, 8, K, noise=0.5, seed=6)
@@ -189,7 +191,7 @@ def test_a_separating_certificate_replaces_the_lp(scheme, monkeypatch):
     def no_lp(*args, **kwargs):
         raise AssertionError("the LP ran although a certificate was given")
 
-    monkeypatch.setattr(svm_fit, "_separability", no_lp)
+    monkeypatch.setattr(svm_fit, "separability", no_lp)
     fit = fit_svm(H, y, "homog", scheme, certificate=(W, b))
     assert fit.hard_margin and "the given classifier separates every point" in fit.status
     np.testing.assert_allclose(fit.W, plain.W, rtol=1e-6, atol=1e-9 * np.abs(plain.W).max())
@@ -203,7 +205,7 @@ def test_a_separating_certificate_replaces_the_lp(scheme, monkeypatch):
 
 
 def test_cgroup_memory_limits_are_read_for_v1_and_v2(tmp_path):
-    from nnboundary.svm.problems import _cgroup_rooms
+    from nnboundary.svm._memory import cgroup_rooms
 
     proc = tmp_path / "cgroup"
     # v2: a SLURM job's group with 4 GiB, 1 GiB used.
@@ -212,27 +214,27 @@ def test_cgroup_memory_limits_are_read_for_v1_and_v2(tmp_path):
     (v2 / "memory.max").write_text(f"{4 * 2**30}\n")
     (v2 / "memory.current").write_text(f"{2**30}\n")
     proc.write_text("0::/system.slice/job_7\n")
-    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == [3 * 2**30]
+    assert cgroup_rooms(str(proc), str(tmp_path / "sys")) == [3 * 2**30]
     (v2 / "memory.max").write_text("max\n")
-    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == []
+    assert cgroup_rooms(str(proc), str(tmp_path / "sys")) == []
     # v1: the memory controller's own hierarchy; "no limit" is written as about 2^63.
     v1 = tmp_path / "sys" / "memory" / "box"
     v1.mkdir(parents=True)
     (v1 / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
     (v1 / "memory.usage_in_bytes").write_text(f"{2**29}\n")
     proc.write_text("4:memory:/box\n0::/\n")
-    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == [2 * 2**30 - 2**29]
+    assert cgroup_rooms(str(proc), str(tmp_path / "sys")) == [2 * 2**30 - 2**29]
     (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")
-    assert _cgroup_rooms(str(proc), str(tmp_path / "sys")) == []
-    assert _cgroup_rooms(str(tmp_path / "missing"), str(tmp_path / "sys")) == []
+    assert cgroup_rooms(str(proc), str(tmp_path / "sys")) == []
+    assert cgroup_rooms(str(tmp_path / "missing"), str(tmp_path / "sys")) == []
 
 
 def test_benchmark_svm_prints_the_wide_table_and_writes_json(tmp_path, capsys):
     # The command the README's numbers come from, on one small size (fits in a spawned process).
     import json
 
-    from nnboundary import benchmark
-    from nnboundary.svm import bench
+    from nnboundary.stages import benchmark
+    from nnboundary.bench import svm as bench
 
     rows = bench.benchmark_wide(sizes=((400, 64, 10, 4.0),))
     out = capsys.readouterr().out
@@ -251,16 +253,16 @@ def test_the_lp_runs_only_where_no_certified_optimum_is_found(monkeypatch):
     # Separable: the certified optimum of constraint generation is feasible, which proves
     # separability, so the LP never runs. Not separable: clarabel finds a working set
     # infeasible, and the LP confirms it before the soft fit.
-    from nnboundary.svm import fit as svm_fit
+    from nnboundary.svm import _fit as svm_fit
 
     calls = []
-    real = svm_fit._separability
+    real = svm_fit.separability
 
     def counted(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(svm_fit, "_separability", counted)
+    monkeypatch.setattr(svm_fit, "separability", counted)
     H, y = collapsed_features(600, 8, 3, noise=0.5, seed=6)
     assert fit_svm(H, y, "svc", "crammer_singer").hard_margin and not calls
     rng = np.random.default_rng(0)

@@ -14,16 +14,16 @@ import torchvision.datasets
 import yaml
 from fake_data import write_cifar, write_mnist
 
-from nnboundary import io
-from nnboundary.config import (
-    DATASETS,
-    SEEDED_DATASETS,
-    ConfigError,
-    data_path,
-    dataset_settings,
-    validate_config,
-)
-from nnboundary.prepare import DatasetNotAvailable, load_dataset, main, make_dataset
+from nnboundary.errors import InputFileError
+from nnboundary.settings.entries import DATASETS, SEEDED_DATASETS
+from nnboundary.errors import ConfigError
+from nnboundary.settings.grid import data_path
+from nnboundary.settings.layers import dataset_settings
+from nnboundary.settings.config import validate_config
+from nnboundary.errors import DatasetNotAvailable
+from nnboundary.formats.dataset import load_dataset
+from nnboundary.stages.prepare import main
+from nnboundary.data.make import make_dataset
 
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte"]
@@ -124,7 +124,7 @@ def test_missing_mnist_files_name_the_folder_and_how_to_fetch_them(tmp_path):
     with pytest.raises(DatasetNotAvailable) as error:
         make_dataset("mnist012", None, offline(tmp_path / "data"))
     message = str(error.value)
-    assert isinstance(error.value, io.InputFileError)
+    assert isinstance(error.value, InputFileError)
     assert "dataset mnist012 is not available" in message and "download is off" in message
     assert str(tmp_path / "data" / "MNIST" / "raw") in message
     assert all(name in message for name in MNIST_FILES)
@@ -208,9 +208,9 @@ def test_data_root_and_download_apply_to_torchvision_sets_only():
 
 def test_the_schema_takes_the_built_in_names_and_settings_from_the_catalog():
     """The YAML file lists no dataset or arch: load_schema fills in one entry per built-in name
-    and the union of their settings from nnboundary.catalog."""
-    from nnboundary import catalog
-    from nnboundary.config import SCHEMA_PATH, load_schema
+    and the union of their settings from nnboundary.settings.catalog."""
+    from nnboundary.settings import catalog
+    from nnboundary.settings.schema import load_schema, SCHEMA_PATH
 
     shipped = yaml.safe_load(SCHEMA_PATH.read_text())
     assert "enum" not in shipped["definitions"]["dataset_name"]

@@ -10,11 +10,13 @@ import pytest
 import torch
 from conftest import REPO, snakemake
 
-from nnboundary.benchmark import benchmark_train
-from nnboundary.config import DEFAULT_ARCH, DEFAULT_TRAIN
-from nnboundary.models import build_model
-from nnboundary.prepare import make_dataset
-from nnboundary.train import make_optimizer, make_step, train_run
+from nnboundary.bench.training import benchmark_train
+from nnboundary.settings.layers import DEFAULT_ARCH, DEFAULT_TRAIN
+from nnboundary.models.networks import build_model
+from nnboundary.data.make import make_dataset
+from nnboundary.training.optim import make_optimizer
+from nnboundary.training.step import make_step
+from nnboundary.training.train import train_run
 
 TINY_CNN = dict(DEFAULT_ARCH["cnn"], channels=[4, 8], hidden=16)
 

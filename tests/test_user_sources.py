@@ -1,4 +1,4 @@
-"""A user's own datasets and networks, named in the config (nnboundary.catalog): a function
+"""A user's own datasets and networks, named in the config (nnboundary.settings.catalog): a function
 source, an .npz file, a torchvision dataset class and a torchvision backbone, end to end
 through the real Snakefile, and every error a user can make, before any job where possible."""
 
@@ -18,10 +18,15 @@ import yaml
 
 from conftest import REPO, snakemake
 from fake_data import write_mnist
-from nnboundary import catalog
-from nnboundary import config as nbconfig
-from nnboundary.models import build_model
-from nnboundary.prepare import make_dataset
+from nnboundary.settings import catalog
+from nnboundary.errors import ConfigError, SourceError
+from nnboundary.settings import config as nbconfig
+from nnboundary.settings import entries
+from nnboundary.settings import grid
+from nnboundary.settings import layers
+from nnboundary.settings import schema
+from nnboundary.models.networks import build_model
+from nnboundary.data.make import make_dataset
 
 PLUGIN = REPO / "tests" / "example_plugin.py"
 
@@ -176,14 +181,14 @@ def _validate(**entries):
     ({"datasets__mine": {"source": "not a source"}}, ["datasets/mine/source", "does not match"]),
 ])
 def test_config_errors_of_own_entries(entries, words):
-    with pytest.raises(nbconfig.ConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         _validate(**entries)
     for word in words:
         assert word in str(err.value), str(err.value)
 
 
 def test_an_undefined_name_in_the_grid_says_how_to_define_it():
-    with pytest.raises(nbconfig.ConfigError, match="your own dataset is an entry under "
+    with pytest.raises(ConfigError, match="your own dataset is an entry under "
                                                     "datasets: with a source"):
         nbconfig.validate_config({"grid": {"datasets": ["mine"], "archs": ["mlp"], "seeds": [0]}})
 
@@ -196,18 +201,18 @@ def test_own_entries_are_derived_like_built_ins(tmp_path, monkeypatch):
         "datasets": {"rings": {"source": "example_plugin:rings", "seeded": True, "gap": 2.0}},
         "archs": {"mynet": {"source": "example_plugin:small_net", "width": 4},
                   "tv": {"backbone": "torchvision:resnet18", "bottleneck": None}}})
-    assert nbconfig.dataset_names(config)[-1] == "rings"
-    assert nbconfig.is_seeded(config, "rings") and not nbconfig.is_seeded(config, "digits01")
-    assert nbconfig.data_path("rings", 1, config) == "results/data/rings/seed1.npz"
-    assert nbconfig.dataset_settings(config, "rings") == {
+    assert entries.dataset_names(config)[-1] == "rings"
+    assert entries.is_seeded(config, "rings") and not entries.is_seeded(config, "digits01")
+    assert grid.data_path("rings", 1, config) == "results/data/rings/seed1.npz"
+    assert layers.dataset_settings(config, "rings") == {
         "source": "example_plugin:rings", "seeded": True, "gap": 2.0, "test_fraction": 0.2,
         "seed": 12345}
-    assert nbconfig.arch_settings(config, "mynet") == {"source": "example_plugin:small_net",
+    assert layers.arch_settings(config, "mynet") == {"source": "example_plugin:small_net",
                                                        "width": 4}
-    assert nbconfig.arch_settings(config, "tv")["bottleneck"] is None
+    assert layers.arch_settings(config, "tv")["bottleneck"] is None
     # A backbone needs images: not on blobs (2-D) and not on rings (unknown: tried, by default).
-    assert nbconfig.fitting_archs(config, "blobs") == ["mlp", "mynet"]
-    assert nbconfig.fitting_archs(config, "rings") == ["mlp", "cnn", "resnet", "densenet40",
+    assert entries.fitting_archs(config, "blobs") == ["mlp", "mynet"]
+    assert entries.fitting_archs(config, "rings") == ["mlp", "cnn", "resnet", "densenet40",
                                                        "mynet", "tv"]
 
 
@@ -234,7 +239,7 @@ SPLIT = {"test_fraction": 0.2, "seed": 12345}
     ("only_x", ["expected the function to return a tuple (X, y), got ndarray"]),
 ])
 def test_a_dataset_function_returning_the_wrong_thing_stops_its_job(plugin_dir, function, words):
-    with pytest.raises(catalog.SourceError) as err:
+    with pytest.raises(SourceError) as err:
         make_dataset("mine", None, {"source": f"example_plugin:{function}", **SPLIT})
     assert "dataset mine (source 'example_plugin:" in str(err.value)
     for word in words:
@@ -256,7 +261,7 @@ def test_the_prepare_command_reports_a_bad_source_without_a_traceback(plugin_dir
     ("net_forward_differs", ["forward(x) differs from last(features(x))"]),
 ])
 def test_a_network_function_returning_the_wrong_thing_stops_its_job(plugin_dir, function, words):
-    with pytest.raises(catalog.SourceError) as err:
+    with pytest.raises(SourceError) as err:
         build_model("mine", (2,), 2, {"source": f"example_plugin:{function}"})
     assert "arch mine (source 'example_plugin:" in str(err.value)
     for word in words:
@@ -307,7 +312,7 @@ def test_the_readme_example_is_valid_and_its_pieces_work(tmp_path, monkeypatch):
         assert path in out
     monkeypatch.chdir(tmp_path)
     sys.modules.pop("mymodels", None)
-    data = make_dataset("rings", 0, {**nbconfig.dataset_settings(
+    data = make_dataset("rings", 0, {**layers.dataset_settings(
         nbconfig.load_config("config.yaml", "mine.yaml"), "rings"), "n_samples": 60})
     assert data.n_classes == 2 and data.input_shape == (2,)
     model = build_model("mynet", (2,), 2, {"source": "mymodels:small_net", "width": 3})
@@ -319,20 +324,20 @@ def test_a_new_built_in_is_one_function_and_one_catalog_entry(monkeypatch):
     """Everything else derives from the entry: the schema, the settings check, the defaults,
     seeding, the prepared file and the prepare stage (the function: an existing one here)."""
     entry = catalog.DatasetEntry(
-        "blobs4", "nnboundary.prepare:blobs", "seeded", image=False,
+        "blobs4", "nnboundary.data.sources:blobs", "seeded", image=False,
         settings={"n_samples": (80, catalog.N_SAMPLES)},
         fixed={"centres": [[0, 0], [0, 5], [5, 0], [5, 5]], "std": 0.5})
     monkeypatch.setitem(catalog.DATASETS, "blobs4", entry)
     config = nbconfig.validate_config({
         "grid": {"datasets": ["blobs4"], "archs": ["mlp"], "seeds": [3]},
         "datasets": {"blobs4": {"n_samples": 120}}})
-    assert "blobs4" in nbconfig.load_schema()["properties"]["datasets"]["properties"]
-    assert nbconfig.fitting_archs(config, "blobs4") == ["mlp"]
-    assert nbconfig.data_path("blobs4", 3, config) == "results/data/blobs4/seed3.npz"
-    settings = nbconfig.dataset_settings(config, "blobs4")
+    assert "blobs4" in schema.load_schema()["properties"]["datasets"]["properties"]
+    assert entries.fitting_archs(config, "blobs4") == ["mlp"]
+    assert grid.data_path("blobs4", 3, config) == "results/data/blobs4/seed3.npz"
+    settings = layers.dataset_settings(config, "blobs4")
     assert settings["n_samples"] == 120
     data = make_dataset("blobs4", 3, settings)
     assert data.n_classes == 4 and data.meta["n_train"] + data.meta["n_test"] == 120
-    with pytest.raises(nbconfig.ConfigError, match="'noise' does not apply to blobs4"):
+    with pytest.raises(ConfigError, match="'noise' does not apply to blobs4"):
         nbconfig.validate_config({"grid": {"datasets": ["blobs4"], "archs": ["mlp"], "seeds": [0]},
                                   "datasets": {"blobs4": {"noise": 0.1}}})

@@ -16,10 +16,12 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake
-from nnboundary import io, loop
-from nnboundary.config import DEFAULT_TRAIN
-from nnboundary.metrics import NOT_APPLICABLE_NAN
-from nnboundary.targets import TARGETS
+from nnboundary.formats import features as feature_files
+from nnboundary.formats.tables import read_json
+from nnboundary.training.schedule import Plan
+from nnboundary.settings.layers import DEFAULT_TRAIN
+from nnboundary.measure.metrics import NOT_APPLICABLE_NAN
+from nnboundary.settings.targets import TARGETS
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +40,15 @@ def test_every_output_exists_and_is_not_trivial(finished):
         history = pd.read_csv(run_dir / "history.tsv", sep="\t")
         epochs = 60 if "/full/" in run else 80
         assert len(history) == epochs and history["loss"].iloc[-1] < history["loss"].iloc[0]
-        features = io.list_feature_files(run_dir / "features")
+        features = feature_files.list_feature_files(run_dir / "features")
         # The log-spaced checkpoints, and the first epoch below each loss milestone reached
         # (the epoch's mean loss: the tiny runs use a constant step).
         epochs = {1, 8, 60} if "/full/" in run else {1, 9, 80}
-        plan = loop.Plan(0, 1, 1, [], 0, milestones=DEFAULT_TRAIN["loss_milestones"])
+        plan = Plan(0, 1, 1, [], 0, milestones=DEFAULT_TRAIN["loss_milestones"])
         depth = plan.milestone_epochs(list(zip(history["epoch"], history["loss"])))
-        assert [f.name for f in features] == [io.feature_file_name(e)
+        assert [f.name for f in features] == [feature_files.feature_file_name(e)
                                               for e in sorted(epochs | depth)]
-        fits = io.read_json(run_dir / "svm.json")["fits"]
+        fits = read_json(run_dir / "svm.json")["fits"]
         schemes = 1 if run.startswith("blobs") else 2
         assert len(fits) == len(features) * len(TARGETS) * schemes
         assert (results / "figures" / "runs" / f"{run}.png").stat().st_size > 10_000
@@ -96,8 +98,8 @@ def test_metrics_agree_with_an_independent_recomputation(finished):
 
     metrics = pd.read_parquet(finished / "results" / "metrics.parquet")
     folder = finished / "results" / "runs" / "blobs/mlp/base/full/seed0" / "features"
-    for path in io.list_feature_files(folder):
-        features = io.read_features(path)
+    for path in feature_files.list_feature_files(folder):
+        features = feature_files.read_features(path)
         frame = pd.read_parquet(path)
         train = frame[frame["split"] == "train"]
         h = train[["h_0", "h_1"]].to_numpy(np.float64)
@@ -166,8 +168,8 @@ def test_origin_rows_agree_with_an_independent_solve(finished):
     compared = checked = 0
     for run in RUNS:
         dataset, arch, variant, regime, seed = run.split("/")
-        for path in io.list_feature_files(finished / "results" / "runs" / run / "features"):
-            features = io.read_features(path)
+        for path in feature_files.list_feature_files(finished / "results" / "runs" / run / "features"):
+            features = feature_files.read_features(path)
             H, y = features.part("train")
             K = features.n_classes
             scheme = "binary" if K == 2 else "crammer_singer"

@@ -9,13 +9,9 @@ for block in SEED_BLOCKS:
         output:
             block.paths(f"{RUN}/neural_collapse.parquet"),
         log:
-            block.named(
-                "results/logs/collapse/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log"
-            ),
+            job_log("collapse", block.named(RUN_JOB)),
         benchmark:
-            block.named(
-                "results/benchmarks/collapse/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
-            )
+            job_benchmark("collapse", block.named(RUN_JOB))
         conda:
             "../../envs/analysis.yaml"
         shell:

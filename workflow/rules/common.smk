@@ -1,6 +1,6 @@
 # Everything that is not a rule: config validation, wildcard constraints, the grid, input
-# functions and each rule's settings. The logic itself lives in nnboundary.config, shared with
-# the command-line stages, so the Snakefile and the package read settings in one way.
+# functions and each rule's settings. The logic itself lives in nnboundary.settings, shared
+# with the command-line stages, so the Snakefile and the package read settings in one way.
 import os
 import sys
 from pathlib import Path
@@ -8,7 +8,9 @@ from pathlib import Path
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
-from nnboundary import config as nbconfig  # noqa: E402
+from nnboundary.settings import config as nbconfig  # noqa: E402
+from nnboundary.settings import entries, grid, keys, layers, space  # noqa: E402
+from nnboundary.settings.commandline import to_json  # noqa: E402
 from snakemake.exceptions import WorkflowError  # noqa: E402
 
 # Jobs run `python -m nnboundary ...`. With --sdm conda that is the python of the rule's
@@ -29,33 +31,59 @@ config.update(nbconfig.validate_config(config))
 
 # The grid: every (dataset, arch, seed) whose arch fits the dataset. Outputs go to results/
 # under the working directory (--directory moves them elsewhere).
-RUNS = nbconfig.runs(config)
+RUNS = grid.runs(config)
 # The seeds one job of each per-seed stage covers (grid.seeds_per_job): the stages' rules are
 # defined once per block (workflow/rules/train.smk and the others).
-SEED_BLOCKS = nbconfig.seed_blocks(config)
+SEED_BLOCKS = grid.seed_blocks(config)
 # The sets generated from the seed, prepared one file per seed: with seed blocks, one job per
 # block writes a block's files (prepare.smk) and `prepare` writes only the fixed.npz files.
 SEEDED_DATASETS = [
-    d for d in nbconfig.dataset_names(config) if nbconfig.is_seeded(config, d)
+    d for d in entries.dataset_names(config) if entries.is_seeded(config, d)
 ]
 PREPARE_BLOCKS = [block for block in SEED_BLOCKS if block.seeds and SEEDED_DATASETS]
 PREPARED_PART = "fixed" if PREPARE_BLOCKS else r"seed\d+|fixed"
 
 
-# A run's folder: dataset x arch x ablation variant x regime x seed.
-RUN = "results/runs/{dataset}/{arch}/{variant}/{regime}/seed{seed}"
-RUN_FULL = "results/runs/{dataset}/{arch}/{variant}/full/seed{seed}"
-RUN_RETRAIN = "results/runs/{dataset}/{arch}/{variant}/retrain_last/seed{seed}"
+# A run's folder: dataset x arch x ablation variant x regime x seed (nnboundary.settings.keys).
+RUN = f"results/runs/{keys.RUN_FOLDER}"
+RUN_FULL = RUN.replace("{regime}", "full")
+RUN_RETRAIN = RUN.replace("{regime}", "retrain_last")
 
-# How many runs the grid expands to, stated before anything is scheduled (also in a dry run).
-print(f"nnboundary grid: {nbconfig.grid_size(config)}", file=sys.stderr)
+# Each job's log and benchmark file: <folder>/<rule>/<job>, the job named like the run's folder
+# (RUN_JOB), or without its regime for train and retrain, which run one regime each (TRAIN_JOB);
+# a seed block's jobs carry the block's name instead of seed{seed} (SeedBlock.named).
+LOGS = "results/logs"
+BENCHMARKS = "results/benchmarks"
+RUN_JOB = keys.RUN_FOLDER
+TRAIN_JOB = keys.RUN_FOLDER.replace("{regime}/", "")
+PREPARE_JOB = "{dataset}/seed{seed}"
+
+
+def job_log(rule, job):
+    """The log file of job ``job`` (a name pattern) of ``rule``."""
+    return f"{LOGS}/{rule}/{job}.log"
+
+
+def job_benchmark(rule, job):
+    """The benchmark file of job ``job`` (a name pattern) of ``rule``."""
+    return f"{BENCHMARKS}/{rule}/{job}.tsv"
+
+
+# How many runs the grid expands to and what they write against the room under results/,
+# stated before anything is scheduled (also in a dry run); not again in each cluster job.
+if workflow.is_main_process:
+    print(f"nnboundary grid: {grid.grid_size(config)}", file=sys.stderr)
+    SPACE, SPACE_SHORT = space.space_report(config, keys.RESULTS)
+    print(
+        f"nnboundary {'warning' if SPACE_SHORT else 'space'}: {SPACE}", file=sys.stderr
+    )
 
 
 wildcard_constraints:
-    dataset="|".join(nbconfig.dataset_names(config)),
-    arch="|".join(nbconfig.arch_names(config)),
+    dataset="|".join(entries.dataset_names(config)),
+    arch="|".join(entries.arch_names(config)),
     variant=r"base|[a-z]+-[A-Za-z0-9_.]+(__[a-z]+-[A-Za-z0-9_.]+)*",
-    regime="|".join(nbconfig.REGIMES),
+    regime="|".join(keys.REGIMES),
     seed=r"\d+",
     # A prepared dataset: seed{N} for sets generated from the seed, fixed for the others.
     part=r"seed\d+|fixed",
@@ -94,28 +122,25 @@ def all_outputs():
     )
 
 
-BENCHMARKS = "results/benchmarks"
-
-
 def benchmark_files(wildcards=None):
     """The benchmark file of every job of the grid but job_times itself (its input): one
     folder per rule under results/benchmarks, named like the job's wildcards. The workflow
     test checks that this is exactly what a run writes."""
     groups = sorted({(r.dataset, r.arch, r.variant) for r in RUNS})
     cells = sorted({(r.dataset, r.arch, r.variant, r.regime) for r in RUNS})
-    jobs = nbconfig.job_names(config)  # seed<s> per seed, or the seed blocks' names
-    prepared = sorted({nbconfig.prepare_job(config, r.dataset, r.seed) for r in RUNS})
+    jobs = grid.job_names(config)  # seed<s> per seed, or the seed blocks' names
+    prepared = sorted({grid.prepare_job(config, r.dataset, r.seed) for r in RUNS})
     return (
-        [f"{BENCHMARKS}/prepare/{job}.tsv" for job in prepared]
+        [job_benchmark("prepare", job) for job in prepared]
         + [
-            f"{BENCHMARKS}/{rule}/{d}/{a}/{v}/{job}.tsv"
+            job_benchmark(rule, _job(TRAIN_JOB, job, d, a, v))
             for rule, regime in (("train", "full"), ("retrain", "retrain_last"))
             for d, a, v, r in cells
             if r == regime
             for job in jobs
         ]
         + [
-            f"{BENCHMARKS}/{rule}/{d}/{a}/{v}/{r}/{job}.tsv"
+            job_benchmark(rule, _job(RUN_JOB, job, d, a, v, r))
             for rule in ("features", "svm", "metrics", "collapse")
             for d, a, v, r in cells
             for job in jobs
@@ -131,6 +156,13 @@ def benchmark_files(wildcards=None):
                 "config_record",
             )
         ]
+    )
+
+
+def _job(pattern, job, dataset, arch, variant, regime=None):
+    """A job's name: ``pattern`` with its seed part the job's (seed<s> or a block's name)."""
+    return pattern.replace("seed{seed}", job).format(
+        dataset=dataset, arch=arch, variant=variant, regime=regime
     )
 
 
@@ -166,8 +198,8 @@ def seed_files(name):
 
 def data_file(wildcards):
     """The prepared dataset of a run: one file per seed for the sets generated from the seed
-    (nbconfig.is_seeded), one file shared by every seed for the others."""
-    return nbconfig.data_path(wildcards.dataset, int(wildcards.seed), config)
+    (entries.is_seeded), one file shared by every seed for the others."""
+    return grid.data_path(wildcards.dataset, int(wildcards.seed), config)
 
 
 def block_data(block):
@@ -176,7 +208,7 @@ def block_data(block):
 
     def files(wildcards):
         return [
-            nbconfig.data_path(wildcards.dataset, seed, config)
+            grid.data_path(wildcards.dataset, seed, config)
             for seed in block.of(wildcards)
         ]
 
@@ -229,13 +261,13 @@ def train_threads(block):
 
 def dataset_files(wildcards):
     """The .npz file of a dataset with a file: source (so that changing it reruns prepare)."""
-    return nbconfig.source_files(config, wildcards.dataset)
+    return entries.source_files(config, wildcards.dataset)
 
 
 def prepare_seed_option(wildcards):
     """`--seed N` for results/data/<set>/seed<N>.npz of a seeded set, nothing for fixed.npz;
     any other combination names a file no run uses."""
-    seeded = nbconfig.is_seeded(config, wildcards.dataset)
+    seeded = entries.is_seeded(config, wildcards.dataset)
     if seeded != (wildcards.part != "fixed"):
         name = "seed<N>.npz, one per seed" if seeded else "fixed.npz, one for all seeds"
         raise ValueError(
@@ -248,28 +280,28 @@ def prepare_seed_option(wildcards):
 # Each rule gets only its own settings as a params string, so that changing e.g. svm.C reruns
 # the svm step and what follows, never training.
 def prepare_settings(wildcards):
-    return nbconfig.to_json(nbconfig.dataset_settings(config, wildcards.dataset))
+    return to_json(layers.dataset_settings(config, wildcards.dataset))
 
 
 def arch_settings(wildcards):
-    return nbconfig.to_json(
-        nbconfig.arch_settings(
+    return to_json(
+        layers.arch_settings(
             config, wildcards.arch, wildcards.variant, wildcards.dataset
         )
     )
 
 
 def train_settings(wildcards):
-    return nbconfig.to_json(
-        nbconfig.train_settings(
+    return to_json(
+        layers.train_settings(
             config, wildcards.dataset, wildcards.arch, wildcards.variant
         )
     )
 
 
 def retrain_settings(wildcards):
-    return nbconfig.to_json(
-        nbconfig.retrain_settings(
+    return to_json(
+        layers.retrain_settings(
             config, wildcards.dataset, wildcards.arch, wildcards.variant
         )
     )
@@ -277,7 +309,7 @@ def retrain_settings(wildcards):
 
 def config_json(wildcards):
     """The validated config with its defaults filled in, for results/config.yaml."""
-    return nbconfig.to_json(config)
+    return to_json(config)
 
 
 def train_resource(name):
@@ -285,7 +317,7 @@ def train_resource(name):
     sized per dataset x arch in the config's `resources` layers."""
 
     def get(wildcards):
-        resources = nbconfig.train_resources(config, wildcards.dataset, wildcards.arch)
+        resources = layers.train_resources(config, wildcards.dataset, wildcards.arch)
         return resources[name]
 
     return get
@@ -294,15 +326,15 @@ def train_resource(name):
 def depth_milestones():
     """The train losses of the depth table: every loss_milestones value of the grid's training
     and retraining settings, as arguments."""
-    return " ".join(f"{m:g}" for m in nbconfig.loss_milestones(config))
+    return " ".join(f"{m:g}" for m in grid.loss_milestones(config))
 
 
 def stage_settings(stage):
-    return nbconfig.to_json(nbconfig.stage_settings(config, stage))
+    return to_json(layers.stage_settings(config, stage))
 
 
 def figure_settings():
     """The drawing settings of the figures (which runs get one is not among them)."""
-    settings = nbconfig.stage_settings(config, "figures")
+    settings = layers.stage_settings(config, "figures")
     settings.pop("run_seeds", None)
-    return nbconfig.to_json(settings)
+    return to_json(settings)

@@ -10,13 +10,9 @@ for block in SEED_BLOCKS:
         output:
             [directory(path) for path in block.paths(f"{RUN}/features")],
         log:
-            block.named(
-                "results/logs/features/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log"
-            ),
+            job_log("features", block.named(RUN_JOB)),
         benchmark:
-            block.named(
-                "results/benchmarks/features/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
-            )
+            job_benchmark("features", block.named(RUN_JOB))
         conda:
             "../../envs/torch.yaml"
         threads: train_resource("threads")

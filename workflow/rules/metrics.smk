@@ -10,13 +10,9 @@ for block in SEED_BLOCKS:
         output:
             block.paths(f"{RUN}/metrics.parquet"),
         log:
-            block.named(
-                "results/logs/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log"
-            ),
+            job_log("metrics", block.named(RUN_JOB)),
         benchmark:
-            block.named(
-                "results/benchmarks/metrics/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
-            )
+            job_benchmark("metrics", block.named(RUN_JOB))
         conda:
             "../../envs/analysis.yaml"
         params:

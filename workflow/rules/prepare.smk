@@ -8,9 +8,9 @@ rule prepare:
     output:
         "results/data/{dataset}/{part}.npz",
     log:
-        "results/logs/prepare/{dataset}/{part}.log",
+        job_log("prepare", "{dataset}/{part}"),
     benchmark:
-        "results/benchmarks/prepare/{dataset}/{part}.tsv"
+        job_benchmark("prepare", "{dataset}/{part}")
     wildcard_constraints:
         part=PREPARED_PART,
     conda:
@@ -33,9 +33,9 @@ for block in PREPARE_BLOCKS:
         output:
             block.paths("results/data/{dataset}/seed{seed}.npz"),
         log:
-            block.named("results/logs/prepare/{dataset}/seed{seed}.log"),
+            job_log("prepare", block.named(PREPARE_JOB)),
         benchmark:
-            block.named("results/benchmarks/prepare/{dataset}/seed{seed}.tsv")
+            job_benchmark("prepare", block.named(PREPARE_JOB))
         wildcard_constraints:
             dataset="|".join(SEEDED_DATASETS),
         localrule: True

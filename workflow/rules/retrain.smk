@@ -11,13 +11,9 @@ for block in SEED_BLOCKS:
             checkpoints=block.paths(f"{RUN_RETRAIN}/checkpoints.pt"),
             history=block.paths(f"{RUN_RETRAIN}/history.tsv"),
         log:
-            block.named(
-                "results/logs/retrain/{dataset}/{arch}/{variant}/seed{seed}.log"
-            ),
+            job_log("retrain", block.named(TRAIN_JOB)),
         benchmark:
-            block.named(
-                "results/benchmarks/retrain/{dataset}/{arch}/{variant}/seed{seed}.tsv"
-            )
+            job_benchmark("retrain", block.named(TRAIN_JOB))
         conda:
             "../../envs/torch.yaml"
         threads: train_resource("threads")

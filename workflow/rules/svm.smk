@@ -9,13 +9,9 @@ for block in SEED_BLOCKS:
         output:
             block.paths(f"{RUN}/svm.json"),
         log:
-            block.named(
-                "results/logs/svm/{dataset}/{arch}/{variant}/{regime}/seed{seed}.log"
-            ),
+            job_log("svm", block.named(RUN_JOB)),
         benchmark:
-            block.named(
-                "results/benchmarks/svm/{dataset}/{arch}/{variant}/{regime}/seed{seed}.tsv"
-            )
+            job_benchmark("svm", block.named(RUN_JOB))
         conda:
             "../../envs/analysis.yaml"
         params:

@@ -14,11 +14,9 @@ for block in SEED_BLOCKS:
             checkpoints=block.paths(f"{RUN_FULL}/checkpoints.pt"),
             history=block.paths(f"{RUN_FULL}/history.tsv"),
         log:
-            block.named("results/logs/train/{dataset}/{arch}/{variant}/seed{seed}.log"),
+            job_log("train", block.named(TRAIN_JOB)),
         benchmark:
-            block.named(
-                "results/benchmarks/train/{dataset}/{arch}/{variant}/seed{seed}.tsv"
-            )
+            job_benchmark("train", block.named(TRAIN_JOB))
         # The longest wall-time request first: the priority is the runtime request (minutes).
         priority: block_total(block, train_resource("runtime"))
         conda:

@@ -1,4 +1,4 @@
-"""Stage ``figures``: pictures of the network's last layer against the hard-margin SVMs.
+"""Figures: pictures of the network's last layer against the hard-margin SVMs.
 
 Four kinds of figure, one PNG each (written atomically), one module each, read in this order:
 
@@ -9,30 +9,8 @@ Four kinds of figure, one PNG each (written atomically), one module each, read i
 * ``overview``: the final checkpoint of every run of the grid;
 * ``collapse``: the angle to each SVM target against neural collapse (NC3), per run;
 
-``common`` holds what they share (colours, reading the tables, axis scales) and ``stage`` the
-command line, ``nnboundary figures <kind> ...``. Every figure draws valid checkpoints
-(:mod:`nnboundary.validity`) as measurements and marks the others.
+``common`` holds what they share (colours, reading the tables, axis scales); the command line,
+``nnboundary figures <kind> ...``, is :mod:`nnboundary.stages.figures`. Every figure draws
+valid checkpoints (:mod:`nnboundary.measure.validity`) as measurements and marks the others.
+The modules are imported one at a time (the run figure needs neither pandas nor torch).
 """
-
-from .collapse import collapse_figure
-from .common import DEFAULT_SETTINGS, final_overall_rows, overall_rows
-from .convergence import convergence_figure
-from .overview import overview_figure
-from .run import box, draw_run, plane_grid, projection_basis, run_figure
-from .stage import main, parse_figure_settings
-
-__all__ = [
-    "DEFAULT_SETTINGS",
-    "box",
-    "collapse_figure",
-    "convergence_figure",
-    "draw_run",
-    "final_overall_rows",
-    "main",
-    "overall_rows",
-    "overview_figure",
-    "parse_figure_settings",
-    "plane_grid",
-    "projection_basis",
-    "run_figure",
-]

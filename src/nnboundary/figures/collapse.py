@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
-from ..targets import TARGETS
+from ..formats.tables import read_table
+from ..settings.targets import TARGETS
 from .common import pyplot, regime_styles, save
 
 
@@ -18,7 +18,7 @@ def collapse_figure(table_path: str | Path, output, settings: dict[str, Any]) ->
     the final checkpoint marked; log axes). One panel per target; colour: dataset × arch ×
     variant (e.g. the bottleneck width), line style: regime."""
     plt = pyplot()
-    table = io.read_table(table_path)
+    table = read_table(table_path)
     targets = [t for t in TARGETS if f"angle_{t}_deg" in table.columns]
     fig, axes = plt.subplots(1, max(1, len(targets)), figsize=(5.2 * max(1, len(targets)) + 2, 4.4),
                              squeeze=False, layout="constrained")

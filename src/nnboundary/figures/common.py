@@ -1,20 +1,18 @@
 """What every figure shares: colours and line styles, pyplot set-up, atomic PNG writing, reading
-metrics and neural-collapse tables (the summarising rows and their validity), and axis scales."""
+metrics and neural-collapse tables (with their validity), and axis scales."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .. import io
-from ..targets import TARGETS
-
-#: Settings accepted by every subcommand (the ``figures`` block of the config) and their defaults.
-DEFAULT_SETTINGS: dict[str, Any] = {"dpi": 110, "resolution": 300}
+from ..errors import InputFileError
+from ..formats.atomic import atomic_path
+from ..formats.tables import read_table
+from ..settings.targets import TARGETS
 
 CLASS_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:brown", "tab:pink", "tab:olive",
                  "tab:cyan", "tab:gray", "gold", "navy"]
@@ -55,7 +53,7 @@ def save(fig, output: str | Path, dpi: int) -> None:
     """Write ``fig`` as PNG to ``output`` atomically, then close it."""
     plt = pyplot()
     try:
-        with io.atomic_path(output) as tmp:
+        with atomic_path(output) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)
@@ -84,27 +82,6 @@ def regime_colours(regimes: Sequence[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def overall_rows(frame):
-    """Rows summarising a fit: the binary scheme's only pair, or for multi-class the ``mean``
-    row of crammer_singer (of ovr for a run without crammer_singer), with the run keys
-    (:func:`nnboundary.convergence.overall_rows`)."""
-    from ..convergence import overall_rows as select
-
-    return select(frame)
-
-
-def final_overall_rows(frame):
-    """:func:`overall_rows` at the last epoch of every run (dataset, arch, variant, regime,
-    seed)."""
-    from ..convergence import RUN_KEYS, with_run_keys
-
-    frame = with_run_keys(frame)
-    if frame.empty:
-        return frame
-    last = frame.groupby(RUN_KEYS, dropna=False)["epoch"].transform("max")
-    return overall_rows(frame[frame["epoch"] == last])
-
-
 def scheme_label(rows) -> str:
     schemes = sorted(set(rows["scheme"]))
     return " / ".join(s if s == "binary" else f"{s} mean over pairs" for s in schemes)
@@ -113,18 +90,18 @@ def scheme_label(rows) -> str:
 def read_metrics(paths: Sequence[str | Path]):
     """Metrics tables (one or more) in one frame, with run keys and validity; an
     InputFileError naming the missing columns if they are not metrics tables."""
-    import pandas as pd
+    import pandas as pd  # the tables' figures only: the run figure needs no pandas
 
-    from ..convergence import with_run_keys
-    from ..validity import with_validity
+    from ..measure.validity import with_validity
+    from ..reporting.tables import with_run_keys
 
-    frames = [io.read_table(path) for path in paths]
+    frames = [read_table(path) for path in paths]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     missing = {"dataset", "arch", "seed", "epoch", "step", "target", "scheme", "pair",
                "angle_deg", "bias_gap", "svm_bias_gap", "train_loss", "degenerate",
                "valid"} - set(frame.columns)
     if missing:
-        raise io.InputFileError(
+        raise InputFileError(
             f"metrics files {list(map(str, paths))} lack the columns {sorted(missing)}; "
             f"rerun the metrics step"
         )
@@ -133,10 +110,10 @@ def read_metrics(paths: Sequence[str | Path]):
 
 def read_collapse(paths: Sequence[str | Path], metrics):
     """The runs' neural-collapse rows with each checkpoint's validity (from its metrics rows:
-    :func:`nnboundary.collapse.collapse_table`)."""
-    from ..collapse import collapse_table
+    :func:`nnboundary.reporting.collapse.collapse_table`)."""
+    from ..reporting.collapse import collapse_table
 
-    return collapse_table([io.read_table(path) for path in paths], metrics)
+    return collapse_table([read_table(path) for path in paths], metrics)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ One dataset × arch × variant, every regime and seed, against the **depth** x =
 loss) of each checkpoint (linear axis): the theory's limit is L → 0, and the direction error
 falls like 1/log(1/L) whatever the schedule, so runs are compared at equal loss, not at equal
 steps. Every seed is one thin line, coloured by regime; nothing is averaged across seeds (their
-checkpoints lie at different depths). Only valid checkpoints (:mod:`nnboundary.validity`) are on
+checkpoints lie at different depths). Only valid checkpoints (:mod:`nnboundary.measure.validity`) are on
 the lines; invalid ones are crosses; a dot marks each seed's deepest valid checkpoint. The
 panels (3 × 4):
 
@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..targets import PAIR_ANGLE_COLUMNS, TARGET_PAIRS, TARGETS, TIE_DEG
-from .common import (FLOOR, bias_gap_axis, bias_values, floored, overall_rows,
+from ..reporting.tables import overall_rows
+from ..settings.keys import RUN_KEYS, regime_sort_key
+from ..settings.targets import PAIR_ANGLE_COLUMNS, TARGET_PAIRS, TARGETS, TIE_DEG
+from .common import (FLOOR, bias_gap_axis, bias_values, floored,
                      plain_tick_labels, pyplot, read_collapse, read_metrics, regime_colours,
                      save, scheme_label, set_log_scale)
 
@@ -53,14 +55,12 @@ def checkpoint_rows(frame):
     """The summarising rows (binary, or the Crammer–Singer ``mean``) with ``depth`` and
     ``network_valid``: the rows of the targets with a bias are valid at that checkpoint (the
     network's own quantities are measurements there)."""
-    from ..convergence import RUN_KEYS
-
     rows = overall_rows(frame).copy()
     rows["depth"] = depth_of(rows["train_loss"])
     bias_ok = rows["valid"].astype(bool) | (rows["target"] == "origin")
     rows["network_valid"] = bias_ok.groupby(
-        [rows[k] for k in RUN_KEYS + ["epoch"]]).transform("all").astype(bool)
-    return rows.sort_values(RUN_KEYS + ["epoch"], kind="stable")
+        [rows[k] for k in [*RUN_KEYS, "epoch"]]).transform("all").astype(bool)
+    return rows.sort_values([*RUN_KEYS, "epoch"], kind="stable")
 
 
 def seed_lines(ax, part, values: np.ndarray, valid: np.ndarray, colour, style: str = "-"):
@@ -85,17 +85,15 @@ def seed_lines(ax, part, values: np.ndarray, valid: np.ndarray, colour, style: s
 def heading(rows, regime: str) -> str:
     """Where a regime ends: per valid seed, the target its deepest valid checkpoint is nearest
     to (a tie within TIE_DEG counts for none), and the median angle to it."""
-    from ..convergence import RUN_KEYS
-
     part = rows[(rows["regime"] == regime) & rows["network_valid"]]
     part = part[(part["target"] != "origin") | part["valid"].astype(bool)]
     if part.empty:
         return f"{regime}: no valid checkpoint"
-    last = part.groupby(RUN_KEYS)["epoch"].transform("max")
+    last = part.groupby(list(RUN_KEYS))["epoch"].transform("max")
     final = part[part["epoch"] == last]
     counts, nearest, depths = dict.fromkeys(TARGETS, 0), [], []
     tied = 0
-    for _, run in final.groupby(RUN_KEYS):
+    for _, run in final.groupby(list(RUN_KEYS)):
         angles = run.set_index("target")["angle_deg"].astype(float).sort_values()
         depths.append(float(run["depth"].iloc[0]))
         if len(angles) > 1 and angles.iloc[1] - angles.iloc[0] <= TIE_DEG:
@@ -135,67 +133,62 @@ def fixed_layout(fig, title_lines: int, legend_rows: int) -> None:
                         hspace=MARGIN["hspace"] / panel_height)
 
 
-def convergence_figure(metric_paths: Sequence[str | Path], output, settings: dict[str, Any],
-                       collapse_paths: Sequence[str | Path] | None = None) -> None:
-    """Draw the figure of the module docstring from the runs' metrics files (and, with
-    ``collapse_paths``, their neural_collapse.parquet for NC1 and NC3); write ``output``."""
-    plt = pyplot()
-    from matplotlib.lines import Line2D
+class _Panels:
+    """The checkpoint rows of one figure by regime, and how each regime is drawn."""
 
-    from ..convergence import RUN_KEYS, regime_sort_key
+    def __init__(self, rows, collapse=None):
+        self.rows, self.collapse = rows, collapse
+        self.regimes = sorted(set(rows["regime"]), key=regime_sort_key)
+        self.colours = regime_colours(self.regimes)
 
-    frame = read_metrics(metric_paths)
-    rows = checkpoint_rows(frame)
-    regimes = sorted(set(rows["regime"]), key=regime_sort_key)
-    colours = regime_colours(regimes)
-    collapse = None
-    if collapse_paths:
-        collapse = read_collapse(collapse_paths, frame)
-        depth = rows.drop_duplicates(RUN_KEYS + ["epoch"])[RUN_KEYS + ["epoch", "depth"]]
-        collapse = collapse.merge(depth, on=RUN_KEYS + ["epoch"], how="left")
-    fig, axes = plt.subplots(3, 4, figsize=SIZE)
+    def target(self, regime: str, target: str):
+        """One target's rows of a regime and their validity (the row's and the network's)."""
+        part = self.rows[(self.rows["regime"] == regime) & (self.rows["target"] == target)]
+        return part, part["valid"].to_numpy(bool) & part["network_valid"].to_numpy(bool)
 
-    def target_part(regime, target):
-        part = rows[(rows["regime"] == regime) & (rows["target"] == target)]
-        valid = part["valid"].to_numpy(bool) & part["network_valid"].to_numpy(bool)
-        return part, valid
-
-    def network_part(regime):
+    def network(self, regime: str):
         """One row per checkpoint (the svc target's) for the network's own quantities."""
-        part = rows[rows["regime"] == regime]
+        part = self.rows[self.rows["regime"] == regime]
         if len(part):
             reference = "svc" if (part["target"] == "svc").any() else part["target"].iloc[0]
             part = part[part["target"] == reference]
         return part, part["network_valid"].to_numpy(bool)
 
-    # Row 0: angles to each target (one shared log scale), and between the targets.
-    angle_axes = list(axes[0, :3])
+
+def _per_target_row(panels: _Panels, axes, column: str, values_of, floor: float,
+                    title: str) -> tuple[np.ndarray, bool]:
+    """One panel per target of ``values_of(column values)`` floored at ``floor``, every
+    regime's seeds; (every value drawn, whether any was below the floor)."""
     drawn, clipped = [], False
-    for ax, target in zip(angle_axes, TARGETS):
-        for regime in regimes:
-            part, valid = target_part(regime, target)
-            values, below = floored(part["angle_deg"].to_numpy(float), FLOOR["angle_deg"])
+    for ax, target in zip(axes, TARGETS):
+        for regime in panels.regimes:
+            part, valid = panels.target(regime, target)
+            values, below = floored(values_of(part[column].to_numpy(float)), floor)
             clipped |= below
-            drawn.append(seed_lines(ax, part, values, valid, colours[regime]))
-        ax.set_title(f"angle to {target} ({TARGETS[target]})", fontsize=10)
-    every = np.concatenate(drawn) if drawn else np.array([])
-    for ax in angle_axes:
+            drawn.append(seed_lines(ax, part, values, valid, panels.colours[regime]))
+        ax.set_title(title.format(target=target, name=TARGETS[target]), fontsize=10)
+    return (np.concatenate(drawn) if drawn else np.array([])), clipped
+
+
+def _angles(panels: _Panels, axes) -> None:
+    """Row 0: the angle to each target on one shared log scale, and between the targets."""
+    every, clipped = _per_target_row(panels, axes[:3], "angle_deg", lambda v: v,
+                                     FLOOR["angle_deg"], "angle to {target} ({name})")
+    for ax in axes[:3]:
         if every.size and (every > 0).all():
             ax.set_yscale("log")
             ax.set_ylim(every.min() / 1.5, every.max() * 1.5)
             plain_tick_labels(ax)
         ax.set_ylabel("degrees" + (f" (below {FLOOR['angle_deg']:g} drawn at it)"
                                    if clipped else ""))
-    ax = axes[0, 3]
-    between = []
-    for regime in regimes:
-        part, valid = network_part(regime)
+    ax, between = axes[3], []
+    for regime in panels.regimes:
+        part, valid = panels.network(regime)
         for column in PAIR_ANGLE_COLUMNS:
-            if column not in part:
-                continue
-            values, _ = floored(part[column].to_numpy(float), FLOOR["angle_deg"])
-            between.append(seed_lines(ax, part, values, valid, colours[regime],
-                                      PAIR_STYLES[column]))
+            if column in part:
+                values, _ = floored(part[column].to_numpy(float), FLOOR["angle_deg"])
+                between.append(seed_lines(ax, part, values, valid, panels.colours[regime],
+                                          PAIR_STYLES[column]))
     between = np.concatenate(between) if between else np.array([])
     if between.size and (between > 0).all():
         set_log_scale(ax, between)
@@ -203,66 +196,58 @@ def convergence_figure(metric_paths: Sequence[str | Path], output, settings: dic
     ax.set_title("angles between the targets", fontsize=10)
     ax.set_ylabel("degrees")
 
-    # Row 1: the margin gap |1 − γ_NN/γ_t| to each target on one log scale (0 at the SVM's
-    # margin; above 1 for the origin target the network, which has a bias, can beat), and the
-    # network's bias gap.
-    gaps, clipped = [], False
-    for ax, target in zip(axes[1, :3], TARGETS):
-        for regime in regimes:
-            part, valid = target_part(regime, target)
-            values, below = floored(np.abs(1.0 - part["margin_ratio"].to_numpy(float)),
-                                    FLOOR["margin_gap"])
-            clipped |= below
-            gaps.append(seed_lines(ax, part, values, valid, colours[regime]))
-        ax.set_title(f"margin gap |1 − γ_NN / γ_{target}|", fontsize=10)
-    gaps = np.concatenate(gaps) if gaps else np.array([])
+
+def _margins_and_bias(panels: _Panels, axes) -> None:
+    """Row 1: the margin gap |1 − γ_NN/γ_t| to each target on one log scale (0 at the SVM's
+    margin; above 1 for the origin target the network, which has a bias, can beat), and the
+    network's bias gap."""
+    gaps, clipped = _per_target_row(panels, axes[:3], "margin_ratio",
+                                    lambda v: np.abs(1.0 - v), FLOOR["margin_gap"],
+                                    "margin gap |1 − γ_NN / γ_{target}|")
     gaps = gaps[np.isfinite(gaps)]
-    for ax in axes[1, :3]:
+    for ax in axes[:3]:
         if gaps.size:
             ax.set_yscale("log")
             ax.set_ylim(gaps.min() / 1.5, gaps.max() * 1.5)
         ax.set_ylabel("(below %g drawn at it)" % FLOOR["margin_gap"] if clipped else "")
-    ax = axes[1, 3]
-    for regime in regimes:
-        part, valid = network_part(regime)
-        values = np.clip(bias_values(part, "bias_gap"), -1.1, 1.1)
-        seed_lines(ax, part, values, valid, colours[regime])
+    ax = axes[3]
+    for regime in panels.regimes:
+        part, valid = panels.network(regime)
+        seed_lines(ax, part, np.clip(bias_values(part, "bias_gap"), -1.1, 1.1), valid,
+                   panels.colours[regime])
     ax.set_ylabel("1 − 2·midpoint" + bias_gap_axis(ax), fontsize=9)
     ax.set_title("the network's bias gap (0 midway; multi-class: mean |gap|)", fontsize=10)
 
-    # Row 2: ‖w‖, NC1, NC3, steps.
-    own = [(axes[2, 0], "w_norm", "‖w‖ = ‖W₁ − W₀‖ (multi-class: mean over pairs)", rows),
-           (axes[2, 3], "step", "optimizer steps to get there", rows)]
-    if collapse is not None:
-        own += [(axes[2, 1], "nc1", "NC1 = Tr(Σ_W Σ_B⁺)/K", collapse),
-                (axes[2, 2], "nc3_self_duality", "NC3 = ‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²", collapse)]
+
+def _network_row(panels: _Panels, axes) -> None:
+    """Row 2: ‖w‖, NC1, NC3 and the optimizer steps, per checkpoint."""
+    own = [(axes[0], "w_norm", "‖w‖ = ‖W₁ − W₀‖ (multi-class: mean over pairs)", None),
+           (axes[3], "step", "optimizer steps to get there", None)]
+    if panels.collapse is not None:
+        own += [(axes[1], "nc1", "NC1 = Tr(Σ_W Σ_B⁺)/K", panels.collapse),
+                (axes[2], "nc3_self_duality", "NC3 = ‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²", panels.collapse)]
     for ax, column, title, table in own:
-        values_drawn = []
-        for regime in regimes:
-            if table is rows:
-                part, valid = network_part(regime)
+        drawn = []
+        for regime in panels.regimes:
+            if table is None:
+                part, valid = panels.network(regime)
             else:
                 part = table[table["regime"] == regime]
                 valid = part["valid"].to_numpy(bool)
-            if column not in part:
-                continue
-            values, _ = floored(part[column].to_numpy(float), FLOOR[column])
-            values_drawn.append(seed_lines(ax, part, values, valid, colours[regime]))
-        values_drawn = np.concatenate(values_drawn) if values_drawn else np.array([])
-        if values_drawn.size and (values_drawn > 0).all():
-            set_log_scale(ax, values_drawn)
+            if column in part:
+                values, _ = floored(part[column].to_numpy(float), FLOOR[column])
+                drawn.append(seed_lines(ax, part, values, valid, panels.colours[regime]))
+        drawn = np.concatenate(drawn) if drawn else np.array([])
+        if drawn.size and (drawn > 0).all():
+            set_log_scale(ax, drawn)
         ax.set_title(title, fontsize=10)
 
-    for ax in axes.ravel():
-        if not ax.has_data():
-            ax.text(0.5, 0.5, "no valid checkpoint" if ax is not axes[2, 1] or collapse is None
-                    else "no NC values", transform=ax.transAxes, ha="center")
-        ax.set_xlabel("depth −log10(train loss)")
-        ax.grid(True, which="major", alpha=0.3)
-        ax.set_xlim(left=0)
 
-    handles = [Line2D([], [], color=colours[r], lw=1.5, label=f"regime {r} (one line per seed)")
-               for r in regimes]
+def _legend_handles(panels: _Panels) -> list:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=panels.colours[r], lw=1.5,
+                      label=f"regime {r} (one line per seed)") for r in panels.regimes]
     handles += [Line2D([], [], color="grey", ls=PAIR_STYLES[c], lw=1.2,
                        label=f"{a}–{b} (angles between targets)")
                 for c, (a, b) in zip(PAIR_ANGLE_COLUMNS, TARGET_PAIRS)]
@@ -270,13 +255,41 @@ def convergence_figure(metric_paths: Sequence[str | Path], output, settings: dic
                        label="deepest valid checkpoint"),
                 Line2D([], [], color="grey", ls="", marker="x", ms=4,
                        label="invalid checkpoint (not a measurement)")]
+    return handles
+
+
+def convergence_figure(metric_paths: Sequence[str | Path], output, settings: dict[str, Any],
+                       collapse_paths: Sequence[str | Path] | None = None) -> None:
+    """Draw the figure of the module docstring from the runs' metrics files (and, with
+    ``collapse_paths``, their neural_collapse.parquet for NC1 and NC3); write ``output``."""
+    plt = pyplot()
+    frame = read_metrics(metric_paths)
+    rows = checkpoint_rows(frame)
+    collapse = None
+    if collapse_paths:
+        collapse = read_collapse(collapse_paths, frame)
+        depth = rows.drop_duplicates([*RUN_KEYS, "epoch"])[[*RUN_KEYS, "epoch", "depth"]]
+        collapse = collapse.merge(depth, on=[*RUN_KEYS, "epoch"], how="left")
+    panels = _Panels(rows, collapse)
+    fig, axes = plt.subplots(3, 4, figsize=SIZE)
+    _angles(panels, axes[0])
+    _margins_and_bias(panels, axes[1])
+    _network_row(panels, axes[2])
+    for ax in axes.ravel():
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "no valid checkpoint" if ax is not axes[2, 1] or collapse is None
+                    else "no NC values", transform=ax.transAxes, ha="center")
+        ax.set_xlabel("depth −log10(train loss)")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_xlim(left=0)
+    handles = _legend_handles(panels)
     fig.legend(handles=handles, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=8.5,
                frameon=False)
     names = sorted({"/".join(map(str, key)) for key in
                     zip(rows["dataset"], rows["arch"], rows["variant"])}) or ["no rows"]
     lines = [f"{', '.join(names)}: the last layer against the hard-margin SVMs as the loss goes "
              f"to 0 ({scheme_label(rows) if len(rows) else '-'})"]
-    lines += [heading(rows, regime) for regime in regimes]
+    lines += [heading(rows, regime) for regime in panels.regimes]
     fig.suptitle("\n".join(lines), fontsize=10)
     fixed_layout(fig, title_lines=len(lines),
                  legend_rows=-(-len(handles) // LEGEND_COLUMNS))

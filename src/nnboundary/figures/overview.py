@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..targets import TARGETS
+from ..reporting.tables import final_overall_rows
+from ..settings.keys import RUN_KEYS, regime_sort_key
+from ..settings.targets import TARGETS
 from .common import (BIAS_GAP_LIMIT, TARGET_COLOURS, bias_gap_axis, bias_values,
-                     final_overall_rows, pyplot, read_metrics, save, set_angle_scale)
+                     pyplot, read_metrics, save, set_angle_scale)
 
 #: Horizontal offset of each target's points within a category.
 OFFSETS = dict(zip(TARGETS, np.linspace(-0.24, 0.24, len(TARGETS))))
@@ -23,8 +25,6 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
     exists is a cross, like any invalid row."""
     plt = pyplot()
     from matplotlib.lines import Line2D
-
-    from ..convergence import RUN_KEYS, regime_sort_key
 
     rows = final_overall_rows(read_metrics([metrics_path]))
     keys = list(zip(rows["dataset"], rows["arch"], rows["variant"], rows["regime"]))
@@ -74,8 +74,8 @@ def overview_figure(metrics_path: str | Path, output, settings: dict[str, Any]) 
                           label="invalid seed (not in the median)"))
     handles.append(Line2D([], [], color="grey", lw=2.0, label="median over valid seeds"))
     axes[0].legend(handles=handles, fontsize=8, loc="best")
-    n_runs = len(rows.groupby(RUN_KEYS)) if len(rows) else 0
-    n_bad = len(rows[bad & (rows["target"] != "origin").to_numpy()].groupby(RUN_KEYS)) \
+    n_runs = len(rows.groupby(list(RUN_KEYS))) if len(rows) else 0
+    n_bad = len(rows[bad & (rows["target"] != "origin").to_numpy()].groupby(list(RUN_KEYS))) \
         if bad.any() else 0
     axes[0].set_title(f"Final checkpoint of {n_runs} runs ({n_bad} invalid): last layer against "
                       f"the hard-margin SVMs\n(binary, or crammer_singer mean over class pairs)",

@@ -40,9 +40,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
-from ..metrics import ZERO_NORM, angle_deg
-from ..targets import TARGETS
+from ..errors import InputFileError
+from ..formats.dataset import load_dataset
+from ..formats.features import FeatureSet, list_feature_files, read_features
+from ..formats.svmfile import fit_layer, read_svm
+from ..measure.geometry import ZERO_NORM, angle_deg
+from ..models.restore import load_network_file, network_at
+from ..settings.targets import TARGETS
 from .common import CLASS_COLOURS, NETWORK_COLOUR, TARGET_COLOURS, pyplot, save
 
 #: Dash patterns of the SVM boundaries: each target draws 5 points in 15, at its own offset, so
@@ -71,21 +75,6 @@ def overall_fits(fits: list[dict], K: int) -> dict[str, dict]:
             if fit.get("scheme") == scheme and target not in chosen:
                 chosen[target] = fit
     return chosen
-
-
-def fit_layer(fit: dict | None, K: int, d: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(U, c) of a fit, or None when the fit has no usable weights (a failed solve)."""
-    if fit is None or not fit.get("W"):
-        return None
-    U = np.asarray(fit["W"], dtype=np.float64)
-    c = np.asarray(fit.get("b") or np.zeros(K), dtype=np.float64).ravel()
-    if U.shape != (K, d) or c.shape != (K,):
-        raise io.InputFileError(
-            f"SVM fit (target {fit.get('target')}, scheme {fit.get('scheme')}) has W of shape "
-            f"{U.shape} and b of shape {c.shape}, but the network's last layer is {K}×{d}; "
-            f"rerun the svm step for this run"
-        )
-    return U, c
 
 
 def _unit(v: np.ndarray) -> np.ndarray | None:
@@ -238,84 +227,48 @@ def _mean_pair_angle(W: np.ndarray, U: np.ndarray) -> float:
     return float(np.mean([angle_deg(W[j] - W[i], U[j] - U[i]) for i, j in pairs]))
 
 
-def _final_features(folder: str | Path) -> io.FeatureSet:
-    return io.read_features(io.list_feature_files(folder)[-1])
+def _final_features(folder: str | Path) -> FeatureSet:
+    return read_features(list_feature_files(folder)[-1])
 
 
-def _epoch_fits(svm_path: str | Path, features: io.FeatureSet) -> list[dict]:
-    content = io.read_json(svm_path)
-    if not isinstance(content, dict) or not isinstance(content.get("fits"), list):
-        raise io.InputFileError(f"SVM file {svm_path} has no 'fits' list: not an svm.json")
-    keys = content.get("keys") or {}
-    for name in ("dataset", "arch", "variant", "regime", "seed"):
-        if name in keys and name in features.keys and str(keys[name]) != str(features.keys[name]):
-            raise io.InputFileError(
-                f"SVM file {svm_path} is for {name}={keys[name]!r} but the feature files are for "
-                f"{name}={features.keys[name]!r}; pass the svm.json of the same run"
-            )
-    fits = [fit for fit in content["fits"] if int(fit.get("epoch", -1)) == features.epoch]
-    if not fits:
-        epochs = sorted({int(fit.get("epoch", -1)) for fit in content["fits"]})
-        raise io.InputFileError(
-            f"SVM file {svm_path} has no fit for the final feature epoch {features.epoch} (fitted "
-            f"epochs: {epochs}); rerun the svm step (snakemake --forcerun {svm_path})"
-        )
-    return fits
+def _epoch_fits(svm_path: str | Path, features: FeatureSet) -> list[dict]:
+    """The fits of the final feature epoch, from the svm.json of the same run."""
+    svm = read_svm(svm_path)
+    svm.check_keys(features.keys, "the feature files")
+    return svm.at(features.epoch, " (the final feature epoch)")
 
 
-def draw_run(features: io.FeatureSet, fits: list[dict], ax, resolution: int) -> list[str]:
-    """Draw one checkpoint in the bottleneck plane on ``ax``; return notes for the title."""
+def _plane(features: FeatureSet, H: np.ndarray, normals: list[np.ndarray], ax):
+    """(Z, to_plane, notes): the points' coordinates in the drawn plane, each classifier
+    (W, b) as an affine map of those coordinates, and what the title should say (module
+    docstring: d = 2 as it is, d = 1 against a jitter, d > 2 projected)."""
     K, d = features.W.shape
-    H, y = features.part("train")
-    index = features.index[features.split == "train"]
-    chosen = overall_fits(fits, K)
-    layers = {t: fit_layer(chosen.get(t), K, d) for t in TARGETS}
-    notes: list[str] = []
-
-    # The plane: coordinates Z of the points and each classifier as an affine map of z.
     if d == 2:
-        Z = H
-
-        def to_plane(W, b):
-            return W, b
-
         ax.set_xlabel("h_0")
         ax.set_ylabel("h_1")
-    elif d == 1:
-        jitter = np.random.default_rng(0).uniform(-1.0, 1.0, size=len(y))
-        Z = np.column_stack([H[:, 0], jitter])
-
-        def to_plane(W, b):
-            return np.column_stack([W[:, 0], np.zeros(K)]), b
-
+        return H, lambda W, b: (W, b), []
+    if d == 1:
+        jitter = np.random.default_rng(0).uniform(-1.0, 1.0, size=len(H))
         ax.set_xlabel("h_0")
         ax.set_ylabel("random jitter (no meaning)")
         ax.set_yticks([])
-        notes.append("d = 1: boundaries are the vertical lines (thresholds on h_0)")
-    else:
-        normals = []
-        if layers["svc"] is not None:
-            normals.append(layers["svc"][0][1] - layers["svc"][0][0])
-        normals.append(features.W[1] - features.W[0])
-        P, what = projection_basis(H, normals)
-        mu = H.mean(axis=0) if len(H) else np.zeros(d)
-        r = mu - P @ (P.T @ mu)
-        Z = H @ P
+        return (np.column_stack([H[:, 0], jitter]),
+                lambda W, b: (np.column_stack([W[:, 0], np.zeros(K)]), b),
+                ["d = 1: boundaries are the vertical lines (thresholds on h_0)"])
+    P, what = projection_basis(H, normals)
+    mu = H.mean(axis=0) if len(H) else np.zeros(d)
+    r = mu - P @ (P.T @ mu)
+    ax.set_xlabel(f"h · e₁  (e₁ = {what})")
+    ax.set_ylabel("h · e₂  (1st principal direction of the residual)")
+    return (H @ P, lambda W, b: (W @ P, b + W @ r),
+            [f"d = {d}: projected on e₁, e₂; regions on the plane through the mean"])
 
-        def to_plane(W, b):
-            return W @ P, b + W @ r
 
-        ax.set_xlabel(f"h · e₁  (e₁ = {what})")
-        ax.set_ylabel("h · e₂  (1st principal direction of the residual)")
-        notes.append(f"d = {d}: projected on e₁, e₂; regions on the plane through the mean")
-
-    low, high = box(Z)
-    xs, ys, grid = plane_grid(low, high, resolution)
+def _draw_targets(ax, xs, ys, grid, layers: dict, chosen: dict, to_plane, K: int,
+                  notes: list[str]) -> tuple[list[str], bool]:
+    """Each target's boundary (svc's margin lines too) over the plane's grid; (the targets
+    drawn, whether the margins were)."""
     shape = (len(ys), len(xs))
-
-    W_plane, b_plane = to_plane(features.W, features.b)
-    net = (grid @ W_plane.T + b_plane).reshape(*shape, K)
-    _shade_regions(ax, net.argmax(axis=-1), low, high, K)
     drawn_targets, margins = [], False
     for target in TARGETS:
         if layers[target] is None:
@@ -339,23 +292,47 @@ def draw_run(features: io.FeatureSet, fits: list[dict], ax, resolution: int) -> 
             drawn_targets.append(target)
         else:
             notes.append(f"{target} SVM: no boundary in the box (zero normal or one class)")
+    return drawn_targets, margins
+
+
+def _support_vectors(ax, Z: np.ndarray, index: np.ndarray, svc_fit: dict | None,
+                     notes: list[str]) -> bool:
+    """Circle the svc fit's support vectors (up to :data:`MAX_SUPPORT_CIRCLES`); whether any
+    were circled."""
+    if svc_fit is None:
+        return False
+    rows = np.flatnonzero(np.isin(index, np.asarray(svc_fit.get("support") or [], int)))
+    circled = 0 < len(rows) <= MAX_SUPPORT_CIRCLES
+    if circled:
+        ax.scatter(Z[rows, 0], Z[rows, 1], s=36, facecolors="none", edgecolors="black",
+                   linewidths=0.7, zorder=6)
+    if not svc_fit.get("separable", True):
+        notes.append(f"train features not separable: soft-margin SVM (C = {svc_fit.get('C')})")
+    return circled
+
+
+def draw_run(features: FeatureSet, fits: list[dict], ax, resolution: int) -> list[str]:
+    """Draw one checkpoint in the bottleneck plane on ``ax``; return notes for the title."""
+    K, d = features.W.shape
+    H, y = features.part("train")
+    index = features.index[features.split == "train"]
+    chosen = overall_fits(fits, K)
+    layers = {t: fit_layer(chosen.get(t), K, d) for t in TARGETS}
+    normals = [] if layers["svc"] is None else [layers["svc"][0][1] - layers["svc"][0][0]]
+    Z, to_plane, notes = _plane(features, H, normals + [features.W[1] - features.W[0]], ax)
+    low, high = box(Z)
+    xs, ys, grid = plane_grid(low, high, resolution)
+    W_plane, b_plane = to_plane(features.W, features.b)
+    net = (grid @ W_plane.T + b_plane).reshape(len(ys), len(xs), K)
+    _shade_regions(ax, net.argmax(axis=-1), low, high, K)
+    drawn_targets, margins = _draw_targets(ax, xs, ys, grid, layers, chosen, to_plane, K, notes)
     if not _pair_frontiers(ax, xs, ys, net, [0.0], colors=NETWORK_COLOUR, linewidths=1.6,
                            linestyles="-", zorder=5):
         notes.append("network predicts one class on the whole box")
-
-    size = 7.0 if len(y) <= 1000 else 4.0
-    _scatter_classes(ax, Z, y, K, size)
+    _scatter_classes(ax, Z, y, K, 7.0 if len(y) <= 1000 else 4.0)
     support = False
-    svc_fit = chosen.get("svc")
-    if svc_fit is not None and layers["svc"] is not None:
-        rows = np.flatnonzero(np.isin(index, np.asarray(svc_fit.get("support") or [], int)))
-        if 0 < len(rows) <= MAX_SUPPORT_CIRCLES:
-            ax.scatter(Z[rows, 0], Z[rows, 1], s=36, facecolors="none", edgecolors="black",
-                       linewidths=0.7, zorder=6)
-            support = True
-        if not svc_fit.get("separable", True):
-            notes.append(f"train features not separable: soft-margin SVM (C = {svc_fit.get('C')})")
-
+    if layers["svc"] is not None:
+        support = _support_vectors(ax, Z, index, chosen.get("svc"), notes)
     ax.set_xlim(low[0], high[0])
     ax.set_ylim(low[1], high[1])
     spans = high - low
@@ -374,10 +351,8 @@ def draw_input_space(checkpoints: dict, epoch: int, data, fits: list[dict], ax,
                      resolution: int) -> None:
     """The network's regions and boundary over the standardised 2-D input box, with the train
     points, and the svc SVM pulled back through the network's features h(x) (dashed)."""
-    from ..features import network_at
-
     if epoch not in checkpoints["states"]:
-        raise io.InputFileError(
+        raise InputFileError(
             f"the checkpoint file has no weights for the final feature epoch {epoch} (saved "
             f"epochs: {sorted(checkpoints['states'])}); the features and checkpoints differ"
         )
@@ -413,8 +388,6 @@ def draw_input_space(checkpoints: dict, epoch: int, data, fits: list[dict], ax,
 def run_figure(features_dir, svm_path, checkpoints_path, data_path, output,
                settings: dict[str, Any]) -> None:
     """Draw the ``run`` figure (module docstring) and write it to ``output``."""
-    from ..prepare import load_dataset
-
     plt = pyplot()
     features = _final_features(features_dir)
     fits = _epoch_fits(svm_path, features)
@@ -426,8 +399,6 @@ def run_figure(features_dir, svm_path, checkpoints_path, data_path, output,
     fig, axes = plt.subplots(1, 2 if input_panel else 1, figsize=size, squeeze=False)
     notes = draw_run(features, fits, axes[0, 0], int(settings["resolution"]))
     if input_panel:
-        from ..features import load_network_file
-
         draw_input_space(load_network_file(checkpoints_path, "cpu"), features.epoch, data, fits,
                          axes[0, 1], int(settings["resolution"]))
 

@@ -1,0 +1,43 @@
+"""Stage ``metrics`` (``workflow/rules/metrics.smk``): compare each checkpoint's last layer with
+the SVM fits of its epoch (:func:`nnboundary.measure.metrics.run_metrics`) and write the run's
+metrics table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..formats.features import list_feature_files
+from ..formats.tables import write_table
+from ..measure.metrics import run_metrics
+from ..settings.commandline import block_settings, per_run
+from ..settings.keys import RUN_KEYS
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``nnboundary metrics --features DIR --svm svm.json --output metrics.parquet``."""
+    parser = argparse.ArgumentParser(
+        prog="nnboundary metrics",
+        description="Compare each checkpoint's last layer with the SVM fits of its epoch.",
+    )
+    parser.add_argument("--features", required=True, type=Path, nargs="+",
+                        help="run folder of feature files, one per run")
+    parser.add_argument("--svm", required=True, type=Path, nargs="+",
+                        help="svm.json of the same run, one per run")
+    parser.add_argument("--output", required=True, type=Path, nargs="+",
+                        help="metrics Parquet file to write, one per run")
+    parser.add_argument(
+        "--settings", default="", help='JSON object, e.g. {"grid_points": 200} (the default)'
+    )
+    args = parser.parse_args(argv)
+    grid_points = block_settings(args.settings, "metrics")["grid_points"]
+    for features, svm, output in per_run(parser, args, ("features", "svm", "output")):
+        frame = run_metrics(list_feature_files(features), svm, grid_points)
+        metadata = {"stage": "metrics", "settings": json.dumps({"grid_points": grid_points})}
+        for name in RUN_KEYS:
+            if len(frame):
+                metadata[name] = str(frame[name].iloc[0])
+        write_table(output, frame, metadata)
+    return 0
