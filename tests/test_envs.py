@@ -30,6 +30,14 @@ def test_env_pins_match_pyproject():
             assert pyproject.get(name) == version, f"{env.name}: {name}=={version} vs pyproject"
 
 
+def test_every_env_holds_what_every_stage_reads_its_settings_with():
+    """Every stage checks its --settings against the config schema (YAML, JSON schema)."""
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        spec = yaml.safe_load(env.read_text())
+        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict) and "pip" in d)
+        assert {"pyyaml", "jsonschema"} <= set(pins_of(pip)), env.name
+
+
 def test_every_rule_names_an_existing_env_and_a_log():
     for rule_file in (REPO / "workflow" / "rules").glob("*.smk"):
         text = rule_file.read_text()
@@ -40,3 +48,19 @@ def test_every_rule_names_an_existing_env_and_a_log():
         assert len(rules) == text.count("log:") == text.count("conda:") or \
             rule_file.name == "common.smk", rule_file.name
         assert rules or rule_file.name == "common.smk", rule_file.name
+
+
+def test_the_package_ships_its_config_schema(tmp_path):
+    """A stage installed without the repository (pip install ., no -e) reads its settings'
+    defaults from the schema, so the wheel holds it; the workflow's copy is a link to it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    link = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    assert link.is_symlink() and link.resolve() == (
+        REPO / "src" / "nnboundary" / "settings" / "config.schema.yaml").resolve()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("nnboundary-*.whl"))
+    assert "nnboundary/settings/config.schema.yaml" in zipfile.ZipFile(wheel).namelist()

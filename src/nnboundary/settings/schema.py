@@ -1,4 +1,5 @@
-"""The config schema (``workflow/schemas/config.schema.yaml``): the one place that says which
+"""The config schema (``config.schema.yaml`` beside this module, and as
+``workflow/schemas/config.schema.yaml`` in the workflow): the one place that says which
 keys exist, what values they take and their defaults.
 
 :func:`load_schema` completes it from :mod:`nnboundary.settings.catalog` (the built-in datasets'
@@ -17,7 +18,9 @@ from typing import Any
 
 from . import catalog
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+#: Shipped with the package (an installed stage reads its defaults from it), linked from
+#: workflow/schemas/ where a Snakemake workflow keeps its schemas.
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 #: Settings blocks that are definitions of the schema (used in several places of a config); any
 #: other block is a top-level section (``svm``, ``metrics``, ``figures``, ``split``).
 DEFINED_BLOCKS = {"train": "train_settings", "retrain": "retrain_settings",
