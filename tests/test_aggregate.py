@@ -10,7 +10,8 @@ from nnboundary.stages import aggregate as aggregate_module
 from nnboundary.formats import tables as table_io
 from nnboundary.reporting.summary import SUMMARY_METRICS
 from nnboundary.reporting.tables import final_rows
-from nnboundary.reporting.findings import claims, excluded, findings, findings_markdown, seed_table
+from nnboundary.reporting.claims import claims, claims_blocks
+from nnboundary.reporting.findings import excluded, findings, findings_markdown, seed_table
 
 GOOD = {"separable": True, "hard_margin": True, "degenerate": False, "diverged": False,
         "train_acc": 1.0, "margin_nn": 0.1, "dead_units": 0}
@@ -233,43 +234,10 @@ def test_a_cell_without_a_valid_seed_says_so():
     row = table.iloc[0]
     assert row["n_valid"] == 0 and np.isnan(row["angle_svc_mean"])
     assert row["closer_target"] == row["direction_converged"] == "no valid seed"
-    text = findings_markdown(table, claims(_final_table(rows)),
+    text = findings_markdown(table, claims_blocks(claims(_final_table(rows))),
                              excluded(seed_table(_final_table(rows))))
     assert "| blobs | mlp | base | full | 0/2 | sgd 0.5 | no valid seed |" in text
     assert "- blobs/mlp/base/full seed 0 (epoch 100): misclassified,dead_unit,convention" in text
-
-
-def test_claims_known_answers():
-    full = _seeds("full", [0.1] * 6, [0.3] * 6, bias_gap_vs_svm_abs=[0.01] * 6)
-    retrain = _seeds("retrain_last", [1.0] * 6, [0.2] * 6, bias_gap_vs_svm_abs=[0.4] * 6)
-    table = claims(_final_table(full + retrain)).set_index("claim")
-    assert list(table.index) == ["direction", "bias_midway", "retrain_direction_not_bias"]
-    assert (table["verdict"] == "holds").all()
-    assert table.loc["direction", "k"] == 6 and table.loc["direction", "n_valid"] == 6
-    assert table.loc["direction", "p_value"] == pytest.approx(0.03125)
-    assert "6/6 seeds < 2°" in table.loc["direction", "statistic"]
-    assert table.loc["retrain_direction_not_bias", "regime"] == "retrain_last"
-
-    # Whole network far off, bias not midway: both full claims fail; retrain undecided on bias.
-    full = _seeds("full", [5.0] * 6, [6.0] * 6, bias_gap_vs_svm_abs=[0.5] * 6)
-    retrain = _seeds("retrain_last", [0.5] * 6, [0.4] * 6,
-                     bias_gap_vs_svm_abs=[0.4, 0.4, 0.4, 0.01, 0.01, 0.01])
-    table = claims(_final_table(full + retrain)).set_index("claim")
-    assert table.loc["direction", "verdict"] == "fails"
-    assert table.loc["bias_midway", "verdict"] == "fails"
-    assert table.loc["retrain_direction_not_bias", "verdict"] == "undecided"
-    assert table.loc["retrain_direction_not_bias", "p_value"] == pytest.approx(1.0)
-
-
-def test_claims_with_few_seeds_or_a_missing_regime():
-    table = claims(_final_table(_seeds("full", [0.1] * 3, [0.3] * 3))).set_index("claim")
-    assert table.loc["direction", "verdict"] == "undecided"  # 3/3: p = 0.25
-    assert table.loc["direction", "p_value"] == pytest.approx(0.25)
-    assert table.loc["retrain_direction_not_bias", "verdict"] == "not run"
-    dead = _seeds("full", [90.0] * 6, [90.0] * 6, dead_units=[2] * 6)
-    table = claims(_final_table(dead)).set_index("claim")
-    assert table.loc["direction", "statistic"] == "no valid seed"
-    assert table.loc["direction", "verdict"] == "undecided"
 
 
 def test_the_multiclass_bias_measure_is_the_distance_to_the_crammer_singer_pairs():
@@ -301,14 +269,15 @@ def test_findings_markdown_has_rows_sentences_claims_and_exclusions():
                      train_acc=[1.0] * 5 + [0.99]))
     metrics = _final_table(rows)
     table = findings(metrics)
-    text = findings_markdown(table, claims(metrics), excluded(seed_table(metrics)))
+    text = findings_markdown(table, claims_blocks(claims(metrics)), excluded(seed_table(metrics)))
     assert "| blobs | mlp | base | full | 6/6 | sgd 0.5 | 0.1 [0.1, 0.1] | 0.3 [0.3, 0.3] |" in text
     assert "svc (svc 6, homog 0, origin 0, tied 0, p = 0.031)" in text
     sentence = next(line for line in text.splitlines() if line.startswith("- blobs/mlp/base:"))
     assert "full (6/6 valid seeds) ends closer to svc" in sentence
     assert "retrain_last (5/6 valid seeds) ends closer to no one target (undecided)" in sentence
-    assert "| blobs | mlp | base | direction | full | 6/6 |" in text
-    assert "**holds**" in text
+    assert "## The paper's claims, by depth" in text
+    assert "| blobs | mlp | base | direction | 0/6 **fails** (0.031) | 6/6 **holds** (0.031) |" \
+        in text
     assert "- blobs/mlp/base/retrain_last seed 5 (epoch 100): misclassified (train acc 0.9900" \
         in text
 
@@ -345,6 +314,8 @@ def test_aggregate_cli_writes_every_table(tmp_path):
         "--findings-csv", str(out["findings.csv"]), "--findings-md", str(out["findings.md"]),
         "--convergence-csv", str(out["convergence.csv"]), "--claims-csv", str(out["claims.csv"]),
         "--seeds-csv", str(out["seeds.csv"]), "--excluded-csv", str(out["excluded.csv"]),
+        "--generalisation-csv", str(tmp_path / "out" / "generalisation.csv"),
+        "--generalisation-html", str(tmp_path / "out" / "generalisation.html"),
     ]) == 0
     found = pd.read_csv(out["findings.csv"])
     assert list(found["regime"]) == ["full", "retrain_last"]
@@ -354,8 +325,12 @@ def test_aggregate_cli_writes_every_table(tmp_path):
     mean = conv[(conv["seed"] == -1) & (conv["regime"] == "full") & (conv["target"] == "svc")]
     assert mean["angle_gap_slope"].iloc[0] == pytest.approx(1.05)  # seeds 0, 1: 1.0, 1.1
     assert "## Regimes compared" in out["findings.md"].read_text()
-    assert len(pd.read_csv(out["claims.csv"])) == 3
+    written = pd.read_csv(out["claims.csv"])
+    assert written["claim"].nunique() == 5 and "final" in set(written["milestone"])
     assert len(pd.read_csv(out["seeds.csv"])) == 4
+    general = pd.read_csv(tmp_path / "out" / "generalisation.csv")
+    assert {"spearman_error_rho", "spearman_loss", "whole_lower_error_verdict"} <= set(general)
+    assert "Bias against generalisation" in (tmp_path / "out" / "generalisation.html").read_text()
     assert pd.read_csv(out["excluded.csv"]).empty
 
 
@@ -400,8 +375,9 @@ def test_html_pages_hold_the_markdown_tables(tmp_path):
         for cell in cells:
             assert f">{cell}<" in html.replace("<strong>", "").replace("</strong>", ""), cell
     claims_page = out["c.html"].read_text()
-    assert "<h1>The paper's claims</h1>" in claims_page
-    assert "<strong>holds</strong>" in claims_page and "retrain_direction_not_bias" in claims_page
+    assert "<h1>The paper's claims, by depth</h1>" in claims_page
+    assert "<strong>holds</strong>" in claims_page
+    assert "retrain_direction_not_bias_absolute" in claims_page
 
 
 def _three_targets(angles, origin_valid=None):

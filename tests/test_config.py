@@ -21,10 +21,10 @@ def base():
 def test_shipped_config_is_valid(base):
     config = nbconfig.validate_config(base)
     runs = grid.runs(config)
-    # 3 simulated sets and 3 image sets, each with the MLP, 8 seeds (at least the 6 with which
-    # the claims' sign test can decide; 8 fit the 5-minute budget), both regimes
-    assert len(runs) == 6 * 8 * 2
-    assert len({r.seed for r in runs}) == 8
+    # 3 simulated sets and 3 image sets, each with the MLP, 10 seeds (a two-sided sign test
+    # then tolerates one dissenter: 9 of 10, p = 0.021; 10 fit the 5-minute budget), both regimes
+    assert len(runs) == 6 * 10 * 2
+    assert len({r.seed for r in runs}) == 10
     assert {r.arch for r in runs} == {"mlp"}
     # The default grid is trained into the terminal phase, both regimes to the same depth, and
     # measured at the same loss milestones.
@@ -274,3 +274,16 @@ def test_every_shipped_config_has_each_key_once_and_validates_on_the_default(nam
     yaml.load((REPO / name).read_text(), Loader=_StrictLoader)
     config = nbconfig.load_config(REPO / "config.yaml", REPO / name)
     assert grid.runs(config)
+
+
+def test_the_targets_config_is_the_default_grid_without_a_zeroing_bottleneck(base):
+    """configs/targets.yaml: the default's datasets plus a pair with test errors, both regimes,
+    10 seeds, to 1e-100, with a bottleneck activation that cannot put a whole class at h = 0."""
+    config = nbconfig.load_config(REPO / "config.yaml", REPO / "configs" / "targets.yaml")
+    runs = grid.runs(config)
+    assert set(config["grid"]["datasets"]) == set(base["grid"]["datasets"]) | {"mnist5k49"}
+    assert {r.regime for r in runs} == {"full", "retrain_last"}
+    assert len({r.seed for r in runs}) == 10
+    assert {layers.arch_settings(config, "mlp")["activation"]} == {"identity"}
+    for dataset in config["grid"]["datasets"]:
+        assert layers.train_settings(config, dataset, "mlp")["until_loss"] == 1e-100

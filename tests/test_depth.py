@@ -90,3 +90,20 @@ def test_the_document_has_a_row_per_cell_and_milestone_and_the_tests():
     assert text.count("| blobs | mlp | base | full |") == 3 + 3  # 3 milestones, 3 targets' tests
     assert "| 1e-100 | 6/7 | 6/6/6 |" in text
     assert "**holds**" in text and "**fails**" in text
+
+
+def test_runs_with_a_class_at_the_origin_are_counted_per_milestone():
+    """A class collapses onto h = 0 in seeds 0 and 1 from the second checkpoint on: the count
+    rises with depth, over the runs that reached each milestone, valid or not."""
+    rows = table()
+    share = rows["seed"].isin([0, 1]) & (rows["epoch"] >= 20)
+    rows["zero_class_share"] = share.astype(float)
+    rows.loc[rows["epoch"] == 10, "zero_class_share"] = 0.5
+    result = depth.depth_table(rows, (1e-2, 1e-4, 1e-100)).set_index(["target", "milestone"])
+    assert result.loc[("svc", 1e-2), "runs_zero_class"] == 2  # seed 0 counted while invalid
+    assert result.loc[("svc", 1e-100), "runs_zero_class"] == 2
+    assert result.loc[("svc", 1e-100), "zero_class_share_median"] == 0.0
+    text = depth.document.markdown(depth.depth_document(result.reset_index()))
+    assert "| 2/7 (0) |" in text and "class at h = 0" in text
+    # A table without the column (an older run) counts none.
+    assert depth.zero_class_at(table().drop(columns=["zero_class_share"], errors="ignore"))["runs_zero_class"] == 0

@@ -566,6 +566,34 @@ def test_angles_between_targets_need_two_hard_margin_fits(tmp_path):
     assert frame.loc["svc", "valid"] and frame.loc["homog", "valid"]
 
 
+def test_separated_bias_gap_known_values_and_overlap():
+    """Test points of class −1 up to −1 and of class +1 from 3 along w = (1, 0): a boundary
+    at x = 1 sits midway (0), at x = 2 halfway to class +1 (−0.5); where the classes overlap
+    along w, or a class is missing, there is no gap: NaN."""
+    H = np.array([[-3.0, 0.0], [-1.0, 5.0], [3.0, -2.0], [6.0, 1.0]])
+    y = np.array([-1.0, -1.0, 1.0, 1.0])
+    w = np.array([1.0, 0.0])
+    assert geometry.separated_bias_gap(w, -1.0, H, y) == pytest.approx(0.0)
+    assert geometry.separated_bias_gap(w, -2.0, H, y) == pytest.approx(-0.5)
+    assert geometry.separated_bias_gap(2 * w, -4.0, H, y) == pytest.approx(-0.5)  # scale-free
+    # The same as bias_gap wherever the classes are separated.
+    assert geometry.separated_bias_gap(w, -2.0, H, y) == pytest.approx(
+        geometry.bias_gap(w, -2.0, H, y))
+    overlapping = np.vstack([H, [[-2.0, 0.0]]])
+    assert np.isnan(geometry.separated_bias_gap(w, -1.0, overlapping, np.append(y, 1.0)))
+    assert np.isnan(geometry.separated_bias_gap(w, -1.0, H[:2], y[:2]))
+    assert np.isnan(geometry.separated_bias_gap(np.zeros(2), -1.0, H, y))
+
+
+def test_zero_class_is_the_class_most_at_the_origin():
+    H = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 2.0], [3.0, 1.0]])
+    y = np.array([1, 1, 0, 0, 2, 2])
+    assert geometry.zero_class(H, y, 3) == (1, 1.0)  # both points of class 1 at h = 0
+    assert geometry.zero_class(H[2:], y[2:], 3) == (0, 0.5)
+    assert geometry.zero_class(H[4:], y[4:], 3) == (-1, 0.0)
+    assert geometry.zero_class(H, y, 4) == (1, 1.0)  # an empty class has no share
+
+
 def test_zero_points_counts_rows_at_the_origin():
     H = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0]])
     assert geometry.zero_points(H) == 2

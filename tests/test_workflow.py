@@ -73,8 +73,11 @@ def test_every_output_exists_and_is_not_trivial(finished):
     assert set(retrain["optimizer"]) == {"sgd"} and (retrain["lr"] < 1.0).all()  # 1/L units
     assert metrics["valid"].dtype == bool and "invalid_reason" in metrics
     seeds = pd.read_csv(results / "seeds.csv")
-    assert len(seeds) == len(RUNS) and (pd.read_csv(results / "claims.csv")["claim"].nunique()
-                                        == 3)
+    claims = pd.read_csv(results / "claims.csv")
+    assert len(seeds) == len(RUNS) and claims["claim"].nunique() == 5
+    assert "final" in set(claims["milestone"])
+    general = pd.read_csv(results / "generalisation.csv")
+    assert set(general["regime"]) == {"full", "retrain_last"} and "spearman_error_rho" in general
     assert len(pd.read_csv(results / "excluded.csv")) == (~seeds["valid"]).sum()
     summary = pd.read_csv(results / "summary.csv")
     assert len(summary) == 2 * (3 + 6)  # 2 regimes x (blobs: 3 targets; digits012: 3 x 2 schemes)

@@ -72,6 +72,16 @@ rule aggregate:
             caption="../report/depth.rst",
             category="Tables",
         ),
+        generalisation=report(
+            "results/generalisation.csv",
+            caption="../report/generalisation.rst",
+            category="Data (CSV)",
+        ),
+        generalisation_html=report(
+            "results/generalisation.html",
+            caption="../report/generalisation.rst",
+            category="Tables",
+        ),
     log:
         "results/logs/aggregate/aggregate.log",
     benchmark:
@@ -90,4 +100,6 @@ rule aggregate:
         " --collapse-inputs {input.collapse} --collapse {output.collapse}"
         " --collapse-csv {output.collapse_csv} --collapse-html {output.collapse_html}"
         " --depth-csv {output.depth} --depth-html {output.depth_html}"
+        " --generalisation-csv {output.generalisation}"
+        " --generalisation-html {output.generalisation_html}"
         " --milestones {params.milestones} --convergence-csv {output.convergence} > {log} 2>&1"

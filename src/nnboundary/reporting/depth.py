@@ -26,6 +26,9 @@ milestone, over the runs' summarising rows (binary, or the Crammer–Singer ``me
 - ``angle_nearest_median`` / ``angle_nearest_max``: over the valid seeds, each seed's smallest
   angle to any target, its median and its worst (the same on every target's row): does the gap
   to the nearest SVM close as the loss goes to 0?
+- ``runs_zero_class`` (of the reached runs, valid or not: those with a whole class at h = 0,
+  every bottleneck unit off on it) and ``zero_class_share_median`` (the median share of each
+  run's most-zeroed class at 0): at which depth a class collapses onto the origin;
 - the per-seed sign test of "the angle at the deepest milestone is smaller than at
   :data:`REFERENCE` (1e-8, the old stopping depth)", the same on every row of a cell × target:
   ``deepest`` = the smallest milestone at which the cell has a valid seed for the target,
@@ -149,9 +152,19 @@ def depth_table(metrics: pd.DataFrame, milestones=DEFAULT_MILESTONES) -> pd.Data
                                           if tuple(c) == cell and m == milestone])
                 record["angle_nearest_median"] = closest["median"]
                 record["angle_nearest_max"] = closest["max"]
+                record.update(zero_class_at(at))
                 record.update(sign)
                 records.append(record)
     return pd.DataFrame(records)
+
+
+def zero_class_at(rows: pd.DataFrame) -> dict:
+    """Over the runs that reached a milestone (valid or not: a count, not a measurement):
+    ``runs_zero_class``, those with a whole class at h = 0 there, and the median share of
+    their most-zeroed class's points at 0 (:func:`nnboundary.measure.geometry.zero_class`)."""
+    share = rows["zero_class_share"] if len(rows) and "zero_class_share" in rows else []
+    return {"runs_zero_class": int((np.asarray(share, dtype=float) == 1.0).sum()),
+            "zero_class_share_median": stats.describe(share)["median"]}
 
 
 def _fell(rows: pd.DataFrame, milestones) -> dict:
@@ -193,7 +206,9 @@ DEPTH_CAPTION = (
     "each seed's smallest angle, median (worst). between targets: "
     "median angles svc–homog / svc–origin / homog–origin. |bias gap|: the network's own, "
     "1 − 2·midpoint (0 midway). median loss: the train loss actually measured there (a run "
-    "can pass several milestones in one step). The gap closes where the angles fall with "
+    "can pass several milestones in one step). class at h = 0: reached runs with every "
+    "bottleneck unit off on a whole class (the median share of each run's most-zeroed class "
+    "at 0). The gap closes where the angles fall with "
     "depth; the target it heads for is the one whose angle falls towards 0.")
 FELL_CAPTION = (
     f"Per seed: is the angle at the deepest milestone smaller than at {REFERENCE:g}? k of n "
@@ -211,7 +226,8 @@ def depth_document(table: pd.DataFrame, level: int = 1) -> list[document.Block]:
     header = ([*CELL_KEYS, "loss below", "reached/seeds", "valid"]
               + [f"angle {t}" for t in targets]
               + ["nearest " + "/".join(targets), "nearest angle (worst)", "between targets",
-                 "margin ratio svc", "|bias gap|", "median loss", "median step"])
+                 "margin ratio svc", "|bias gap|", "median loss", "median step",
+                 "class at h = 0"])
     rows = []
     for key, group in table.groupby([*CELL_KEYS, "milestone"], sort=False):
         milestone = key[-1]
@@ -230,6 +246,8 @@ def depth_document(table: pd.DataFrame, level: int = 1) -> list[document.Block]:
         cells.append(median_iqr(reference, "bias_gap_abs"))
         cells.append(number(reference["train_loss_median"], 2))
         cells.append(number(reference["step_median"], 4))
+        cells.append(f"{int(first['runs_zero_class'])}/{int(first['n_reached'])} "
+                     f"({number(first['zero_class_share_median'], 2)})")
         rows.append(cells)
     signs = table.drop_duplicates([*CELL_KEYS, "target"])
     sign_rows = [[str(r[c]) for c in CELL_KEYS] + [

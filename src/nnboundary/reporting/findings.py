@@ -28,10 +28,10 @@ Tables:
     largest of those p-values), else ``undecided`` (also when fewer than 5 seeds were compared;
     :func:`closer_count`);
   - ``bias_midway``: the worst valid seed's |bias gap to the svc SVM| is below
-    :data:`BIAS_GAP_TOL` (0.1 half-gaps).
-- :func:`claims` (``claims.csv``): the paper's three claims per dataset × arch × variant, each a
-  count over valid seeds with a sign test and one word, ``holds``, ``fails`` or ``undecided``
-  (:func:`nnboundary.reporting.stats.count_verdict`).
+    :data:`BIAS_GAP_TOL` (0.1 half-gaps);
+
+  and, over all its runs, how many have a whole class at h = 0 (:func:`zero_class_counts`).
+- the paper's claims at every depth: :mod:`nnboundary.reporting.claims` (``claims.csv``).
 - :func:`excluded` (``excluded.csv``): every invalid seed with its reason.
 
 The bias measure is ``bias_gap_svc_abs`` = |bias_gap − svm_bias_gap| of the svc row: how far
@@ -69,8 +69,9 @@ PER_TARGET = {"angle_deg": "angle", "margin_ratio": "margin_ratio",
 #: Columns of the network alone (and the angles between the targets), taken from the svc row
 #: (else the first target fitted).
 NETWORK = ["scheme", "epoch", "step", "bias_gap", "bias_gap_abs", *PAIR_ANGLE_COLUMNS,
-           "train_loss", "train_acc", "test_acc", "dead_units", "zero_points", "optimizer",
-           "loss", "lr", "batch_size"]
+           "train_loss", "train_acc", "test_acc", "test_loss", "test_bias_gap",
+           "test_bias_gap_abs", "dead_units", "zero_points", "zero_class", "zero_class_share",
+           "optimizer", "loss", "lr", "batch_size"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,17 +80,22 @@ NETWORK = ["scheme", "epoch", "step", "bias_gap", "bias_gap_abs", *PAIR_ANGLE_CO
 
 
 def seed_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (:data:`RUN_KEYS`) at its final checkpoint (module docstring).
+    """One row per run (:data:`RUN_KEYS`) at its final checkpoint (module docstring;
+    :func:`seeds_of`)."""
+    return seeds_of(final_overall_rows(metrics))
 
-    ``valid``: the final rows of every target with a bias (svc, homog) are valid (origin alone:
-    its row); ``invalid_reason``: the union of their reasons (``target: reason`` where the
-    targets differ). ``origin_valid`` / ``origin_invalid_reason``: the origin row's; where it is
-    invalid the origin columns are NaN. ``bias_gap_svc_abs``: the bias measure of the module
-    docstring (NaN without an svc fit). ``angle_nearer``: the smallest of the targets' final
-    angles."""
-    final = final_overall_rows(metrics)
+
+def seeds_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of ``rows``, the summarising rows of one checkpoint per run (its final
+    one, or its first below a loss milestone: :func:`nnboundary.reporting.depth.at_milestones`).
+
+    ``valid``: the rows of every target with a bias (svc, homog) are valid (origin alone: its
+    row); ``invalid_reason``: the union of their reasons (``target: reason`` where the targets
+    differ). ``origin_valid`` / ``origin_invalid_reason``: the origin row's; where it is invalid
+    the origin columns are NaN. ``bias_gap_svc_abs``: the bias measure of the module docstring
+    (NaN without an svc fit). ``angle_nearer``: the smallest of the targets' angles."""
     records = []
-    for keys, run in final.groupby(list(RUN_KEYS), sort=True):
+    for keys, run in rows.groupby(list(RUN_KEYS), sort=True):
         record = dict(zip(RUN_KEYS, keys))
         by_target = {str(t): row for t, row in zip(run["target"], run.to_dict("records"))}
         reference = by_target.get("svc") or next(iter(by_target.values()))
@@ -212,6 +218,17 @@ def closer_count(valid: pd.DataFrame) -> dict:
     return record
 
 
+def zero_class_counts(runs: pd.DataFrame) -> dict[str, float]:
+    """Over all ``runs`` (counts, not measurements; valid or not): ``runs_zero_class``, those
+    with a whole class at h = 0 (``zero_class_share`` = 1); ``runs_zero_points``, those with any
+    train point at 0; ``zero_points_median`` / ``zero_points_max``, the points at 0 per run."""
+    share = runs["zero_class_share"].to_numpy(dtype=float)
+    points = runs["zero_points"].to_numpy(dtype=float)
+    summary = stats.describe(points)
+    return {"runs_zero_class": int((share == 1.0).sum()),
+            "runs_zero_points": int((points > 0).sum()), "zero_points_median": summary["median"], "zero_points_max": summary["max"]}
+
+
 def _yes_no(condition: bool) -> str:
     return "yes" if condition else "no"
 
@@ -250,6 +267,7 @@ def findings(metrics: pd.DataFrame) -> pd.DataFrame:
         for column in PAIR_ANGLE_COLUMNS:
             put_stats(record, column.removesuffix("_deg"), valid[column], ("median", "min", "max"))
         put_stats(record, "train_loss", valid["train_loss"], ("median", "max"))
+        record.update(zero_class_counts(group))
         record.update(closer_count(valid))
         if record["n_valid"] == 0:
             record["closer_target"] = record["direction_converged"] = NO_VALID
@@ -264,90 +282,6 @@ def findings(metrics: pd.DataFrame) -> pd.DataFrame:
         table["dataset"].iat[i], table["arch"].iat[i], table["variant"].iat[i],
         regime_sort_key(table["regime"].iat[i])))
     return table.iloc[order].reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------
-# The paper's claims
-# --------------------------------------------------------------------------------------------
-
-#: claim → (regime it is about, what it says).
-CLAIMS = {
-    "direction": ("full", "the last layer's direction converges to the SVM's"),
-    "bias_midway": ("full", "whole-network training puts the bias midway between the classes"),
-    "retrain_direction_not_bias": (
-        "retrain_last",
-        "a re-initialised, retrained last layer recovers the direction but not the bias"),
-}
-CLAIM_COLUMNS = [*EXPERIMENT_KEYS, "claim", "regime", "metric", "n_seeds", "n_valid",
-                 "k", "statistic", "p_value", "verdict"]
-
-_DIRECTION_METRIC = (f"final angle to the nearest SVM target ({', '.join(TARGETS)}) < "
-                     f"{DIRECTION_TOL_DEG:g}°")
-_BIAS_METRIC = f"|bias gap to the svc SVM| < {BIAS_GAP_TOL:g} half gaps"
-
-
-def _direction(valid: pd.DataFrame) -> tuple[stats.Count, str]:
-    count = stats.threshold_count(valid["angle_nearer"], DIRECTION_TOL_DEG)
-    angles = stats.describe(valid["angle_nearer"])
-    text = (f"{count.k}/{count.n} seeds < {DIRECTION_TOL_DEG:g}°; median {angles['median']:.3g}°, "
-            f"worst {angles['max']:.3g}°")
-    return count, text
-
-
-def _midway(valid: pd.DataFrame, below: bool = True) -> tuple[stats.Count, str]:
-    count = stats.threshold_count(valid["bias_gap_svc_abs"], BIAS_GAP_TOL, below=below)
-    gaps = stats.describe(valid["bias_gap_svc_abs"])
-    relation = "<" if below else "≥"
-    text = (f"{count.k}/{count.n} seeds {relation} {BIAS_GAP_TOL:g}; median |gap| "
-            f"{gaps['median']:.3g}, worst {gaps['max']:.3g}")
-    return count, text
-
-
-def claims(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per dataset × arch × variant × claim (:data:`CLAIMS`), from valid seeds:
-
-    - ``direction`` (full): k = seeds whose final angle to the nearest target is < 2°;
-    - ``bias_midway`` (full): k = seeds whose |bias gap to svc| is < 0.1;
-    - ``retrain_direction_not_bias`` (retrain_last): the direction count as above *and* the count
-      of seeds whose |bias gap to svc| is ≥ 0.1 must both hold (an intersection–union test: p is
-      the larger of the two sign tests); k is the direction count.
-
-    Each count goes through :func:`nnboundary.reporting.stats.count_verdict`: ``holds`` / ``fails`` when
-    the two-sided sign test gives p < 0.05 with at least 5 valid seeds, else ``undecided``. A
-    regime the grid did not run gives ``not run``."""
-    seeds = seed_table(metrics)
-    records = []
-    if seeds.empty:
-        return pd.DataFrame(columns=CLAIM_COLUMNS)
-    for keys, cell in seeds.groupby(list(EXPERIMENT_KEYS), sort=True):
-        for claim, (regime, _) in CLAIMS.items():
-            runs = cell[cell["regime"] == regime]
-            valid = runs[runs["valid"].astype(bool)]
-            record = dict(zip(EXPERIMENT_KEYS, keys), claim=claim, regime=regime,
-                          n_seeds=int(runs["seed"].nunique()), n_valid=int(len(valid)))
-            if claim == "direction":
-                record["metric"] = _DIRECTION_METRIC
-                count, text = _direction(valid)
-            elif claim == "bias_midway":
-                record["metric"] = _BIAS_METRIC
-                count, text = _midway(valid)
-            else:
-                record["metric"] = (f"{_DIRECTION_METRIC} and |bias gap to the svc SVM| ≥ "
-                                    f"{BIAS_GAP_TOL:g}")
-                direction, direction_text = _direction(valid)
-                off, off_text = _midway(valid, below=False)
-                count = stats.both(direction, off)
-                text = (f"direction: {direction_text} (p = {direction.p:.2g}); bias: {off_text} "
-                        f"(p = {off.p:.2g})")
-            if runs.empty:
-                record.update(k=0, statistic=f"regime {regime} not in the grid", p_value=np.nan,
-                              verdict="not run")
-            elif valid.empty:
-                record.update(k=0, statistic=NO_VALID, p_value=1.0, verdict="undecided")
-            else:
-                record.update(k=count.k, statistic=text, p_value=count.p, verdict=count.verdict)
-            records.append(record)
-    return pd.DataFrame(records, columns=CLAIM_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +312,13 @@ def _between_cell(row: pd.Series) -> str:
     return " / ".join(number(row[f"{c.removesuffix('_deg')}_median"]) for c in PAIR_ANGLE_COLUMNS)
 
 
+def _zero_cell(row: pd.Series) -> str:
+    """``4/8 runs (points 0–401)``: runs with a whole class at h = 0 of all runs, and the
+    range of train points at 0 per run."""
+    return (f"{int(row['runs_zero_class'])}/{int(row['n_seeds'])} runs (points "
+            f"{number(row['zero_points_median'])} median, {number(row['zero_points_max'])} max)")
+
+
 def regime_sentence(row: pd.Series) -> str:
     """One clause of a cell's comparison sentence: where a regime ends, from valid seeds."""
     regime = row["regime"]
@@ -394,27 +335,7 @@ def regime_sentence(row: pd.Series) -> str:
             f"(svc–homog / svc–origin / homog–origin)")
 
 
-def _claims_blocks(claim_table: pd.DataFrame) -> list[document.Block]:
-    caption = ("Per dataset × arch × variant, a count over valid seeds with a two-sided sign "
-               "test: holds / fails when p < 0.05 (needs at least "
-               f"{stats.MIN_SEEDS} valid seeds, and 6 to ever reach p < 0.05), else undecided.")
-    header = [*EXPERIMENT_KEYS, "claim", "regime", "valid/seeds", "statistic", "p",
-              "verdict"]
-    rows = [[str(row["dataset"]), str(row["arch"]), str(row["variant"]), str(row["claim"]),
-             str(row["regime"]), f"{int(row['n_valid'])}/{int(row['n_seeds'])}",
-             str(row["statistic"]), number(row["p_value"], 2), f"**{row['verdict']}**"]
-            for _, row in claim_table.iterrows()]
-    return [document.Paragraph(caption),
-            document.Bullets([f"`{claim}`: {text}." for claim, (_, text) in CLAIMS.items()]),
-            document.Table(header, rows)]
-
-
-def claims_document(claim_table: pd.DataFrame) -> list[document.Block]:
-    """claims.html: the paper's three claims and their verdicts per dataset × arch × variant."""
-    return [document.Heading("The paper's claims")] + _claims_blocks(claim_table)
-
-
-def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = None,
+def findings_document(table: pd.DataFrame, claim_blocks: list[document.Block] = (),
                       excluded_table: pd.DataFrame | None = None) -> list[document.Block]:
     """findings.md / findings.html: the per-cell table (medians with quartiles over valid
     seeds), the regimes compared, the claims, and every excluded seed with its reason."""
@@ -436,19 +357,21 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
         "|gap to svc|: distance from where the svc SVM puts its own bias, in half gaps "
         "(binary: |bias gap|; K > 2: mean over class pairs of the Crammer–Singer fit). "
         f"direction converged: worst < {DIRECTION_TOL_DEG:g}°. midway: worst |gap to svc| < "
-        f"{BIAS_GAP_TOL:g}.")
+        f"{BIAS_GAP_TOL:g}. class at h = 0: runs (valid or not) in which every bottleneck unit "
+        "is off on a whole class, whose points then sit at the origin of feature space where only "
+        "the last layer's bias classifies them, and the train points at 0 per run.")
     header = [*CELL_KEYS, "valid/seeds", "optimizer, lr",
               "angle svc", "angle homog", "angle origin", "worst", "closer", "nearer, pairwise",
               "between targets",
               "margin ratio svc", "bias gap", "|gap to svc| (worst)", "train loss",
-              "direction converged", "midway"]
+              "direction converged", "midway", "class at h = 0"]
     rows = []
     for _, row in table.iterrows():
         cells = [str(row[g]) for g in CELL_KEYS]
         cells.append(f"{int(row['n_valid'])}/{int(row['n_seeds'])}")
         cells.append(f"{row['optimizer']} {row['lr']}".strip())
         if row["n_valid"] == 0:
-            cells += [NO_VALID] + ["–"] * (len(header) - len(cells) - 1)
+            cells += [NO_VALID] + ["–"] * (len(header) - len(cells) - 2) + [_zero_cell(row)]
         else:
             origin = median_iqr(row, "angle_origin")
             if row["n_valid_origin"] < row["n_valid"]:
@@ -459,7 +382,7 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
                       number(row["margin_ratio_svc_median"]), median_iqr(row, "bias_gap"),
                       f"{number(row['bias_gap_svc_abs_median'])} ({number(row['bias_gap_svc_abs_max'])})",
                       number(row["train_loss_median"], 2), row["direction_converged"],
-                      row["bias_midway"]]
+                      row["bias_midway"], _zero_cell(row)]
         rows.append(cells)
     blocks: list[document.Block] = [
         document.Heading("Findings: final checkpoint, valid seeds only"),
@@ -470,8 +393,8 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
             + "; ".join(regime_sentence(row) for _, row in group.iterrows()) + "."
             for keys, group in table.groupby(list(EXPERIMENT_KEYS), sort=False)]),
     ]
-    if claim_table is not None and len(claim_table):
-        blocks += [document.Heading("The paper's claims", 2)] + _claims_blocks(claim_table)
+    if claim_blocks:
+        blocks += list(claim_blocks)
     if excluded_table is not None:
         blocks.append(document.Heading("Excluded seeds", 2))
         if excluded_table.empty:
@@ -486,7 +409,7 @@ def findings_document(table: pd.DataFrame, claim_table: pd.DataFrame | None = No
     return blocks
 
 
-def findings_markdown(table: pd.DataFrame, claim_table: pd.DataFrame | None = None,
+def findings_markdown(table: pd.DataFrame, claim_blocks: list[document.Block] = (),
                       excluded_table: pd.DataFrame | None = None) -> str:
     """findings.md: :func:`findings_document` as Markdown."""
-    return document.markdown(findings_document(table, claim_table, excluded_table))
+    return document.markdown(findings_document(table, claim_blocks, excluded_table))

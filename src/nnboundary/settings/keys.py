@@ -20,6 +20,8 @@ EXPERIMENT_KEYS = RUN_KEYS[:3]
 #: network trained) and ``retrain_last`` (the ``full`` model at ``retrain.from_epoch``, its last
 #: layer re-initialised and trained alone, the rest frozen).
 REGIMES = ("full", "retrain_last")
+#: The two regimes by name: the whole network trained, and its last layer retrained alone.
+FULL, RETRAIN_LAST = REGIMES
 #: The variant of a run without ablation values.
 BASE_VARIANT = "base"
 

@@ -16,9 +16,13 @@ a table without ``regime``/``variant`` columns is read as regime "full", variant
   ``original_test_acc`` is the original study's reported test accuracy for the paper's three
   experiments, empty elsewhere, to read next to ``test_acc_mean`` (:mod:`nnboundary.reporting.summary`).
 - ``summary.md`` / ``summary.html``: the same as a table of ``mean ± sd (median)``.
-- ``findings.csv`` / ``findings.md`` / ``findings.html``, ``claims.csv`` / ``claims.html``,
-  ``seeds.csv``, ``excluded.csv``: per cell and per claim, with per-seed statistics
-  (:mod:`nnboundary.reporting.findings`). The Markdown and HTML of one table come from the same
+- ``findings.csv`` / ``findings.md`` / ``findings.html``, ``seeds.csv``, ``excluded.csv``: per
+  cell, with per-seed statistics (:mod:`nnboundary.reporting.findings`).
+- ``claims.csv`` / ``claims.html``: the paper's claims at every depth (``--milestones``) and
+  at the final checkpoint, the regimes paired per seed (:mod:`nnboundary.reporting.claims`);
+  also a section of ``findings.md``.
+- ``generalisation.csv`` / ``generalisation.html``: test error and loss against the bias, per
+  cell and depth (:mod:`nnboundary.reporting.generalisation`). The Markdown and HTML of one table come from the same
   :mod:`nnboundary.reporting.document` blocks; the HTML pages are what the Snakemake report shows.
 - ``convergence.csv``: the 1/log t fit of the angle and margin gaps of every run and target over
   its valid checkpoints, and the median and range over seeds (``seed`` = -1)
@@ -40,7 +44,8 @@ import pandas as pd
 
 from ..formats.tables import read_table, write_csv, write_table
 from ..measure.validity import with_validity
-from ..reporting import collapse, depth, document, findings
+from ..reporting import claims as claims_table
+from ..reporting import collapse, depth, document, findings, generalisation
 from ..reporting.convergence import convergence_table
 from ..reporting.summary import summarise, summary_document
 from ..reporting.tables import with_run_keys
@@ -65,7 +70,8 @@ def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_
               claims_html: Path | None = None, collapse_inputs: list[Path] | None = None,
               collapse_out: Path | None = None, collapse_csv: Path | None = None,
               collapse_html: Path | None = None, depth_csv: Path | None = None,
-              depth_html: Path | None = None,
+              depth_html: Path | None = None, generalisation_csv: Path | None = None,
+              generalisation_html: Path | None = None,
               milestones=depth.DEFAULT_MILESTONES) -> pd.DataFrame:
     """Write the tables of the module docstring (the optional ones only when given); return
     the summary."""
@@ -76,7 +82,7 @@ def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_
     document.write(summary_document(summary), summary_md, summary_html, "Summary")
     seeds = findings.seed_table(metrics)
     excluded = findings.excluded(seeds)
-    claims = findings.claims(metrics)
+    claims = claims_table.claims(metrics, milestones)
     depths = depth.depth_table(metrics, milestones)
     if depth_csv is not None:
         write_csv(depth_csv, depths)
@@ -85,11 +91,17 @@ def aggregate(inputs: list[Path], metrics_out: Path, summary_csv: Path, summary_
         table = findings.findings(metrics)
         if findings_csv is not None:
             write_csv(findings_csv, table)
-        blocks = findings.findings_document(table, claims, excluded)
+        blocks = findings.findings_document(table, claims_table.claims_blocks(claims), excluded)
         blocks += depth.depth_document(depths, level=2)
         document.write(blocks, findings_md, findings_html, "Findings")
     if claims_html is not None:
-        document.write(findings.claims_document(claims), None, claims_html, "Claims")
+        document.write(claims_table.claims_document(claims), None, claims_html, "Claims")
+    if generalisation_csv is not None or generalisation_html is not None:
+        table = generalisation.generalisation_table(metrics, milestones)
+        if generalisation_csv is not None:
+            write_csv(generalisation_csv, table)
+        document.write(generalisation.generalisation_document(table), None, generalisation_html,
+                       "Generalisation")
     for path, table in ((claims_csv, claims), (seeds_csv, seeds), (excluded_csv, excluded)):
         if path is not None:
             write_csv(path, table)
@@ -133,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the invalid seeds and their reasons (CSV) to write")
     parser.add_argument("--depth-csv", help="every run at the same train losses (CSV) to write")
     parser.add_argument("--depth-html", help="the depth table (HTML page) to write")
+    parser.add_argument("--generalisation-csv",
+                        help="test error and loss against the bias (CSV) to write")
+    parser.add_argument("--generalisation-html", help="the same (HTML page) to write")
     parser.add_argument("--milestones", type=float, nargs="+",
                         default=list(depth.DEFAULT_MILESTONES),
                         help="train losses of the depth table (default: %(default)s)")
@@ -147,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                         [Path(p) for p in args.collapse_inputs],
                         *(None if a is None else Path(a) for a in
                           (args.collapse, args.collapse_csv, args.collapse_html, args.depth_csv,
-                           args.depth_html)), milestones=args.milestones)
+                           args.depth_html, args.generalisation_csv,
+                           args.generalisation_html)), milestones=args.milestones)
     print(f"aggregated {len(args.inputs)} runs into {len(summary)} summary rows", file=sys.stderr)
     return 0
