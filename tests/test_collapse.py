@@ -1,11 +1,11 @@
-"""Neural-collapse metrics on cases with a known answer (formulas: nnboundary.measure.collapse)."""
+"""Neural-collapse metrics on cases with a known answer (formulas: nnboundary.measures.collapse)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nnboundary.measure.collapse import class_means, nc1, NC_COLUMNS, neural_collapse
+from nnboundary.measures.collapse import class_means, nc1, NC_COLUMNS, neural_collapse
 
 
 def _simplex(K: int, d: int, scale: float = 3.0) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnboundary.measure import validity
+from nnboundary.measures import validity
 from nnboundary.reporting import convergence
 from nnboundary.reporting.convergence import (MEAN_SEED, angle_gap, convergence_table, margin_gap, slope_vs_inverse_log)
 from nnboundary.reporting.tables import overall_rows, with_run_keys

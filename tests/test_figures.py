@@ -34,7 +34,7 @@ from nnboundary.reporting import tables as metric_tables
 from nnboundary.stages import figures
 from nnboundary.formats import features as feature_files
 from nnboundary.formats import tables as table_io
-from nnboundary.measure import metrics
+from nnboundary.measures import metrics
 from nnboundary.settings.layers import DEFAULT_TRAIN
 from nnboundary.stages.features import dump_run
 from nnboundary.data.make import make_dataset
@@ -264,7 +264,7 @@ def test_convergence_layout_keeps_the_panels_apart_and_inside_the_figure():
 
 def test_convergence_figure_with_the_neural_collapse_panels(runs, tmp_path):
     """With the runs' neural_collapse.parquet the NC1 and NC3 panels are drawn."""
-    from nnboundary.measure.collapse import run_collapse
+    from nnboundary.measures.collapse import run_collapse
 
     tables = []
     for name in ("blobs", "blobs3", "dead"):

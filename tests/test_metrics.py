@@ -18,9 +18,9 @@ except ImportError:  # running from a checkout without an installed package
 from nnboundary.errors import InputFileError
 from nnboundary.formats import features as feature_files
 from nnboundary.formats import tables as table_io
-from nnboundary.measure import geometry
-from nnboundary.measure import grid_agreement
-from nnboundary.measure import metrics
+from nnboundary.measures import geometry
+from nnboundary.measures import grid_agreement
+from nnboundary.measures import metrics
 from nnboundary.stages import metrics as metrics_stage
 
 # Soudry et al.'s toy set: support vectors (0.5, 1.5), (1.5, 0.5) for +1 and their negatives for
@@ -465,7 +465,7 @@ def test_missing_epoch_names_file_and_step(tmp_path):
 
 
 def test_margin_ratio_is_flagged_for_a_soft_fit():
-    from nnboundary.measure.geometry import margin_ratio
+    from nnboundary.measures.geometry import margin_ratio
 
     assert margin_ratio(0.5, 0.25, return_flag=True) == (2.0, False)
     assert margin_ratio(0.5, 1e-12, hard=False, return_flag=True) == (0.0, True)

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.e2e
 
 #: Modules a process imports only because the test extra installed them, never needed by a run:
 #: Snakemake loads every installed plugin package it finds (the SLURM executor comes with the
-#: test extra), and urllib3 uses PySocks when it is present (selenium brings it).
+#: test extra), urllib3 uses PySocks when it is present (selenium brings it), tenacity its
+#: tornado support and tabulate wcwidth (ipykernel, for the example notebook, brings both).
 OPPORTUNISTIC = (re.compile(r"^snakemake_(executor|storage|report|logger|scheduler)_plugin_"),
-                 re.compile(r"^socks$"))
+                 re.compile(r"^socks$"), re.compile(r"^tornado$"), re.compile(r"^wcwidth$"))
 
 
 def canonical(name: str) -> str:

@@ -527,7 +527,7 @@ def test_stage_soft_margin_false_gives_flagged_metrics_rows(tmp_path):
     """soft_margin false: an origin problem that no separator through the origin solves is
     recorded without weights, and its metrics rows are flagged not_separable_origin, while the
     svc rows of the same checkpoint stay valid measurements."""
-    from nnboundary.measure.metrics import run_metrics
+    from nnboundary.measures.metrics import run_metrics
 
     folder = tmp_path / "features"
     H, y = two_clusters()

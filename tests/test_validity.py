@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnboundary.measure import validity
+from nnboundary.measures import validity
 
 GOOD = {"dataset": "blobs", "arch": "mlp", "variant": "base", "regime": "full", "seed": 0,
         "epoch": 10, "target": "svc", "scheme": "binary", "pair": "0-1", "separable": True,

@@ -20,7 +20,7 @@ from nnboundary.formats import features as feature_files
 from nnboundary.formats.tables import read_json
 from nnboundary.training.schedule import Plan
 from nnboundary.settings.layers import DEFAULT_TRAIN
-from nnboundary.measure.metrics import NOT_APPLICABLE_NAN
+from nnboundary.measures.metrics import NOT_APPLICABLE_NAN
 from nnboundary.settings.targets import TARGETS
 
 pytestmark = pytest.mark.e2e

@@ -45,3 +45,8 @@ class SVMError(NNBoundaryError, RuntimeError):
 
 class SVMMemoryError(SVMError):
     """A fit that would need more memory than it may use; raised before the allocation."""
+
+
+class InputError(NNBoundaryError, ValueError):
+    """An argument of the Python API (:func:`nnboundary.measure`, :func:`nnboundary.features`,
+    :func:`nnboundary.last_layer`) that cannot be used; the message names the argument."""

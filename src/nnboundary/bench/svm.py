@@ -18,7 +18,7 @@ import numpy as np
 
 from ..formats.features import list_feature_files, read_features
 from ..formats.tables import plain
-from ..measure.collapse import class_means, nc1
+from ..measures.collapse import class_means, nc1
 from ..svm import TARGETS, fit_svm
 
 # (n, d, K, noise) of the wide table: NC1 ≈ 0.06 at noise 4 and 0.15 at noise 6 (less collapsed).

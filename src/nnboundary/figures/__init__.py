@@ -11,6 +11,6 @@ Four kinds of figure, one PNG each (written atomically), one module each, read i
 
 ``common`` holds what they share (colours, reading the tables, axis scales); the command line,
 ``nnboundary figures <kind> ...``, is :mod:`nnboundary.stages.figures`. Every figure draws
-valid checkpoints (:mod:`nnboundary.measure.validity`) as measurements and marks the others.
+valid checkpoints (:mod:`nnboundary.measures.validity`) as measurements and marks the others.
 The modules are imported one at a time (the run figure needs neither pandas nor torch).
 """

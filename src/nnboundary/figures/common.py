@@ -92,7 +92,7 @@ def read_metrics(paths: Sequence[str | Path]):
     InputFileError naming the missing columns if they are not metrics tables."""
     import pandas as pd  # the tables' figures only: the run figure needs no pandas
 
-    from ..measure.validity import with_validity
+    from ..measures.validity import with_validity
     from ..reporting.tables import with_run_keys
 
     frames = [read_table(path) for path in paths]

@@ -4,7 +4,7 @@ One dataset × arch × variant, every regime and seed, against the **depth** x =
 loss) of each checkpoint (linear axis): the theory's limit is L → 0, and the direction error
 falls like 1/log(1/L) whatever the schedule, so runs are compared at equal loss, not at equal
 steps. Every seed is one thin line, coloured by regime; nothing is averaged across seeds (their
-checkpoints lie at different depths). Only valid checkpoints (:mod:`nnboundary.measure.validity`) are on
+checkpoints lie at different depths). Only valid checkpoints (:mod:`nnboundary.measures.validity`) are on
 the lines; invalid ones are crosses; a dot marks each seed's deepest valid checkpoint. The
 panels (3 × 4):
 

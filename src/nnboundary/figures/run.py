@@ -44,7 +44,7 @@ from ..errors import InputFileError
 from ..formats.dataset import load_dataset
 from ..formats.features import FeatureSet, list_feature_files, read_features
 from ..formats.svmfile import fit_layer, read_svm
-from ..measure.geometry import ZERO_NORM, angle_deg
+from ..measures.geometry import ZERO_NORM, angle_deg
 from ..models.restore import load_network_file, network_at
 from ..settings.targets import TARGETS
 from .common import CLASS_COLOURS, NETWORK_COLOUR, TARGET_COLOURS, pyplot, save

@@ -57,15 +57,8 @@ class FeatureSet:
 
     @property
     def row_keys(self) -> dict[str, Any]:
-        """The run keys, epoch and optimizer step of this checkpoint, as the columns of a
-        table's rows (a file written without them: variant ``base``, regime ``full``, step
-        -1)."""
-        keys = self.keys
-        steps = int((keys.get("training") or {}).get("steps_per_epoch", -1))
-        return {"dataset": str(keys.get("dataset", "")), "arch": str(keys.get("arch", "")),
-                "variant": str(keys.get("variant", BASE_VARIANT)),
-                "regime": str(keys.get("regime", REGIMES[0])), "seed": int(keys.get("seed", -1)),
-                "epoch": self.epoch, "step": self.epoch * steps if steps > 0 else -1}
+        """The run keys, epoch and optimizer step of this checkpoint (:func:`row_keys_of`)."""
+        return row_keys_of(self.keys, self.epoch)
 
     def part(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Features and labels of one split (``train`` or ``test``), in index order."""
@@ -74,6 +67,17 @@ class FeatureSet:
 
     def logits_of(self, split: str) -> np.ndarray:
         return self.logits[self.split == split]
+
+
+def row_keys_of(keys: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """The run keys, epoch and optimizer step of a checkpoint as the columns of a table's rows,
+    from a feature file's metadata; keys it does not hold: dataset and arch ``""``, variant
+    ``base``, regime ``full``, seed −1, step −1."""
+    steps = int((keys.get("training") or {}).get("steps_per_epoch", -1))
+    return {"dataset": str(keys.get("dataset", "")), "arch": str(keys.get("arch", "")),
+            "variant": str(keys.get("variant", BASE_VARIANT)),
+            "regime": str(keys.get("regime", REGIMES[0])), "seed": int(keys.get("seed", -1)),
+            "epoch": int(epoch), "step": int(epoch) * steps if steps > 0 else -1}
 
 
 def write_features(

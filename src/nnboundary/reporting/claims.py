@@ -11,7 +11,7 @@ which depth a claim starts to hold and at which it stops.
 Per run and depth, :func:`nnboundary.reporting.findings.seeds_of` gives the measures:
 ``angle_nearer`` (the smallest angle to the three SVM targets, degrees) and
 ``bias_gap_svc_abs`` (|bias gap − the svc SVM's own|, in half gaps). Only valid seeds enter
-(:mod:`nnboundary.measure.validity`).
+(:mod:`nnboundary.measures.validity`).
 
 Claims (:data:`CLAIMS`):
 
@@ -144,7 +144,7 @@ def _absolute(claim: str, cell: pd.DataFrame) -> dict:
 
 
 def paired_count(whole: pd.DataFrame, retrained: pd.DataFrame, measure: str) -> tuple:
-    """(count, pairs): per seed valid in both frames, is ``measure`` smaller for ``whole``?
+    """(count, pairs): per seed valid in both frames, is ``measures`` smaller for ``whole``?
     k = seeds where it is, n = seeds where the two differ (equal values left out); ``pairs``
     holds the seed's two values (columns ``whole`` and ``retrained``)."""
     pairs = pd.merge(whole[["seed", measure]], retrained[["seed", measure]], on="seed",

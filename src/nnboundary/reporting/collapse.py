@@ -1,5 +1,5 @@
 """The grid's neural-collapse tables (written by the aggregate stage): every checkpoint's NC
-metrics (:mod:`nnboundary.measure.collapse`) with the validity of its metrics rows and its
+metrics (:mod:`nnboundary.measures.collapse`) with the validity of its metrics rows and its
 angle to each SVM target, the final checkpoint of each cell over valid seeds, and the trends
 over training, each a count over seeds with its sign test.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..measure.collapse import COLUMNS, NC_COLUMNS
+from ..measures.collapse import COLUMNS, NC_COLUMNS
 from ..settings.keys import CELL_KEYS, RUN_KEYS
 from ..settings.targets import TARGETS
 from . import document, stats
@@ -21,7 +21,7 @@ from .text import median_iqr, put_stats
 def collapse_table(frames, metrics):
     """Every run's NC rows in one table, each checkpoint with the validity of its metrics rows
     (valid when the summary row of every SVM target with a bias, svc and homog, of that run and
-    epoch is: see :mod:`nnboundary.measure.validity`; ``nc_degenerate`` adds ``convention``) and the
+    epoch is: see :mod:`nnboundary.measures.validity`; ``nc_degenerate`` adds ``convention``) and the
     angle between the centred last layer and each target's SVM, ``angle_svc_deg`` /
     ``angle_homog_deg`` / ``angle_origin_deg`` (``matrix_angle_deg`` of the Crammer–Singer fit
     for K > 2, of the binary fit for K = 2; the origin angle only where its own row is valid,
@@ -145,7 +145,7 @@ def collapse_document(summary):
                                             f"{int(row['n_valid'])}/{int(row['n_seeds'])}"]
             + [median_iqr(row, n) for n in names] for _, row in summary.iterrows()]
     caption = ("Neural collapse at the final checkpoint, median [q25, q75] over valid seeds "
-               "(nnboundary.measure.collapse has the formulas): nc1 = Tr(Σ_W Σ_B⁺)/K; nc2: equinorm "
+               "(nnboundary.measures.collapse has the formulas): nc1 = Tr(Σ_W Σ_B⁺)/K; nc2: equinorm "
                "(std/mean of the centred means' and of the centred classifier rows' norms), "
                "equiangularity (mean |cos + 1/(K−1)|) and the distance to a simplex ETF; nc3: "
                "‖W̃/‖W̃‖ − M̃ᵀ/‖M̃‖‖²; nc4: share of train points where the network and the "

@@ -11,7 +11,7 @@ the iteration t. The gaps used here:
 
 t is the number of optimizer steps (the metrics table's ``step``: epoch × steps per epoch, so
 mini-batch runs are not compressed by their epoch count), and only valid checkpoints
-(:mod:`nnboundary.measure.validity`) enter a fit: a checkpoint where the network still misclassifies a
+(:mod:`nnboundary.measures.validity`) enter a fit: a checkpoint where the network still misclassifies a
 train point or the features are not separable has no max-margin target to converge to.
 
 For a linear model on fixed features (``retrain_last``) the SVM is fixed and the 1/log t law is
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..measure.validity import with_validity
+from ..measures.validity import with_validity
 from ..settings.keys import CELL_KEYS
 from .tables import overall_rows
 

@@ -16,7 +16,7 @@ milestone, over the runs' summarising rows (binary, or the Crammer–Singer ``me
 
 - ``n_seeds``, ``n_reached`` (runs with a checkpoint at the milestone), ``n_valid`` (whose
   checkpoint there is a measurement for this target: the rows of the targets with a bias, and
-  for ``origin`` its own row too, are valid; :mod:`nnboundary.measure.validity`);
+  for ``origin`` its own row too, are valid; :mod:`nnboundary.measures.validity`);
 - over those valid seeds, median, q25 and q75 of ``angle_deg``, ``margin_ratio``, the network's
   own ``bias_gap_abs`` and its distance to this SVM's own bias ``bias_gap_vs_svm_abs``, the
   angles between the targets (``*_angle_deg``), and the median ``train_loss`` and ``step`` of
@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..measure.validity import with_validity
+from ..measures.validity import with_validity
 from ..settings import schema
 from ..settings.keys import CELL_KEYS, RUN_KEYS, regime_sort_key
 from ..settings.targets import PAIR_ANGLE_COLUMNS, TARGETS, TIE_DEG
@@ -161,7 +161,7 @@ def depth_table(metrics: pd.DataFrame, milestones=DEFAULT_MILESTONES) -> pd.Data
 def zero_class_at(rows: pd.DataFrame) -> dict:
     """Over the runs that reached a milestone (valid or not: a count, not a measurement):
     ``runs_zero_class``, those with a whole class at h = 0 there, and the median share of
-    their most-zeroed class's points at 0 (:func:`nnboundary.measure.geometry.zero_class`)."""
+    their most-zeroed class's points at 0 (:func:`nnboundary.measures.geometry.zero_class`)."""
     share = rows["zero_class_share"] if len(rows) and "zero_class_share" in rows else []
     return {"runs_zero_class": int((np.asarray(share, dtype=float) == 1.0).sum()),
             "zero_class_share_median": stats.describe(share)["median"]}

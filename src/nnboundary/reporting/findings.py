@@ -1,7 +1,7 @@
 """What the grid shows, per cell and per claim: the tables behind every sentence about results.
 
 Everything here starts from the final checkpoint of each run and uses **valid seeds only**
-(:mod:`nnboundary.measure.validity`): a seed of a cell is valid when its final rows for the targets with a
+(:mod:`nnboundary.measures.validity`): a seed of a cell is valid when its final rows for the targets with a
 bias (``svc``, ``homog``) are. The ``origin`` target (no bias) may not exist where those do (no
 hyperplane through the origin separates the features): then the seed stays valid, its origin
 values are left out (NaN; ``origin_valid`` false, counted as ``n_valid_origin``) and its reason is
@@ -342,7 +342,7 @@ def findings_document(table: pd.DataFrame, claim_blocks: list[document.Block] = 
     legend = (
         "Angles in degrees, as median [q25, q75] over valid seeds (a seed is valid when its "
         "final rows are measurements: separable features, a hard-margin fit, every train point "
-        "classified, no dead unit, no convention value; see nnboundary.measure.validity). Targets: svc "
+        "classified, no dead unit, no convention value; see nnboundary.measures.validity). Targets: svc "
         "(free bias), homog (bias penalised like a weight), origin (no bias; its angle is over "
         "the seeds where a separator through the origin exists, n in brackets where fewer). "
         "worst: the largest angle to the nearest target. closer: per-seed count of the target "

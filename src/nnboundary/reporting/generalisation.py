@@ -4,7 +4,7 @@ The paper calls the last layer's bias "important for generalization". This table
 network's test error and test loss beside its bias at every depth (:mod:`nnboundary.reporting.claims`,
 :func:`~nnboundary.reporting.claims.depths`: each run's first checkpoint below each loss milestone,
 and its final one), over the valid seeds of each dataset × arch × variant × regime
-(:mod:`nnboundary.measure.validity`).
+(:mod:`nnboundary.measures.validity`).
 
 :func:`generalisation_table` (``generalisation.csv``), one row per cell × depth:
 
@@ -15,7 +15,7 @@ and its final one), over the valid seeds of each dataset × arch × variant × r
 - ``bias_gap_svc_abs_median``: |bias gap to the svc SVM| on the train features (the paper's
   "bias": :mod:`nnboundary.reporting.findings`), and ``test_bias_gap_abs_median`` with
   ``n_test_gap``: the network's bias gap on the test features, where its boundary sits
-  between the test classes (:func:`nnboundary.measure.geometry.separated_bias_gap`), over the
+  between the test classes (:func:`nnboundary.measures.geometry.separated_bias_gap`), over the
   seeds whose test classes do not overlap along the normal (NaN elsewhere: the quantity does
   not exist);
 - across the valid seeds, the Spearman rank correlation ρ of ``bias_gap_svc_abs`` with the

@@ -1,6 +1,6 @@
 """The summary table (``summary.csv``, ``summary.md``, ``summary.html``): the final checkpoint of
 each run, one row per dataset × arch × variant × regime × target × scheme, and over the valid
-seeds the mean, sd, median and quartiles of every metric (:mod:`nnboundary.measure.metrics`).
+seeds the mean, sd, median and quartiles of every metric (:mod:`nnboundary.measures.metrics`).
 Binary runs use their only pair; multi-class runs the ``mean`` row over class pairs.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..measure.metrics import NETWORK_METRICS, PAIR_METRICS
+from ..measures.metrics import NETWORK_METRICS, PAIR_METRICS
 from ..settings.keys import CELL_KEYS
 from ..settings.targets import PAIR_ANGLE_COLUMNS
 from . import document, stats

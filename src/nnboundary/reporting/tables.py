@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..measure.validity import with_validity
+from ..measures.validity import with_validity
 from ..settings.keys import BASE_VARIANT, REGIMES, RUN_KEYS
 
 #: Schemes that summarise a fit, by preference: binary, else the Crammer–Singer ``mean`` row,

@@ -3,10 +3,10 @@ grid's tables.
 
 A run is identified by dataset, arch, variant, regime and seed (:data:`nnboundary.settings.keys.RUN_KEYS`;
 a table without ``regime``/``variant`` columns is read as regime "full", variant "base"). Only valid rows
-(:mod:`nnboundary.measure.validity`) enter a statistic: an invalid row is counted, never averaged.
+(:mod:`nnboundary.measures.validity`) enter a statistic: an invalid row is counted, never averaged.
 
 - ``metrics.parquet``: every row of every run (one per dataset, arch, variant, regime, seed,
-  epoch, target, scheme and pair), the columns of :mod:`nnboundary.measure.metrics`.
+  epoch, target, scheme and pair), the columns of :mod:`nnboundary.measures.metrics`.
 - ``summary.csv``: the final checkpoint of each run, one row per dataset × arch × variant ×
   regime × target × scheme: ``n_seeds``, ``n_valid`` (seeds whose final row is valid),
   ``n_separable``, the training settings the runs used (``optimizer``, ``loss``, ``lr``), and
@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..formats.tables import read_table, write_csv, write_table
-from ..measure.validity import with_validity
+from ..measures.validity import with_validity
 from ..reporting import claims as claims_table
 from ..reporting import collapse, depth, document, findings, generalisation
 from ..reporting.convergence import convergence_table

@@ -1,5 +1,5 @@
 """Stage ``collapse`` (``workflow/rules/collapse.smk``): the neural-collapse geometry of every
-checkpoint of a run (:mod:`nnboundary.measure.collapse`), one Parquet table per run."""
+checkpoint of a run (:mod:`nnboundary.measures.collapse`), one Parquet table per run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..formats.features import list_feature_files
 from ..formats.tables import write_table
-from ..measure.collapse import run_collapse
+from ..measures.collapse import run_collapse
 from ..settings.commandline import per_run
 
 

@@ -1,5 +1,5 @@
 """Stage ``metrics`` (``workflow/rules/metrics.smk``): compare each checkpoint's last layer with
-the SVM fits of its epoch (:func:`nnboundary.measure.metrics.run_metrics`) and write the run's
+the SVM fits of its epoch (:func:`nnboundary.measures.metrics.run_metrics`) and write the run's
 metrics table."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..formats.features import list_feature_files
 from ..formats.tables import write_table
-from ..measure.metrics import run_metrics
+from ..measures.metrics import run_metrics
 from ..settings.commandline import block_settings, per_run
 from ..settings.keys import RUN_KEYS
 

@@ -19,7 +19,7 @@ w = max(200, ⌈epoch/5⌉) epochs and T the next depth below the current loss L
 (log L − log T) / r > f × (epochs − epoch): even at f times its recent rate the run would reach
 neither T nor ``until_loss`` before the cap, so it would end ``epochs`` anyway, with no
 checkpoint deeper than it has now. Such a run is judged like one that hit the cap
-(:mod:`nnboundary.measure.validity`: ``not_terminal``). Measured on the default grid's 36 whole-network
+(:mod:`nnboundary.measures.validity`: ``not_terminal``). Measured on the default grid's 36 whole-network
 runs (f = 2): the three that hit the 20,000 cap would stop at 7,131, 9,440 and 10,267 epochs,
 right after their last milestone, and none of the 33 that reach 1e-100 would stop.
 The reason is the ``stop`` column of the history's last row and the last line of the log.

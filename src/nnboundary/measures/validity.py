@@ -3,7 +3,7 @@
 A row of ``metrics.parquet`` (one run × checkpoint × SVM target × scheme × class pair) compares
 the network's last layer with a hard-margin SVM on the train features. Its numbers measure what
 the theory speaks about only when there is a max-margin target and the network separates the
-data; otherwise some of them are conventions (:mod:`nnboundary.measure.geometry`) or compare with
+data; otherwise some of them are conventions (:mod:`nnboundary.measures.geometry`) or compare with
 something that is not the theory's target. The rule:
 
     valid = separable ∧ hard_margin ∧ train_acc = 1 ∧ margin_nn > 0

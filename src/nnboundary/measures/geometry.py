@@ -7,7 +7,7 @@ c = c₁ − c₀.
 
 Degenerate cases never raise and never give NaN. Each metric function takes
 ``return_flag=True`` to also return whether its convention was used. A value produced by a
-convention is never a measurement: :mod:`nnboundary.measure.validity` marks its row invalid,
+convention is never a measurement: :mod:`nnboundary.measures.validity` marks its row invalid,
 and no table or figure averages it. The conventions:
 
 - zero normal (‖w‖ or ‖u‖ ≤ :data:`ZERO_NORM`; e.g. a dead ReLU bottleneck): angle 90°

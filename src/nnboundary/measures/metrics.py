@@ -2,6 +2,9 @@
 
 For every checkpoint (feature file) and every SVM fit of that epoch (``svm.json``), compare the
 network's last layer (W, b) with the SVM's (U, c), both acting on the bottleneck features h.
+:func:`checkpoint` and :func:`checkpoint_rows` build the rows from arrays: the ``metrics``
+stage (:func:`run_metrics`, from files) and :func:`nnboundary.measure` (from a model's arrays)
+both go through them.
 
 Binary notation (multi-class: per class pair i < j, with class j playing +1):
 labels y ∈ {−1, +1} (+1 = the larger class label), network normal w = W₁ − W₀ and bias
@@ -68,7 +71,7 @@ matrix_angle_deg   angle between the centred W and U (the same on every row of a
                    (:func:`matrix_angle_deg`)
 degenerate         True when any value of the row used a convention below instead of its formula
 diverged           the checkpoint's features or logits are not all finite
-valid,             whether the row is a measurement, and if not why (:mod:`nnboundary.measure.validity`);
+valid,             whether the row is a measurement, and if not why (:mod:`nnboundary.measures.validity`);
 invalid_reason     tables and figures use valid rows only
 optimizer, loss,   what the run trained with (:func:`nnboundary.training.train.training_record`): lr is the
 schedule, lr,      step actually used (retrain_last with lr_relative: the absolute step; with
@@ -83,16 +86,16 @@ bn_feature_shift   BatchNorm networks: ‖H_seen − H_eval‖_F/‖H_eval‖_F 
 amp_feature_shift  with amp bf16: the same between bf16-autocast and float32 eval-mode features
 ================== =================================================================================
 
-The metric functions and their conventions are :mod:`nnboundary.measure.geometry`'s; a row
+The metric functions and their conventions are :mod:`nnboundary.measures.geometry`'s; a row
 with a convention value is flagged ``degenerate`` and is never a measurement
-(:mod:`nnboundary.measure.validity`). NaN appears only in the columns of
+(:mod:`nnboundary.measures.validity`). NaN appears only in the columns of
 :data:`NOT_APPLICABLE_NAN`, where a quantity does not apply to a row.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +103,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
-from ..formats.features import FeatureSet, read_features
+from ..formats.features import FeatureSet, read_features, row_keys_of
 from ..formats.svmfile import fit_layer, read_svm
 from ..settings import schema
 from ..settings.keys import CELL_KEYS, RUN_KEYS
@@ -151,11 +154,12 @@ TRAINING_COLUMNS = ["optimizer", "loss", "schedule", "lr", "batch_size", "steps_
 #: ``margin_ratio`` for one-vs-rest fits, the angles between targets without both targets'
 #: hard-margin fits, ``lr`` and ``until_loss`` without a training record (or a stopping loss),
 #: the feature shifts of networks without BatchNorm or bf16, the test bias gap where the test
-#: classes overlap along the network's normal, and the signed pair metrics on the multi-class
-#: ``mean`` row.
+#: classes overlap along the network's normal, the test columns without a test set
+#: (:func:`nnboundary.measures.measure.measure` called without one; the pipeline always has
+#: one), and the signed pair metrics on the multi-class ``mean`` row.
 NOT_APPLICABLE_NAN = ("margin_ratio", *PAIR_ANGLE_COLUMNS, "lr", "until_loss",
-                      "bn_feature_shift", "amp_feature_shift", "test_bias_gap_abs"
-                      ) + SIGNED_PAIR_METRICS
+                      "bn_feature_shift", "amp_feature_shift", "test_bias_gap_abs", "test_acc",
+                      "test_loss", "agreement_test") + SIGNED_PAIR_METRICS
 
 #: Every column of the table, in order.
 COLUMNS = (
@@ -187,11 +191,13 @@ def _training_columns(keys: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class _Checkpoint:
-    """One feature file, split into its train and test parts, and what every row of its epoch
-    shares (``common``: the run keys, the network's own metrics, the training columns)."""
+class Checkpoint:
+    """One checkpoint's last layer (W, b) and features, split into train and test, and what
+    every row of it shares (``common``: the run keys, the network's own metrics, the training
+    columns). Built by :func:`checkpoint`."""
 
-    features: FeatureSet
+    W: np.ndarray
+    b: np.ndarray
     H_train: np.ndarray
     y_train: np.ndarray
     H_test: np.ndarray
@@ -202,29 +208,37 @@ class _Checkpoint:
     common: dict[str, Any]
     network_flag: bool
     pairs: list[tuple[int, int]]
+    has_test: bool
 
 
-def _checkpoint(features: FeatureSet) -> _Checkpoint:
-    K = features.W.shape[0]
-    train, test = features.split == "train", features.split == "test"
-    labels = features.label
-    if labels.size and (labels.min() < 0 or labels.max() >= K):
-        raise InputFileError(
-            f"feature file labels run from {labels.min()} to {labels.max()} but the last layer has "
-            f"{K} outputs; labels must be 0..{K - 1}"
-        )
-    H_train, y_train = features.h[train], labels[train]
-    logits_train = features.logits[train]
-    diverged = not (np.isfinite(features.h).all() and np.isfinite(features.logits).all()
-                    and np.isfinite(features.W).all() and np.isfinite(features.b).all())
+def checkpoint(W: np.ndarray, b: np.ndarray, H_train: np.ndarray, y_train: np.ndarray,
+               H_test: np.ndarray, y_test: np.ndarray, *, logits_train: np.ndarray | None = None,
+               logits_test: np.ndarray | None = None, index_train: np.ndarray | None = None,
+               row_keys: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+               has_test: bool = True) -> Checkpoint:
+    """A :class:`Checkpoint` from arrays: the last layer W (K, d), b (K,), the train and test
+    features and labels (0..K−1). ``logits_*``: the network's own (default H·Wᵀ + b);
+    ``index_train``: the train rows' sample indices, those of the fits' support (default
+    0..n−1); ``row_keys``: the run keys, epoch and step (default: empty, as for a feature file
+    without them); ``training``: the feature file's metadata (:func:`_training_columns`);
+    ``has_test`` false: no test set, its columns NaN (not applicable) instead of conventions."""
+    K = W.shape[0]
+    logits_train = H_train @ W.T + b if logits_train is None else logits_train
+    logits_test = H_test @ W.T + b if logits_test is None else logits_test
+    index_train = np.arange(H_train.shape[0]) if index_train is None else index_train
+    diverged = not all(np.isfinite(a).all() for a in (H_train, H_test, logits_train, logits_test,
+                                                       W, b))
     train_acc, flag_train_acc = accuracy(logits_train, y_train, return_flag=True)
-    test_acc, flag_test_acc = accuracy(features.logits[test], labels[test], return_flag=True)
     train_loss, flag_loss = cross_entropy(logits_train, y_train, return_flag=True)
-    test_loss, flag_test_loss = cross_entropy(features.logits[test], labels[test],
-                                              return_flag=True)
+    if has_test:
+        test_acc, flag_test_acc = accuracy(logits_test, y_test, return_flag=True)
+        test_loss, flag_test_loss = cross_entropy(logits_test, y_test, return_flag=True)
+    else:
+        test_acc = test_loss = float("nan")
+        flag_test_acc = flag_test_loss = False
     collapsed, share = zero_class(H_train, y_train, K)
     common = {
-        **features.row_keys,
+        **(row_keys if row_keys is not None else row_keys_of({}, -1)),
         "train_acc": train_acc,
         "test_acc": test_acc,
         "train_loss": train_loss,
@@ -234,21 +248,36 @@ def _checkpoint(features: FeatureSet) -> _Checkpoint:
         "zero_class": collapsed,
         "zero_class_share": share,
         "diverged": diverged,
-        **_training_columns(features.keys),
+        **_training_columns(training or {}),
     }
-    return _Checkpoint(features, H_train, y_train, features.h[test], labels[test],
-                       features.logits[test], features.index[train],
-                       cross_entropy_per_sample(logits_train, y_train), common,
-                       flag_train_acc or flag_test_acc or flag_loss or flag_test_loss,
-                       list(itertools.combinations(range(K), 2)))
+    return Checkpoint(W, b, H_train, y_train, H_test, y_test, logits_test, index_train,
+                      cross_entropy_per_sample(logits_train, y_train), common,
+                      flag_train_acc or flag_test_acc or flag_loss or flag_test_loss,
+                      list(itertools.combinations(range(K), 2)), has_test)
 
 
-def _pair_row(point: _Checkpoint, i: int, j: int, U: np.ndarray, c: np.ndarray,
+def _checkpoint(features: FeatureSet) -> Checkpoint:
+    """:func:`checkpoint` of one feature file, with its stored logits, indices and keys."""
+    K = features.W.shape[0]
+    train, test = features.split == "train", features.split == "test"
+    labels = features.label
+    if labels.size and (labels.min() < 0 or labels.max() >= K):
+        raise InputFileError(
+            f"feature file labels run from {labels.min()} to {labels.max()} but the last layer has "
+            f"{K} outputs; labels must be 0..{K - 1}"
+        )
+    return checkpoint(features.W, features.b, features.h[train], labels[train], features.h[test],
+                      labels[test], logits_train=features.logits[train],
+                      logits_test=features.logits[test], index_train=features.index[train],
+                      row_keys=features.row_keys, training=features.keys)
+
+
+def _pair_row(point: Checkpoint, i: int, j: int, U: np.ndarray, c: np.ndarray,
               fit: dict, hard_layers: dict[str, np.ndarray]) -> tuple[dict[str, Any], bool]:
     """The metrics of class pair (i, j) of one fit (U, c), and whether any used a convention."""
-    features, scheme = point.features, str(fit.get("scheme"))
+    scheme = str(fit.get("scheme"))
     hard = bool(fit.get("hard_margin", False))
-    w, b = features.W[j] - features.W[i], features.b[j] - features.b[i]
+    w, b = point.W[j] - point.W[i], point.b[j] - point.b[i]
     u, cc = U[j] - U[i], c[j] - c[i]
     in_train = (point.y_train == i) | (point.y_train == j)
     H_pair = point.H_train[in_train]
@@ -277,7 +306,10 @@ def _pair_row(point: _Checkpoint, i: int, j: int, U: np.ndarray, c: np.ndarray,
     in_test = (point.y_test == i) | (point.y_test == j)
     net_side = (point.logits_test[in_test, j] - point.logits_test[in_test, i]) > 0
     svm_side = (point.H_test[in_test] @ u + cc) > 0
-    agree_test, f_agree = agreement(net_side, svm_side, return_flag=True)
+    if point.has_test:
+        agree_test, f_agree = agreement(net_side, svm_side, return_flag=True)
+    else:
+        agree_test, f_agree = float("nan"), False  # no test set: not applicable
     test_gap = separated_bias_gap(w, b, point.H_test[in_test],
                                   np.where(point.y_test[in_test] == j, 1.0, -1.0))
     support = np.asarray(fit.get("support") or [], dtype=np.int64)
@@ -309,26 +341,31 @@ def _mean_row(fit_common: dict[str, Any], pair_rows: list[dict[str, Any]]) -> di
     return row
 
 
-def _epoch_rows(features: FeatureSet, fits: list[dict], svm_path: Path,
-                grid_points: int) -> list[dict[str, Any]]:
-    """Every row of one checkpoint: per fit, one per class pair, and for K > 2 the mean row."""
-    point = _checkpoint(features)
-    K, d = features.W.shape
+def checkpoint_rows(point: Checkpoint, fits: list[dict], layer: Callable[[dict], Any],
+                    grid_points: int) -> list[dict[str, Any]]:
+    """Every row of one checkpoint: per fit, one per class pair, and for K > 2 the mean row.
+    ``fits``: the fits' dicts (:meth:`nnboundary.svm.SVMFit.to_json`); ``layer(fit)``: its (U, c),
+    or None for a fit without weights (measured against zeros, which the conventions flag)."""
+    K, d = point.W.shape
     if point.H_train.shape[0]:
         low, high = point.H_train.min(axis=0), point.H_train.max(axis=0)
     else:
         low = high = np.zeros(d)
-    grid = PairGrid(features.W, features.b, point.pairs, low, high, grid_points)
+
+    def layer_or_zeros(fit):
+        found = layer(fit)
+        return found if found is not None else (np.zeros((K, d)), np.zeros(K))
+
+    grid = PairGrid(point.W, point.b, point.pairs, low, high, grid_points)
     by_target_scheme = {(str(f.get("target")), str(f.get("scheme"))): f for f in fits}
     rows: list[dict[str, Any]] = []
     for fit in fits:
-        U, c = _layer_or_zeros(fit, K, d, svm_path)
+        U, c = layer_or_zeros(fit)
         scheme = str(fit.get("scheme"))
         # The targets' own hard-margin normals of this scheme, for the angles between targets.
-        hard_layers = {t: _layer_or_zeros(f, K, d, svm_path)[0]
-                       for (t, s), f in by_target_scheme.items()
+        hard_layers = {t: layer_or_zeros(f)[0] for (t, s), f in by_target_scheme.items()
                        if s == scheme and bool(f.get("hard_margin", False))}
-        matrix_angle, flag_matrix = matrix_angle_deg(features.W, U, return_flag=True)
+        matrix_angle, flag_matrix = matrix_angle_deg(point.W, U, return_flag=True)
         fit_common = {**point.common, "target": str(fit.get("target")), "scheme": scheme,
                       "separable": bool(fit.get("separable", False)),
                       "hard_margin": bool(fit.get("hard_margin", False)),
@@ -342,13 +379,6 @@ def _epoch_rows(features: FeatureSet, fits: list[dict], svm_path: Path,
         if K > 2:
             rows.append(_mean_row(fit_common, pair_rows))
     return rows
-
-
-def _layer_or_zeros(fit: dict, K: int, d: int, svm_path: Path):
-    """(U, c) of a fit; a fit without weights (not separable, no soft fit made) gives zeros,
-    whose rows the conventions flag."""
-    layer = fit_layer(fit, K, d, svm_path)
-    return layer if layer is not None else (np.zeros((K, d)), np.zeros(K))
 
 
 def _typed(frame):
@@ -386,8 +416,6 @@ def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path,
     epoch); fits of epochs without a feature file are ignored. ``grid_points``: per axis of
     ``agreement_grid`` (default: the ``metrics`` settings' default).
     """
-    import pandas as pd
-
     if grid_points is None:
         grid_points = schema.defaults("metrics")["grid_points"]
     if int(grid_points) < 2:
@@ -398,7 +426,17 @@ def run_metrics(feature_files: Sequence[str | Path], svm_json: str | Path,
         features = read_features(path)
         svm.check_keys(features.keys, f"feature file {path}")
         fits = svm.at(features.epoch, f" of feature file {path}")
-        rows.extend(_epoch_rows(features, fits, svm.path, int(grid_points)))
+        K, d = features.W.shape
+        rows.extend(checkpoint_rows(_checkpoint(features), fits,
+                                    lambda fit: fit_layer(fit, K, d, svm.path), int(grid_points)))
+    return table(rows)
+
+
+def table(rows: list[dict[str, Any]]):
+    """The metrics table of :func:`checkpoint_rows`' rows: typed (:func:`_typed`), with
+    ``valid`` and ``invalid_reason`` (:mod:`nnboundary.measures.validity`)."""
+    import pandas as pd
+
     frame = _typed(pd.DataFrame(rows, columns=COLUMNS))
     frame["valid"], frame["invalid_reason"] = validity.assess(frame)
     return frame
