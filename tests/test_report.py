@@ -77,7 +77,8 @@ def test_job_times_cover_exactly_the_jobs_the_run_wrote(finished):
     assert dict(zip(table["rule"], table["jobs"])) == on_disk
     assert set(on_disk) == {"prepare", "train", "retrain", "features", "svm", "metrics",
                             "collapse", "aggregate", "run_figure", "convergence_figure",
-                            "overview_figure", "collapse_figure", "config_record"}
+                            "overview_figure", "collapse_figure", "config_record",
+                            "theory", "theory_figure"}
     largest = table.set_index("rule")
     assert (largest["max_s"] <= largest["total_s"] + 1e-9).all()
     assert largest.loc["train", "max_job"].startswith(("blobs/", "digits012/"))

@@ -76,6 +76,12 @@ def test_every_output_exists_and_is_not_trivial(finished):
     claims = pd.read_csv(results / "claims.csv")
     assert len(seeds) == len(RUNS) and claims["claim"].nunique() == 5
     assert "final" in set(claims["milestone"])
+    theory = pd.read_csv(results / "linear_theory.csv")  # binary retrain_last runs only
+    assert set(theory["dataset"]) == {"blobs"} and set(theory["regime"]) == {"retrain_last"}
+    assert theory["final"].sum() == (retrain["dataset"] == "blobs").groupby(
+        retrain["seed"]).any().sum()
+    assert "The linear case" in (results / "linear_theory.html").read_text()
+    assert (results / "figures/theory/blobs/mlp/base.png").stat().st_size > 10_000
     general = pd.read_csv(results / "generalisation.csv")
     assert set(general["regime"]) == {"full", "retrain_last"} and "spearman_error_rho" in general
     assert len(pd.read_csv(results / "excluded.csv")) == (~seeds["valid"]).sum()

@@ -22,6 +22,7 @@ STAGES = {
     "svm": "fit the hard-margin SVM targets on each checkpoint's train features",
     "metrics": "compare the network's last layer with the SVMs",
     "collapse": "neural-collapse metrics (NC1-NC4) of every checkpoint",
+    "theory": "binary retrain_last runs against the linear theorem, and a numpy control",
     "aggregate": "collect every run's metrics into tables",
     "figures": "draw the figures",
     "benchmark": "print speed benchmarks (not tests)",

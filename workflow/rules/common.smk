@@ -32,6 +32,7 @@ config.update(nbconfig.validate_config(config))
 # The grid: every (dataset, arch, seed) whose arch fits the dataset. Outputs go to results/
 # under the working directory (--directory moves them elsewhere).
 RUNS = grid.runs(config)
+RETRAIN_RUNS = [r for r in RUNS if r.regime == "retrain_last"]
 # The seeds one job of each per-seed stage covers (grid.seeds_per_job): the stages' rules are
 # defined once per block (workflow/rules/train.smk and the others).
 SEED_BLOCKS = grid.seed_blocks(config)
@@ -89,10 +90,29 @@ wildcard_constraints:
     part=r"seed\d+|fixed",
 
 
+def theory_groups():
+    """The dataset x arch x variant groups with retrain_last runs of a dataset that may be
+    binary (two classes in the catalog, or not known before loading): their theory figure.
+    """
+    return sorted(
+        {
+            (r.dataset, r.arch, r.variant)
+            for r in RETRAIN_RUNS
+            if entries.n_classes(config, r.dataset) in (2, None)
+        }
+    )
+
+
 def all_outputs():
     """Every table and figure of the grid."""
     groups = sorted({(r.dataset, r.arch, r.variant) for r in RUNS})
-    return (
+    theory = (
+        ["results/linear_theory.csv", "results/linear_theory.html"]
+        + [f"results/figures/theory/{d}/{a}/{v}.png" for d, a, v in theory_groups()]
+        if RETRAIN_RUNS
+        else []
+    )
+    return theory + (
         [
             "results/metrics.parquet",
             "results/summary.csv",
@@ -147,6 +167,14 @@ def benchmark_files(wildcards=None):
             for d, a, v, r in cells
             for job in jobs
         ]
+        + [
+            job_benchmark("theory", _job(RUN_JOB, job, d, a, v, r))
+            for d, a, v, r in cells
+            if r == "retrain_last"
+            for job in jobs
+        ]
+        + ([job_benchmark("theory", "table")] if RETRAIN_RUNS else [])
+        + [f"{BENCHMARKS}/theory_figure/{d}/{a}/{v}.tsv" for d, a, v in theory_groups()]
         + [f"{BENCHMARKS}/run_figure/{r.path}.tsv" for r in figure_runs()]
         + [f"{BENCHMARKS}/convergence_figure/{d}/{a}/{v}.tsv" for d, a, v in groups]
         + [
@@ -184,15 +212,16 @@ def run_collapse_files(wildcards=None):
     return [f"results/runs/{r.path}/neural_collapse.parquet" for r in RUNS]
 
 
-def seed_files(name):
-    """Input function: file `name` of every seed and regime of one dataset x arch x variant."""
+def seed_files(name, regime=None):
+    """Input function: file `name` of every seed and regime (or of `regime` alone) of one
+    dataset x arch x variant."""
 
     def files(wildcards):
         key = (wildcards.dataset, wildcards.arch, wildcards.variant)
         return [
             f"results/runs/{r.path}/{name}"
             for r in RUNS
-            if (r.dataset, r.arch, r.variant) == key
+            if (r.dataset, r.arch, r.variant) == key and regime in (None, r.regime)
         ]
 
     return files

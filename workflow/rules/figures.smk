@@ -99,3 +99,26 @@ rule collapse_figure:
     shell:
         "python -m nnboundary figures collapse --table {input}"
         " --settings {params.settings:q} --output {output} > {log} 2>&1"
+
+
+rule theory_figure:
+    input:
+        seed_files("linear_theory.parquet", regime="retrain_last"),
+    output:
+        report(
+            "results/figures/theory/{dataset}/{arch}/{variant}.png",
+            caption="../report/theory_figure.rst",
+            category="The linear case",
+            labels={"dataset": "{dataset}", "arch": "{arch}", "variant": "{variant}"},
+        ),
+    log:
+        "results/logs/figures/theory/{dataset}/{arch}/{variant}.log",
+    benchmark:
+        "results/benchmarks/theory_figure/{dataset}/{arch}/{variant}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        settings=figure_settings(),
+    shell:
+        "python -m nnboundary figures theory --tables {input}"
+        " --settings {params.settings:q} --output {output} > {log} 2>&1"

@@ -48,6 +48,15 @@ Block = Union[Heading, Paragraph, Bullets, Table]
 # --------------------------------------------------------------------------------------------
 
 
+def titled_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]],
+                 caption: str = "", empty: str = "No runs.") -> list[Block]:
+    """A page of one table: its heading and the table, or the heading and ``empty`` where
+    there are no rows."""
+    if not rows:
+        return [Heading(title), Paragraph(empty)]
+    return [Heading(title), Table(list(header), [list(r) for r in rows], caption=caption)]
+
+
 def md_cell(text) -> str:
     """A Markdown table cell: a '|' inside it (as in |bias gap|) would end the cell."""
     return str(text).replace("|", "\\|")

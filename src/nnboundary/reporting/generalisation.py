@@ -141,27 +141,23 @@ CAPTION = (
     "whole network generalises better; fails: the retrained layer does).")
 
 
+def _paired_cell(row: pd.Series, name: str) -> str:
+    if row[f"whole_lower_{name}_verdict"] == "not run":
+        return "not run"
+    return (f"{int(row[f'whole_lower_{name}_k'])}/{int(row[f'whole_lower_{name}_n'])} "
+            f"{row[f'whole_lower_{name}_verdict']} ({number(row[f'whole_lower_{name}_p'], 2)})")
+
+
 def generalisation_document(table: pd.DataFrame) -> list[document.Block]:
     """generalisation.html: the table of the module docstring."""
-    heading = document.Heading("Bias against generalisation")
-    if table.empty:
-        return [heading, document.Paragraph("No runs.")]
     header = [*CELL_KEYS, "depth", "valid/seeds", "test error", "seeds with errors",
               "test loss", "|bias gap to svc|", "test |bias gap| (n)", "Spearman: error",
               "Spearman: loss", "whole < retrained: error", "whole < retrained: loss"]
-
-    def verdict(row, name):
-        if row[f"whole_lower_{name}_verdict"] == "not run":
-            return "not run"
-        return (f"{int(row[f'whole_lower_{name}_k'])}/{int(row[f'whole_lower_{name}_n'])} "
-                f"{row[f'whole_lower_{name}_verdict']} "
-                f"({number(row[f'whole_lower_{name}_p'], 2)})")
-
     rows = [[*(str(row[c]) for c in CELL_KEYS), str(row["milestone"]),
              f"{int(row['n_valid'])}/{int(row['n_seeds'])}", median_iqr(row, "test_error"),
              str(int(row["seeds_test_error"])), median_iqr(row, "test_loss"),
              number(row["bias_gap_svc_abs_median"]),
              f"{number(row['test_bias_gap_abs_median'])} ({int(row['n_test_gap'])})",
-             str(row["spearman_error"]), str(row["spearman_loss"]), verdict(row, "error"),
-             verdict(row, "loss")] for _, row in table.iterrows()]
-    return [heading, document.Table(header, rows, caption=CAPTION)]
+             str(row["spearman_error"]), str(row["spearman_loss"]), _paired_cell(row, "error"),
+             _paired_cell(row, "loss")] for _, row in table.iterrows()]
+    return document.titled_table("Bias against generalisation", header, rows, CAPTION)

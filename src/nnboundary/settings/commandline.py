@@ -32,6 +32,16 @@ def per_run(parser, args, names, shared=()) -> list[tuple]:
     return list(zip(*(values[name] for name in names)))
 
 
+def add_per_run(parser, *arguments: tuple[str, str]) -> None:
+    """Add required per-run path arguments (:func:`per_run`): each (name, what) becomes
+    ``--name PATH [PATH ...]``, "<what>, one per run"."""
+    from pathlib import Path
+
+    for name, what in arguments:
+        parser.add_argument(f"--{name}", required=True, type=Path, nargs="+",
+                            help=f"{what}, one per run")
+
+
 def to_json(settings: dict[str, Any]) -> str:
     """Canonical JSON of a settings block (sorted keys), as passed to a stage's ``--settings``."""
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))

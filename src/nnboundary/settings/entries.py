@@ -57,6 +57,13 @@ def source_files(config: dict, dataset: str) -> list[str]:
     return []
 
 
+def n_classes(config: dict, dataset: str) -> int | None:
+    """The number of classes of ``dataset`` where it is known before loading (the catalog's
+    built-ins), else None."""
+    entry = catalog.DATASETS.get(dataset)
+    return None if entry is None else int(entry.size[2])
+
+
 def is_image_dataset(config: dict, dataset: str) -> bool | None:
     """True / False where known before loading (built-ins, torchvision sources), else None."""
     if dataset in catalog.DATASETS:

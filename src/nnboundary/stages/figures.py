@@ -1,6 +1,6 @@
 """Stage ``figures`` (``workflow/rules/figures.smk``: the rules ``run_figure``,
-``convergence_figure``, ``overview_figure`` and ``collapse_figure``): one subcommand per kind of
-figure (:mod:`nnboundary.figures`), each written as one PNG."""
+``convergence_figure``, ``overview_figure``, ``collapse_figure`` and ``theory_figure``): one
+subcommand per kind of figure (:mod:`nnboundary.figures`), each written as one PNG."""
 
 from __future__ import annotations
 
@@ -48,6 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     nc.add_argument("--output", required=True, type=Path, help="PNG file to write")
     nc.add_argument("--settings", default="", help=settings_help)
 
+    theory = commands.add_parser("theory", help="binary retrain_last runs against the linear "
+                                                "theorem, over the depth")
+    theory.add_argument("--tables", required=True, nargs="+", type=Path,
+                        help="linear_theory.parquet of every retrain_last seed of one dataset × "
+                             "arch × variant")
+    theory.add_argument("--output", required=True, type=Path, help="PNG file to write")
+    theory.add_argument("--settings", default="", help=settings_help)
+
     args = parser.parse_args(argv)
     settings = block_settings(args.settings, "figures")
     if args.command == "run":
@@ -58,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..figures.convergence import convergence_figure
 
         convergence_figure(args.metrics, args.output, settings, args.collapse)
+    elif args.command == "theory":
+        from ..figures.theory import theory_figure
+
+        theory_figure(args.tables, args.output, settings)
     elif args.command == "collapse":
         from ..figures.collapse import collapse_figure
 

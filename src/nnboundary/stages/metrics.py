@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..formats.features import list_feature_files
 from ..formats.tables import write_table
 from ..measures.metrics import run_metrics
-from ..settings.commandline import block_settings, per_run
+from ..settings.commandline import add_per_run, block_settings, per_run
 from ..settings.keys import RUN_KEYS
 
 
@@ -22,12 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="nnboundary metrics",
         description="Compare each checkpoint's last layer with the SVM fits of its epoch.",
     )
-    parser.add_argument("--features", required=True, type=Path, nargs="+",
-                        help="run folder of feature files, one per run")
-    parser.add_argument("--svm", required=True, type=Path, nargs="+",
-                        help="svm.json of the same run, one per run")
-    parser.add_argument("--output", required=True, type=Path, nargs="+",
-                        help="metrics Parquet file to write, one per run")
+    add_per_run(parser, ("features", "run folder of feature files"),
+                ("svm", "svm.json of the same run"), ("output", "metrics Parquet file to write"))
     parser.add_argument(
         "--settings", default="", help='JSON object, e.g. {"grid_points": 200} (the default)'
     )
