@@ -24,6 +24,8 @@ localrules:
     collapse_figure,
     config_record,
     job_times,
+    provenance,
+    theory_figure,
 
 
 include: "workflow/rules/common.smk"

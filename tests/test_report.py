@@ -234,3 +234,18 @@ def test_the_report_reads_in_chromium(browser, report_html, report_zip, finished
         archive.extractall(tmp_path)
     _read_like_a_reader(browser, (tmp_path / "report" / "report.html").as_uri(), finished)
     assert _script_errors(browser) == []
+
+
+def test_job_span_reads_the_benchmark_files(tmp_path):
+    """Two jobs: 10 s ending at t = 100 (start 90), 30 s ending at t = 105 (start 75): the run
+    spans from the earliest start to the last end, 105 − 75 = 30 s, and the CPU is summed."""
+    from nnboundary.reporting.provenance import job_span
+
+    paths = []
+    for name, wall, cpu, end in (("a", 10.0, 8.0, 100.0), ("b", 30.0, 50.0, 105.0)):
+        path = tmp_path / f"{name}.tsv"
+        path.write_text(f"s\th:m:s\tcpu_time\n{wall}\t0:00:00\t{cpu}\n")
+        os.utime(path, (end, end))
+        paths.append(path)
+    assert job_span(paths) == (30.0, 58.0, 2)
+    assert job_span([]) == (0.0, 0.0, 0)

@@ -16,7 +16,6 @@ import torch
 from conftest import REPO
 from nnboundary.errors import DiskFullError
 from nnboundary.formats import atomic
-from nnboundary.formats.checkpoint import save_checkpoints
 from nnboundary.settings import space
 from nnboundary.settings.config import load_config, validate_config
 

@@ -207,6 +207,29 @@ def test_origin_rows_agree_with_an_independent_solve(finished):
     assert compared >= 1 and checked >= 10  # every checkpoint checked, some separable
 
 
+def test_provenance_records_what_made_the_results(finished):
+    """results/provenance.json: the workflow checkout's commit, the config of the record and its
+    hash, the command, the machine, the jobs' span and the package versions."""
+    import hashlib
+    import platform
+
+    record = json.loads((finished / "results" / "provenance.json").read_text())
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    assert record["commit"] == head and isinstance(record["clean"], bool)
+    config = yaml.safe_load((finished / "results" / "config.yaml").read_text())
+    assert record["config"] == config
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    assert record["config_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert record["command"].startswith("snakemake ") and "--cores 2" in record["command"]
+    assert record["cores"] == os.cpu_count() and record["cpu"]
+    assert platform.machine() in record["platform"]
+    benchmarks = list((finished / "results" / "benchmarks").rglob("*.tsv"))
+    assert record["jobs"] == len(benchmarks)
+    assert 0 < record["wall_seconds"] < 3600 and record["cpu_seconds"] > 0
+    assert record["packages"]["torch"] == "2.14.1" and record["packages"]["snakemake"]
+
+
 def test_second_run_does_nothing(finished):
     result = snakemake(finished, "--cores", "2")
     assert "Nothing to be done" in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 # functions and each rule's settings. The logic itself lives in nnboundary.settings, shared
 # with the command-line stages, so the Snakefile and the package read settings in one way.
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -24,6 +25,11 @@ PREFIX = "export PYTHONPATH='%s':'%s':${{PYTHONPATH:-}}; " % (SRC, os.getcwd())
 if not USES_CONDA:
     PREFIX += "export PATH='%s':$PATH; " % os.path.dirname(sys.executable)
 shell.prefix(PREFIX)
+
+# The command that runs the workflow, for results/provenance.json (rule provenance, a local
+# rule, so its shell inherits this environment); an environment variable rather than a param,
+# so that running another command does not make the record out of date.
+os.environ.setdefault("NNBOUNDARY_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]))
 
 # Validate against workflow/schemas/config.schema.yaml (plus the checks a schema cannot
 # express) before anything is scheduled; the error lists every bad key and what is allowed.
@@ -138,6 +144,7 @@ def all_outputs():
             "results/figures/overview.png",
             "results/job_times.csv",
             "results/job_times.html",
+            "results/provenance.json",
         ]
         + [f"results/figures/runs/{r.path}.png" for r in figure_runs()]
         + [f"results/figures/convergence/{d}/{a}/{v}.png" for d, a, v in groups]
