@@ -26,6 +26,7 @@ localrules:
     job_times,
     provenance,
     theory_figure,
+    theory_table,
 
 
 include: "workflow/rules/common.smk"

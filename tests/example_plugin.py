@@ -1,4 +1,4 @@
-"""An example of a user's own dataset and network, as the README's "Your own data and network"
+"""An example of a user's own dataset and network, as docs/usage.md's "Your own data and network"
 shows them; the end-to-end test copies this file into the working directory and names its
 functions in the config (``source: "example_plugin:rings"``, ``source: "example_plugin:small_net"``).
 

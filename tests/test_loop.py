@@ -27,12 +27,12 @@ from nnboundary.models.networks import build_model
 
 BLOBS = {"n_samples": 300, "test_fraction": 0.2, "seed": 1}
 ARCH = dict(DEFAULT_ARCH["mlp"], hidden=16)
-QUIET = {"log_every": 10**9, "device": "cpu"}
+SILENT = {"log_every": 10**9, "device": "cpu"}
 
 
 def _run(**settings):
     data = make_dataset("blobs", 0, BLOBS)
-    merged = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.5, epochs=400, n_checkpoints=5, **QUIET)
+    merged = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.5, epochs=400, n_checkpoints=5, **SILENT)
     merged.update(settings)
     log = text_io.StringIO()
     return data, train_run(data, "mlp", 0, ARCH, merged, log=log), log.getvalue()
@@ -260,7 +260,7 @@ def test_a_loss_scaled_run_resumes_bit_for_bit(tmp_path):
     settings = dict(schedule="loss_scaled", dtype="float64", epochs=60, resume_every=20,
                     resume_min_seconds=0, until_loss=None)
     data = make_dataset("blobs", 0, BLOBS)
-    merged = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.5, n_checkpoints=5, **QUIET, **settings)
+    merged = dict(DEFAULT_TRAIN, optimizer="sgd", lr=0.5, n_checkpoints=5, **SILENT, **settings)
     path = tmp_path / "run.resume"
     first = train_run(data, "mlp", 0, ARCH, merged, log=text_io.StringIO(), resume_path=path)
     assert path.exists()  # written after epoch 40, the last due before the end
@@ -500,7 +500,7 @@ RESNET = dict(DEFAULT_ARCH["resnet"], width=8, blocks=[[4, 8, 1, 1], [8, 16, 1, 
 
 def _resnet(**settings):
     data = make_dataset("digits01", None, {"test_fraction": 0.2, "seed": 12345})
-    merged = dict(DEFAULT_TRAIN, optimizer="adam", lr=0.01, epochs=40, n_checkpoints=4, **QUIET)
+    merged = dict(DEFAULT_TRAIN, optimizer="adam", lr=0.01, epochs=40, n_checkpoints=4, **SILENT)
     merged.update(settings)
     return data, train_run(data, "resnet", 0, RESNET, merged, log=text_io.StringIO())
 

@@ -1,6 +1,6 @@
 """The Snakemake report of the tiny run, built both ways (one HTML file, and a zip), and read
 the way a reader reads it: in a real headless Chromium (Debian's ``chromium`` and
-``chromium-driver``, installed here with apt like the SLURM test installs SLURM; skipped, with
+``chromium-driver``, installed with apt where missing, like the SLURM test installs SLURM; skipped, with
 the reason, only where they are missing and apt cannot install them).
 
 In the browser: the page loads without a script error, the overview figure displays, the
@@ -140,7 +140,7 @@ def _open_result(driver, url: str, category: str, result: str, shown, what: str)
     and wait until ``shown(driver)`` returns something (the result's content); returns it.
 
     A click that lands while the page's scripts still build the menu or the result's view can
-    be lost (seen on a busy 2-core machine, for the category and for the eye button): then the
+    be lost (seen on a loaded 2-core machine, for the category and for the eye button): then the
     page is loaded and both clicked again, at most three times, before the wait gives up.
     """
     from selenium.common.exceptions import TimeoutException

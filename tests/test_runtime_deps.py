@@ -37,7 +37,7 @@ def canonical(name: str) -> str:
 
 
 def base_closure(root: str = "nnboundary") -> set[str]:
-    """The distributions ``pip install <root>`` (no extras) installs, markers evaluated here."""
+    """The distributions ``pip install <root>`` (no extras) installs, markers evaluated for the running interpreter."""
     seen: set[str] = set()
     todo = [(root, frozenset())]
     while todo:

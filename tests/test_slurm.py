@@ -29,6 +29,7 @@ SCRIPT = REPO / "scripts" / "slurm-local.sh"
 PROFILE = REPO / "profiles" / "slurm"
 # Rules that run on the submit host (localrules); every other job must go through sbatch.
 LOCAL_RULES = {"prepare", "aggregate", "run_figure", "convergence_figure", "overview_figure",
+               "theory_figure", "theory_table", "provenance",
                "config_record", "job_times", "collapse_figure", "all"}
 # Poll SLURM every few seconds instead of the profile's 20 s: the jobs here take seconds.
 FAST_POLL = ("--slurm-init-seconds-before-status-checks", "3")
@@ -125,9 +126,11 @@ def test_the_tiny_grid_runs_through_slurm_and_equals_a_local_run(slurm, tmp_path
 
     jobs = _slurm_logs(cluster)
     # The profile groups each run's features, svm, metrics and collapse into one submission: 4
-    # runs give 4 group jobs instead of 16 single ones, 8 sbatch calls in all instead of 20.
-    # The plugin names a group job's log folder group_<group>_<its rules>.
-    expected = {"train": 2, "retrain": 2, "group_run_collapse_features_metrics_svm": 4}
+    # runs give 4 group jobs instead of 16 single ones; with the 2 retrained layers' theory
+    # tables, 10 sbatch calls in all instead of 22. The plugin names a group job's log folder
+    # group_<group>_<its rules>.
+    expected = {"train": 2, "retrain": 2, "group_run_collapse_features_metrics_svm": 4,
+                "theory": 2}
     assert {rule: len(ids) for rule, ids in jobs.items()} == expected
     assert not set(jobs) & LOCAL_RULES
     records = _sacct([i for ids in jobs.values() for i in ids])

@@ -75,7 +75,7 @@ def test_a_training_job_on_a_full_file_system_says_so(tmp_path):
     half-written output."""
     small = tmp_path / "small"
     if not _mounted_tmpfs(small, "256k"):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+        pytest.skip("cannot mount a tmpfs (needs root)")
     try:
         env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
         data = tmp_path / "d.npz"

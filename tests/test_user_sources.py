@@ -294,10 +294,10 @@ def test_sources_follow_the_contract(plugin_dir):
         assert torch.allclose(model(x), model.last(model.features(x)))
 
 
-def test_the_readme_example_is_valid_and_its_pieces_work(tmp_path, monkeypatch):
-    """The README's "Your own data and network" example, copied as a reader would: its module
+def test_the_usage_example_is_valid_and_its_pieces_work(tmp_path, monkeypatch):
+    """The usage page's "Your own data and network" example, copied as a reader would: its module
     and config dry-run on top of config.yaml, and its dataset and network meet the contract."""
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "usage.md").read_text()
     section = text[text.index("## Your own data and network"):]
     module = section.split("```python\n", 1)[1].split("```", 1)[0]
     config = section.split("```yaml\n", 1)[1].split("```", 1)[0]

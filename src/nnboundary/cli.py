@@ -26,6 +26,7 @@ STAGES = {
     "aggregate": "collect every run's metrics into tables",
     "figures": "draw the figures",
     "benchmark": "print speed benchmarks (not tests)",
+    "docs": "render README.md and docs/results.md from the committed result sets",
 }
 
 

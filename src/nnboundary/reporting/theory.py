@@ -62,6 +62,7 @@ def theory_summary(table: pd.DataFrame) -> pd.DataFrame:
         nearer_svc = final[(final["angle_svc_deg"] < final["angle_homog_deg"])
                            & (final["svc_homog_angle_deg"] > TIE_DEG)]
         turns = nearer_svc["turn_log10_inverse_loss"].to_numpy(dtype=float)
+        turns = turns[~np.isnan(turns)]  # NaN: the path is already nearer homog there
         rates = [_rate_ratio(run) for seed, run in group[separable].groupby("seed")
                  if not bool(run.loc[run["final"].astype(bool), "within_tolerance"].all())]
         records.append({

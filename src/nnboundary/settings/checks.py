@@ -182,7 +182,7 @@ def _grid_problems(config: dict):
         if not source["download"] and not root.is_dir():
             yield (f"config key 'datasets/{dataset}/data_root': folder '{root}' (resolved: "
                    f"{root.resolve()}) is not an existing folder and download is off; fetch "
-                   f"{dataset} into it beforehand (see README, Datasets), point data_root at "
+                   f"{dataset} into it beforehand (see docs/usage.md, Datasets), point data_root at "
                    f"the folder that holds it, or set datasets/{dataset}/download: true")
 
 

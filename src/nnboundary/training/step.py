@@ -350,7 +350,7 @@ def make_evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, size: int,
     """``evaluate() -> float``: the configured loss on the whole train set at the current
     weights, in the model's current modes, in chunks of ``size`` (BatchNorm statistics
     untouched), taken in float64 from the logits. For a full-batch ``step`` with a loss of its
-    own (:class:`FusedChainStep`), that kernel's loss, so that a loss measured here and one
+    own (:class:`FusedChainStep`), that kernel's loss, so that a loss evaluate() measures and one
     measured by a step are the same number, not two roundings of it."""
     if step is not None and step.own_loss and size >= X.shape[0]:
         return lambda: step.loss(X, y)
