@@ -230,7 +230,8 @@ def test_cgroup_memory_limits_are_read_for_v1_and_v2(tmp_path):
 
 
 def test_benchmark_svm_prints_the_wide_table_and_writes_json(tmp_path, capsys):
-    # The command the README's numbers come from, on one small size (fits in a spawned process).
+    # The command the benchmarks page's numbers come from, on one small size (fits in a spawned
+    # process).
     import json
 
     from nnboundary.stages import benchmark
