@@ -128,13 +128,16 @@ def _machine(s: ResultSet) -> str:
     return f"{p['cpu']}, {p['cores']} cores"
 
 
+def _commit(s: ResultSet) -> str:
+    return (s.provenance["commit"] or "unknown")[:7]
+
+
 def _provenance(s: ResultSet) -> str:
     p = s.provenance
     state = "clean tree" if p["clean"] else "tree with uncommitted changes"
-    return (f"Made by commit `{(p['commit'] or 'unknown')[:7]}` ({state}) with `{p['command']}` "
-            f"on {_machine(s)}: {duration(p['wall_seconds'])} wall, "
-            f"{duration(p['cpu_seconds'])} of job CPU, {p['jobs']} jobs, from an empty "
-            f"`results/`; config hash `{p['config_sha256'][:12]}` "
+    return (f"Made by commit `{_commit(s)}` ({state}) with `{p['command']}` "
+            f"on {_machine(s)}: {_wall(s)} wall, {_cpu(s)} of job CPU, {p['jobs']} jobs, from "
+            f"an empty `results/`; config hash `{p['config_sha256'][:12]}` "
             f"([provenance.json](results/{s.name}/provenance.json)).")
 
 
@@ -168,14 +171,24 @@ def _cells(group: pd.DataFrame) -> str:
     return ", ".join(names) if names else "–"
 
 
+def _by_value(table: pd.DataFrame, column: str, values) -> list[str]:
+    """Per value of ``column``: "n: the cells" of the rows that have it, or "–"."""
+    counted = [table[table[column] == v] for v in values]
+    return [f"{len(c)}: {_cells(c)}" if len(c) else "–" for c in counted]
+
+
+def _section(blocks: list, by: int) -> str:
+    """A document of the workflow's (:mod:`.document`) as Markdown, its headings ``by`` levels
+    deeper to sit inside a page."""
+    return shift_headings(document.markdown(blocks), by)
+
+
 def _timing(s: ResultSet) -> str:
     """A row of the benchmarks page's table of result sets."""
-    p = s.provenance
     config = RESULT_SETS[s.name] or "config.yaml"
-    return document.md_row([f"`{config}`", f"{len(s.runs):,}", f"{p['jobs']:,}",
-                            duration(p["wall_seconds"]), duration(p["cpu_seconds"]),
-                            _longest_job(s), f"`{(p['commit'] or 'unknown')[:7]}`",
-                            f"`{p['command']}`"])
+    return document.md_row([f"`{config}`", _runs(s), _jobs(s), _wall(s), _cpu(s),
+                            _longest_job(s), f"`{_commit(s)}`",
+                            f"`{s.provenance['command']}`"])
 
 
 def _answer(s: ResultSet) -> str:
@@ -190,9 +203,8 @@ def _answer(s: ResultSet) -> str:
         group = final[(final["claim"] == claim) & (final["verdict"] != "not run")]
         if group.empty:
             continue
-        counted = [group[group["verdict"] == v] for v in ("holds", "fails", "undecided")]
         rows.append([f"`{claim}` ({regime}): {says}",
-                     *(f"{len(c)}: {_cells(c)}" if len(c) else "–" for c in counted)])
+                     *_by_value(group, "verdict", ("holds", "fails", "undecided"))])
     return "\n".join(document.md_table(["claim", "holds (cells)", "fails", "undecided"], rows))
 
 
@@ -204,23 +216,21 @@ def _closer(s: ResultSet) -> str:
     table = s.table("findings.csv")
     rows = []
     for regime, group in table.groupby("regime", sort=False):
-        counted = [group[group["closer_target"] == t] for t in (*TARGETS, "undecided")]
         rows.append([f"`{regime}`",
-                     *(f"{len(c)}: {_cells(c)}" if len(c) else "–" for c in counted)])
+                     *_by_value(group, "closer_target", (*TARGETS, "undecided"))])
     return "\n".join(document.md_table(["regime", *TARGETS, "undecided"], rows))
 
 
 def _claims(s: ResultSet) -> str:
     from .claims import claims_blocks
 
-    return shift_headings(document.markdown(claims_blocks(s.table("claims.csv"), level=1)), 2)
+    return _section(claims_blocks(s.table("claims.csv"), level=1), 2)
 
 
 def _findings(s: ResultSet) -> str:
     from .findings import findings_document
 
-    blocks = findings_document(s.table("findings.csv"), (), s.table("excluded.csv"))
-    return shift_headings(document.markdown(blocks), 2)
+    return _section(findings_document(s.table("findings.csv"), (), s.table("excluded.csv")), 2)
 
 
 def _excluded(s: ResultSet) -> str:
@@ -235,8 +245,7 @@ def _excluded(s: ResultSet) -> str:
 def _theory(s: ResultSet) -> str:
     from .theory import theory_document, theory_summary
 
-    table = s.table("linear_theory.csv")
-    return shift_headings(document.markdown(theory_document(theory_summary(table))), 3)
+    return _section(theory_document(theory_summary(s.table("linear_theory.csv"))), 3)
 
 
 def _theory_line(s: ResultSet) -> str:
@@ -247,6 +256,7 @@ def _theory_line(s: ResultSet) -> str:
     from ..measures.linear_theory import TOLERANCE_DEG
     from ..settings.targets import TIE_DEG
     from .text import number
+    from .theory import nearer_svc
 
     table = s.table("linear_theory.csv")
     if table.empty:
@@ -255,8 +265,7 @@ def _theory_line(s: ResultSet) -> str:
     separable = final[final["separable"].astype(bool)]
     outside = separable[~separable["within_tolerance"].astype(bool)]
     together = int((outside["svc_homog_angle_deg"] <= TIE_DEG).sum())
-    nearer = separable[(separable["angle_svc_deg"] < separable["angle_homog_deg"])
-                       & (separable["svc_homog_angle_deg"] > TIE_DEG)]
+    nearer = nearer_svc(separable)
     text = (f"Of {len(final)} binary retrain_last runs, {len(separable)} have separable "
             f"features; the regularisation path predicts the final angle to homog within "
             f"{TOLERANCE_DEG:g}° in {len(separable) - len(outside)} of them")
@@ -282,14 +291,13 @@ def _theory_line(s: ResultSet) -> str:
 def _generalisation(s: ResultSet) -> str:
     from .generalisation import generalisation_document
 
-    return shift_headings(document.markdown(
-        generalisation_document(s.table("generalisation.csv"))), 2)
+    return _section(generalisation_document(s.table("generalisation.csv")), 2)
 
 
 def _collapse(s: ResultSet) -> str:
     from .collapse import collapse_document
 
-    return shift_headings(document.markdown(collapse_document(s.table("collapse.csv"))), 2)
+    return _section(collapse_document(s.table("collapse.csv")), 2)
 
 
 #: value name → how it is computed from a result set.
@@ -297,9 +305,9 @@ VALUES: dict[str, Callable[[ResultSet], str]] = {
     "runs": _runs, "jobs": _jobs, "seeds": _seeds, "stop_loss": _stop_loss, "wall": _wall,
     "cpu": _cpu, "machine": _machine, "provenance": _provenance, "timing": _timing,
     "parallel": _parallel, "longest_job": _longest_job, "training_share": _training_share,
-    "answer": _answer, "closer": _closer, "claims": _claims, "findings": _findings, "excluded": _excluded,
-    "theory": _theory, "theory_line": _theory_line, "generalisation": _generalisation,
-    "collapse": _collapse,
+    "answer": _answer, "closer": _closer, "claims": _claims, "findings": _findings,
+    "excluded": _excluded, "theory": _theory, "theory_line": _theory_line,
+    "generalisation": _generalisation, "collapse": _collapse,
 }
 
 

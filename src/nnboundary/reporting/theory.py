@@ -49,6 +49,13 @@ def _rate_ratio(run: pd.DataFrame) -> float:
     return float(product.iloc[-1] / product.iloc[-2])
 
 
+def nearer_svc(final: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``final`` whose layer is nearer ``svc`` than ``homog``, the two targets
+    apart by more than :data:`~nnboundary.settings.targets.TIE_DEG`."""
+    return final[(final["angle_svc_deg"] < final["angle_homog_deg"])
+                 & (final["svc_homog_angle_deg"] > TIE_DEG)]
+
+
 def theory_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The summary of the module docstring, one row per dataset × arch × variant."""
     if table.empty:
@@ -59,9 +66,8 @@ def theory_summary(table: pd.DataFrame) -> pd.DataFrame:
         separable = group["separable"].astype(bool)
         final = final_all[final_all["separable"].astype(bool)]
         reg = final["homog_error_reg_deg"].abs()
-        nearer_svc = final[(final["angle_svc_deg"] < final["angle_homog_deg"])
-                           & (final["svc_homog_angle_deg"] > TIE_DEG)]
-        turns = nearer_svc["turn_log10_inverse_loss"].to_numpy(dtype=float)
+        nearer = nearer_svc(final)
+        turns = nearer["turn_log10_inverse_loss"].to_numpy(dtype=float)
         turns = turns[~np.isnan(turns)]  # NaN: the path is already nearer homog there
         rates = [_rate_ratio(run) for seed, run in group[separable].groupby("seed")
                  if not bool(run.loc[run["final"].astype(bool), "within_tolerance"].all())]
@@ -73,8 +79,8 @@ def theory_summary(table: pd.DataFrame) -> pd.DataFrame:
             "soudry_error_max": float(final["homog_error_soudry_deg"].abs().max()),
             "runs_assumptions": int((final["assumptions"] != "").sum()),
             "control_max": float(group["control_vs_measured_deg"].max()),
-            "runs_nearer_svc": int(len(nearer_svc)),
-            "nearer_svc_seeds": " ".join(str(int(s)) for s in nearer_svc["seed"]),
+            "runs_nearer_svc": int(len(nearer)),
+            "nearer_svc_seeds": " ".join(str(int(s)) for s in nearer["seed"]),
             "turn_min": float(np.min(turns)) if turns.size else np.nan,
             "turn_max": float(np.max(turns)) if turns.size else np.nan,
             "outside_rate_min": float(np.nanmin(rates)) if rates else np.nan,
@@ -101,7 +107,8 @@ CAPTION = (
 
 def theory_document(summary: pd.DataFrame) -> list[document.Block]:
     """linear_theory.html: :func:`theory_summary` as a table."""
-    header = [*EXPERIMENT_KEYS, "runs", "not separable", "within tolerance", "reg error max (median)",
+    header = [*EXPERIMENT_KEYS, "runs", "not separable", "within tolerance",
+              "reg error max (median)",
               "Soudry error max", "assumptions fail", "control max", "nearer svc (seeds)",
               "turn log10(1/L)", "outside: θ·log(1/L) ratio"]
     rows = [[*(str(r[k]) for k in EXPERIMENT_KEYS), str(r["n_runs"]),
